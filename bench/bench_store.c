@@ -1,0 +1,753 @@
+/*
+ * bench_store.c - libmms against LMDB, the same work in one run.
+ *
+ * For each value size (64 B and 4 KiB) both engines, each in a fresh store
+ * under a temporary directory:
+ *   - put N keys, one commit per put (ours: mms_mknod + mms_write +
+ *     mms_commit; LMDB: one write txn per put, env opened MDB_NOSYNC);
+ *   - put N keys, one commit for all;
+ *   - get every key in a random order (ours: mms_lookup + mms_read into a
+ *     buffer; LMDB: mdb_get in one read txn, then memcpy of the value into
+ *     a buffer, because mdb_get is zero-copy: it returns a pointer into
+ *     the map, so without the copy LMDB would do less work).
+ * Neither engine syncs per put: our commit survives a crash of the process,
+ * not of the machine, which is what LMDB's MDB_NOSYNC gives.
+ * Then the open time of a store holding M keys (mms_open read-only +
+ * mms_close, median of 20) and the file size of M keys of 100 bytes against
+ * the raw M * 100 bytes, with LMDB's figures beside.
+ *
+ * Usage: bench_store [--keys N] [--open-keys M] [--quick] [--json] [--dir D]
+ * Prints an aligned table on stdout (and JSON with --json); exit status 0 on
+ * success, 1 on any failure (with a message naming the store and the key).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw */
+#endif
+#include "mms.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BENCH_KEY_FMT "key%09u"
+#define BENCH_KEY_MAX 32
+#define BENCH_OPEN_RUNS 20
+#define BENCH_SMALL_VALUE 100u
+/* Keys per commit while filling the big store for the open test. */
+#define BENCH_FILL_BATCH 50000u
+
+/* Options of one run. */
+struct bench_opts {
+	unsigned keys;      /* keys of the put/get tests */
+	unsigned open_keys; /* keys of the open-time and file-size tests */
+	int json;
+	const char *dir;    /* parent of the temporary directory */
+};
+
+/* One line of the result table. */
+struct bench_row {
+	char name[64];
+	const char *unit;   /* "ops/s", "ms", "MB" ... */
+	double ours, lmdb;
+	double ratio;       /* ours / lmdb, as printed */
+};
+
+#define BENCH_MAX_ROWS 32
+static struct bench_row bench_rows[BENCH_MAX_ROWS];
+static int bench_nrows;
+
+static double bench_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void bench_add(const char *name, const char *unit, double ours, double lmdb)
+{
+	if (bench_nrows >= BENCH_MAX_ROWS)
+		return;
+	struct bench_row *r = &bench_rows[bench_nrows++];
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->unit = unit;
+	r->ours = ours;
+	r->lmdb = lmdb;
+	r->ratio = lmdb > 0 ? ours / lmdb : 0;
+}
+
+/* Report a libmms failure naming the store, the step and the key. */
+static int bench_mms_fail(mms_env *env, const char *path, const char *what,
+                          const char *key, int rc)
+{
+	const char *detail = env ? mms_errdetail(env) : mms_open_detail();
+	fprintf(stderr, "bench_store: %s%s%s on store %s failed: %s%s%s\n", what,
+	        key ? " of key " : "", key ? key : "", path, mms_strerror(rc),
+	        detail && *detail ? ": " : "", detail ? detail : "");
+	return rc;
+}
+
+/* Report an LMDB failure naming the environment, the step and the key. */
+static int bench_mdb_fail(const char *path, const char *what, const char *key, int rc)
+{
+	fprintf(stderr, "bench_store: %s%s%s on LMDB env %s failed: %s\n", what,
+	        key ? " of key " : "", key ? key : "", path, mdb_strerror(rc));
+	return rc;
+}
+
+/* Deterministic PRNG (xorshift64*), so runs are comparable. */
+static uint64_t bench_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+/* A random permutation of 0..n-1.  NULL when out of memory. */
+static unsigned *bench_perm(unsigned n, uint64_t seed)
+{
+	unsigned *p = malloc((size_t)n * sizeof(*p) + 1);
+	if (!p)
+		return NULL;
+	for (unsigned i = 0; i < n; i++)
+		p[i] = i;
+	for (unsigned i = n; i > 1; i--) {
+		unsigned j = (unsigned)(bench_rand(&seed) % i);
+		unsigned t = p[i - 1];
+		p[i - 1] = p[j];
+		p[j] = t;
+	}
+	return p;
+}
+
+/* The value of key i: its index in the first 4 bytes, then a pattern. */
+static void bench_fill_value(unsigned char *buf, size_t len, unsigned i)
+{
+	for (size_t j = 0; j < len; j++)
+		buf[j] = (unsigned char)(i * 31u + j * 7u);
+	if (len >= 4)
+		memcpy(buf, &i, 4);
+}
+
+/* 0 if a read-back value is that of key i (cheap: length and index). */
+static int bench_check_value(const unsigned char *buf, size_t got, size_t want, unsigned i)
+{
+	unsigned idx;
+	if (got != want)
+		return -1;
+	if (want < 4)
+		return 0;
+	memcpy(&idx, buf, 4);
+	return idx == i ? 0 : -1;
+}
+
+static int bench_key(char *key, unsigned i)
+{
+	return snprintf(key, BENCH_KEY_MAX, BENCH_KEY_FMT, i);
+}
+
+/* ---- libmms ---------------------------------------------------------------- */
+
+static int bench_mms_create(const char *path, mms_env **envp)
+{
+	struct mms_options o = { .flags = MMS_CREATE | MMS_EXCL };
+	int rc = mms_open(path, &o, envp);
+	if (rc)
+		return bench_mms_fail(NULL, path, "mms_open (create)", NULL, rc);
+	return 0;
+}
+
+/*
+ * Put `n` keys of `vlen` bytes into the store root, committing every
+ * `batch` puts (1: one commit per put; >= n: one commit at the end).
+ */
+static int bench_mms_put(mms_env *env, const char *path, unsigned n, size_t vlen,
+                         unsigned batch)
+{
+	char key[BENCH_KEY_MAX];
+	unsigned char *val = malloc(vlen);
+	int rc = 0;
+
+	if (!val)
+		return ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct mms_stat st;
+		int klen = bench_key(key, i);
+		bench_fill_value(val, vlen, i);
+		rc = mms_mknod(env, MMS_ROOT_INO, key, (size_t)klen, S_IFREG | 0644, 0, 0, &st);
+		if (rc) {
+			bench_mms_fail(env, path, "mms_mknod", key, rc);
+			goto out;
+		}
+		rc = mms_write(env, st.ino, val, vlen, 0);
+		if (rc) {
+			bench_mms_fail(env, path, "mms_write", key, rc);
+			goto out;
+		}
+		if ((i + 1) % batch == 0 || i + 1 == n) {
+			rc = mms_commit(env);
+			if (rc) {
+				bench_mms_fail(env, path, "mms_commit", key, rc);
+				goto out;
+			}
+		}
+	}
+out:
+	free(val);
+	return rc;
+}
+
+/* Look up and read every key in the order `perm`, checking each value. */
+static int bench_mms_get(mms_env *env, const char *path, unsigned n, size_t vlen,
+                         const unsigned *perm)
+{
+	char key[BENCH_KEY_MAX];
+	unsigned char *buf = malloc(vlen);
+	int rc = 0;
+
+	if (!buf)
+		return ENOMEM;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = perm[k];
+		struct mms_stat st;
+		size_t got;
+		int klen = bench_key(key, i);
+		rc = mms_lookup(env, MMS_ROOT_INO, key, (size_t)klen, &st);
+		if (rc) {
+			bench_mms_fail(env, path, "mms_lookup", key, rc);
+			goto out;
+		}
+		rc = mms_read(env, st.ino, buf, vlen, 0, &got);
+		if (rc) {
+			bench_mms_fail(env, path, "mms_read", key, rc);
+			goto out;
+		}
+		if (bench_check_value(buf, got, vlen, i)) {
+			fprintf(stderr, "bench_store: key %s of store %s: wrong value read back "
+			        "(%zu bytes, %zu expected)\n", key, path, got, vlen);
+			rc = EIO;
+			goto out;
+		}
+	}
+out:
+	free(buf);
+	return rc;
+}
+
+/* ---- LMDB ------------------------------------------------------------------ */
+
+static int bench_mdb_create(const char *path, size_t mapsize, MDB_env **envp, MDB_dbi *dbi)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (mkdir(path, 0755) != 0) {
+		rc = errno;
+		fprintf(stderr, "bench_store: mkdir %s: %s\n", path, strerror(rc));
+		return rc;
+	}
+	rc = mdb_env_create(&env);
+	if (rc)
+		return bench_mdb_fail(path, "mdb_env_create", NULL, rc);
+	rc = mdb_env_set_mapsize(env, mapsize);
+	if (rc) {
+		bench_mdb_fail(path, "mdb_env_set_mapsize", NULL, rc);
+		goto fail;
+	}
+	rc = mdb_env_open(env, path, MDB_NOSYNC, 0644);
+	if (rc) {
+		bench_mdb_fail(path, "mdb_env_open", NULL, rc);
+		goto fail;
+	}
+	rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (rc) {
+		bench_mdb_fail(path, "mdb_txn_begin", NULL, rc);
+		goto fail;
+	}
+	rc = mdb_dbi_open(txn, NULL, 0, dbi);
+	if (rc) {
+		bench_mdb_fail(path, "mdb_dbi_open", NULL, rc);
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc) {
+		bench_mdb_fail(path, "mdb_txn_commit", NULL, rc);
+		goto fail;
+	}
+	*envp = env;
+	return 0;
+fail:
+	mdb_env_close(env);
+	return rc;
+}
+
+/* LMDB counterpart of bench_mms_put(). */
+static int bench_mdb_put(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n,
+                         size_t vlen, unsigned batch)
+{
+	char key[BENCH_KEY_MAX];
+	unsigned char *val = malloc(vlen);
+	MDB_txn *txn = NULL;
+	int rc = 0;
+
+	if (!val)
+		return ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		int klen = bench_key(key, i);
+		MDB_val k = { .mv_size = (size_t)klen, .mv_data = key };
+		MDB_val v = { .mv_size = vlen, .mv_data = val };
+		bench_fill_value(val, vlen, i);
+		if (!txn) {
+			rc = mdb_txn_begin(env, NULL, 0, &txn);
+			if (rc) {
+				bench_mdb_fail(path, "mdb_txn_begin", key, rc);
+				goto out;
+			}
+		}
+		rc = mdb_put(txn, dbi, &k, &v, 0);
+		if (rc) {
+			bench_mdb_fail(path, "mdb_put", key, rc);
+			goto out;
+		}
+		if ((i + 1) % batch == 0 || i + 1 == n) {
+			rc = mdb_txn_commit(txn);
+			txn = NULL;
+			if (rc) {
+				bench_mdb_fail(path, "mdb_txn_commit", key, rc);
+				goto out;
+			}
+		}
+	}
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	free(val);
+	return rc;
+}
+
+/* LMDB counterpart of bench_mms_get(): mdb_get, then copy the value out. */
+static int bench_mdb_get(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n,
+                         size_t vlen, const unsigned *perm)
+{
+	char key[BENCH_KEY_MAX];
+	unsigned char *buf = malloc(vlen);
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (!buf)
+		return ENOMEM;
+	rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc) {
+		bench_mdb_fail(path, "mdb_txn_begin (read)", NULL, rc);
+		goto out;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = perm[k];
+		int klen = bench_key(key, i);
+		MDB_val kv = { .mv_size = (size_t)klen, .mv_data = key };
+		MDB_val v;
+		rc = mdb_get(txn, dbi, &kv, &v);
+		if (rc) {
+			bench_mdb_fail(path, "mdb_get", key, rc);
+			goto out;
+		}
+		size_t got = v.mv_size < vlen ? v.mv_size : vlen;
+		memcpy(buf, v.mv_data, got);
+		if (bench_check_value(buf, v.mv_size, vlen, i)) {
+			fprintf(stderr, "bench_store: key %s of LMDB env %s: wrong value read back\n",
+			        key, path);
+			rc = EIO;
+			goto out;
+		}
+	}
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	free(buf);
+	return rc;
+}
+
+/* ---- The tests --------------------------------------------------------------- */
+
+/* LMDB map size for n values of vlen bytes: generous, the file stays sparse. */
+static size_t bench_mapsize(unsigned n, size_t vlen)
+{
+	size_t per = vlen > 2000 ? (vlen / 4096 + 2) * 4096 : vlen + 256;
+	return (size_t)n * per * 2 + (64u << 20);
+}
+
+/* Put (both commit styles) and get, for one value size, both engines. */
+static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vlen,
+                         const char *label)
+{
+	char path[4096], name[64];
+	double t, ours_each, ours_all, ours_get, mdb_each, mdb_all, mdb_get;
+	mms_env *env = NULL;
+	MDB_env *menv = NULL;
+	MDB_dbi dbi;
+	unsigned *perm = bench_perm(o->keys, 0x9e3779b97f4a7c15ull ^ vlen);
+	int rc;
+
+	if (!perm)
+		return ENOMEM;
+
+	/* (a) one commit per put */
+	snprintf(path, sizeof(path), "%s/mms-%s-each.store", tmp, label);
+	rc = bench_mms_create(path, &env);
+	if (rc)
+		goto out;
+	t = bench_now();
+	rc = bench_mms_put(env, path, o->keys, vlen, 1);
+	ours_each = o->keys / (bench_now() - t);
+	if (rc)
+		goto out;
+	rc = mms_close(env);
+	env = NULL;
+	if (rc) {
+		bench_mms_fail(NULL, path, "mms_close", NULL, rc);
+		goto out;
+	}
+	unlink(path);
+
+	snprintf(path, sizeof(path), "%s/lmdb-%s-each", tmp, label);
+	rc = bench_mdb_create(path, bench_mapsize(o->keys, vlen), &menv, &dbi);
+	if (rc)
+		goto out;
+	t = bench_now();
+	rc = bench_mdb_put(menv, dbi, path, o->keys, vlen, 1);
+	mdb_each = o->keys / (bench_now() - t);
+	if (rc)
+		goto out;
+	mdb_env_close(menv);
+	menv = NULL;
+
+	/* (b) one commit for all, then the gets on that store */
+	snprintf(path, sizeof(path), "%s/mms-%s-all.store", tmp, label);
+	rc = bench_mms_create(path, &env);
+	if (rc)
+		goto out;
+	t = bench_now();
+	rc = bench_mms_put(env, path, o->keys, vlen, o->keys);
+	ours_all = o->keys / (bench_now() - t);
+	if (rc)
+		goto out;
+	t = bench_now();
+	rc = bench_mms_get(env, path, o->keys, vlen, perm);
+	ours_get = o->keys / (bench_now() - t);
+	if (rc)
+		goto out;
+	rc = mms_close(env);
+	env = NULL;
+	if (rc) {
+		bench_mms_fail(NULL, path, "mms_close", NULL, rc);
+		goto out;
+	}
+
+	snprintf(path, sizeof(path), "%s/lmdb-%s-all", tmp, label);
+	rc = bench_mdb_create(path, bench_mapsize(o->keys, vlen), &menv, &dbi);
+	if (rc)
+		goto out;
+	t = bench_now();
+	rc = bench_mdb_put(menv, dbi, path, o->keys, vlen, o->keys);
+	mdb_all = o->keys / (bench_now() - t);
+	if (rc)
+		goto out;
+	t = bench_now();
+	rc = bench_mdb_get(menv, dbi, path, o->keys, vlen, perm);
+	mdb_get = o->keys / (bench_now() - t);
+	if (rc)
+		goto out;
+
+	snprintf(name, sizeof(name), "put %s, commit per put", label);
+	bench_add(name, "ops/s", ours_each, mdb_each);
+	snprintf(name, sizeof(name), "put %s, one commit", label);
+	bench_add(name, "ops/s", ours_all, mdb_all);
+	snprintf(name, sizeof(name), "get %s, random order", label);
+	bench_add(name, "ops/s", ours_get, mdb_get);
+out:
+	if (env)
+		mms_close(env);
+	if (menv)
+		mdb_env_close(menv);
+	free(perm);
+	return rc;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double bench_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Size and disk usage of a file, or of all files of a directory (LMDB). */
+static int bench_usage(const char *path, double *size, double *disk)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return errno;
+	if (S_ISDIR(st.st_mode)) {
+		char p[4096];
+		snprintf(p, sizeof(p), "%s/data.mdb", path);
+		if (stat(p, &st) != 0)
+			return errno;
+	}
+	*size = (double)st.st_size;
+	*disk = (double)st.st_blocks * 512.0;
+	return 0;
+}
+
+/* Open time and file size of a store of o->open_keys keys of 100 bytes. */
+static int bench_open_size(const char *tmp, const struct bench_opts *o)
+{
+	char path[4096], mpath[4096], name[64];
+	double times[BENCH_OPEN_RUNS], mtimes[BENCH_OPEN_RUNS];
+	double size, disk, msize, mdisk, raw = (double)o->open_keys * BENCH_SMALL_VALUE;
+	mms_env *env = NULL;
+	MDB_env *menv = NULL;
+	MDB_dbi dbi;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/mms-open.store", tmp);
+	rc = bench_mms_create(path, &env);
+	if (rc)
+		goto out;
+	rc = bench_mms_put(env, path, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH);
+	if (rc)
+		goto out;
+	rc = mms_close(env);
+	env = NULL;
+	if (rc) {
+		bench_mms_fail(NULL, path, "mms_close", NULL, rc);
+		goto out;
+	}
+
+	snprintf(mpath, sizeof(mpath), "%s/lmdb-open", tmp);
+	rc = bench_mdb_create(mpath, bench_mapsize(o->open_keys, BENCH_SMALL_VALUE), &menv, &dbi);
+	if (rc)
+		goto out;
+	rc = bench_mdb_put(menv, dbi, mpath, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH);
+	if (rc)
+		goto out;
+	rc = mdb_env_sync(menv, 1);
+	if (rc) {
+		bench_mdb_fail(mpath, "mdb_env_sync", NULL, rc);
+		goto out;
+	}
+	mdb_env_close(menv);
+	menv = NULL;
+
+	for (int r = 0; r < BENCH_OPEN_RUNS; r++) {
+		struct mms_options ro = { .flags = MMS_RDONLY };
+		double t = bench_now();
+		rc = mms_open(path, &ro, &env);
+		if (rc) {
+			bench_mms_fail(NULL, path, "mms_open (read-only)", NULL, rc);
+			goto out;
+		}
+		rc = mms_close(env);
+		env = NULL;
+		times[r] = (bench_now() - t) * 1e3;
+		if (rc) {
+			bench_mms_fail(NULL, path, "mms_close (read-only)", NULL, rc);
+			goto out;
+		}
+
+		t = bench_now();
+		rc = mdb_env_create(&menv);
+		if (!rc)
+			rc = mdb_env_set_mapsize(menv, bench_mapsize(o->open_keys, BENCH_SMALL_VALUE));
+		if (!rc)
+			rc = mdb_env_open(menv, mpath, MDB_RDONLY, 0644);
+		if (rc) {
+			bench_mdb_fail(mpath, "mdb_env_open (read-only)", NULL, rc);
+			goto out;
+		}
+		mdb_env_close(menv);
+		menv = NULL;
+		mtimes[r] = (bench_now() - t) * 1e3;
+	}
+
+	rc = bench_usage(path, &size, &disk);
+	if (!rc)
+		rc = bench_usage(mpath, &msize, &mdisk);
+	if (rc) {
+		fprintf(stderr, "bench_store: stat of %s: %s\n", path, strerror(rc));
+		goto out;
+	}
+	snprintf(name, sizeof(name), "open+close r/o, %u keys (median)", o->open_keys);
+	bench_add(name, "ms", bench_median(times, BENCH_OPEN_RUNS),
+	          bench_median(mtimes, BENCH_OPEN_RUNS));
+	snprintf(name, sizeof(name), "file size, %u x 100 B", o->open_keys);
+	bench_add(name, "MB", size / 1e6, msize / 1e6);
+	snprintf(name, sizeof(name), "file size / raw %.0f MB", raw / 1e6);
+	bench_add(name, "x raw", size / raw, msize / raw);
+	snprintf(name, sizeof(name), "disk usage, %u x 100 B", o->open_keys);
+	bench_add(name, "MB", disk / 1e6, mdisk / 1e6);
+	snprintf(name, sizeof(name), "disk usage / raw %.0f MB", raw / 1e6);
+	bench_add(name, "x raw", disk / raw, mdisk / raw);
+out:
+	if (env)
+		mms_close(env);
+	if (menv)
+		mdb_env_close(menv);
+	return rc;
+}
+
+/* ---- Output ------------------------------------------------------------------ */
+
+static void bench_fmt(char *buf, size_t size, double v)
+{
+	if (v >= 1000)
+		snprintf(buf, size, "%.0f", v);
+	else if (v >= 10)
+		snprintf(buf, size, "%.1f", v);
+	else
+		snprintf(buf, size, "%.3f", v);
+}
+
+static void bench_print_table(const struct bench_opts *o)
+{
+	char a[32], b[32];
+	printf("\nmms %s vs %s: %u keys for put/get, %u keys for open/size\n",
+	       MMS_VERSION_STRING, mdb_version(NULL, NULL, NULL), o->keys, o->open_keys);
+	printf("%-40s %14s %14s %10s  %s\n", "test", "mms", "LMDB", "mms/LMDB", "unit");
+	for (int i = 0; i < bench_nrows; i++) {
+		const struct bench_row *r = &bench_rows[i];
+		bench_fmt(a, sizeof(a), r->ours);
+		bench_fmt(b, sizeof(b), r->lmdb);
+		printf("%-40s %14s %14s %10.2f  %s\n", r->name, a, b, r->ratio, r->unit);
+	}
+	printf("\nNotes:\n"
+	       " - Durability: no engine syncs per put.  An mms commit survives a crash of\n"
+	       "   the process, not of the machine; LMDB runs with MDB_NOSYNC, which gives\n"
+	       "   the same guarantee.  Sync time is not counted.\n"
+	       " - get: LMDB's mdb_get is zero-copy (a pointer into its map); the bench\n"
+	       "   copies each value into a buffer (memcpy), as mms_read does.\n"
+	       " - ops/s: higher is better; ms and MB: lower is better.  mms/LMDB > 1 means\n"
+	       "   mms is faster for ops/s, slower or bigger for ms and MB.\n"
+	       " - LMDB stores values larger than ~2 KiB on overflow pages: a 4 KiB value\n"
+	       "   takes two pages there.\n");
+}
+
+static void bench_print_json(const struct bench_opts *o)
+{
+	printf("{\"keys\": %u, \"open_keys\": %u, \"lmdb\": \"%s\", \"results\": [",
+	       o->keys, o->open_keys, mdb_version(NULL, NULL, NULL));
+	for (int i = 0; i < bench_nrows; i++) {
+		const struct bench_row *r = &bench_rows[i];
+		printf("%s\n  {\"test\": \"%s\", \"unit\": \"%s\", \"mms\": %.6g, \"lmdb\": %.6g, "
+		       "\"ratio\": %.6g}", i ? "," : "", r->name, r->unit, r->ours, r->lmdb, r->ratio);
+	}
+	printf("\n]}\n");
+}
+
+/* ---- Main -------------------------------------------------------------------- */
+
+static int bench_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) != 0 ? errno : 0;
+}
+
+static void bench_usage_exit(int status)
+{
+	fprintf(status ? stderr : stdout,
+	        "usage: bench_store [--keys N] [--open-keys M] [--quick] [--json] [--dir DIR]\n"
+	        "  --keys N       keys of the put/get tests (default 100000)\n"
+	        "  --open-keys M  keys of the open-time and file-size tests (default 1000000)\n"
+	        "  --quick        10000 and 100000 keys\n"
+	        "  --json         also print the results as JSON\n"
+	        "  --dir DIR      make the temporary directory below DIR (default $TMPDIR or /tmp)\n");
+	exit(status);
+}
+
+static unsigned bench_parse_count(const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s ? s : "", &end, 10);
+	if (!s || errno || *end || v == 0 || v > 100000000ul) {
+		fprintf(stderr, "bench_store: %s needs a count from 1 to 100000000, got '%s'\n",
+		        opt, s ? s : "");
+		exit(2);
+	}
+	return (unsigned)v;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_opts o = { .keys = 100000, .open_keys = 1000000 };
+	char tmp[2048]; /* with the file names below it, fits the 4096-byte paths */
+	int rc, keys_set = 0, open_set = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--keys")) {
+			o.keys = bench_parse_count("--keys", argv[++i]);
+			keys_set = 1;
+		} else if (!strcmp(argv[i], "--open-keys")) {
+			o.open_keys = bench_parse_count("--open-keys", argv[++i]);
+			open_set = 1;
+		} else if (!strcmp(argv[i], "--quick")) {
+			if (!keys_set)
+				o.keys = 10000;
+			if (!open_set)
+				o.open_keys = 100000;
+		} else if (!strcmp(argv[i], "--json")) {
+			o.json = 1;
+		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
+			o.dir = argv[++i];
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			bench_usage_exit(0);
+		} else {
+			fprintf(stderr, "bench_store: unknown argument '%s'\n", argv[i]);
+			bench_usage_exit(2);
+		}
+	}
+	if (!o.dir)
+		o.dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	if (strlen(o.dir) > sizeof(tmp) - 32) {
+		fprintf(stderr, "bench_store: directory name too long: %s\n", o.dir);
+		return 2;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/bench_store.XXXXXX", o.dir);
+	if (!mkdtemp(tmp)) {
+		fprintf(stderr, "bench_store: cannot make a temporary directory in %s: %s\n",
+		        o.dir, strerror(errno));
+		return 1;
+	}
+	fprintf(stderr, "bench_store: working in %s\n", tmp);
+
+	rc = bench_put_get(tmp, &o, 64, "64 B");
+	if (!rc)
+		rc = bench_put_get(tmp, &o, 4096, "4 KiB");
+	if (!rc)
+		rc = bench_open_size(tmp, &o);
+
+	nftw(tmp, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (rc)
+		return 1;
+	bench_print_table(&o);
+	if (o.json)
+		bench_print_json(&o);
+	return 0;
+}

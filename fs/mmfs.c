@@ -1,0 +1,1852 @@
+/*
+ * mmfs.c - the mmfs FUSE daemon: mounts one store file as a filesystem.
+ *
+ * The daemon translates low-level FUSE requests into libmms calls and the
+ * results back; every rule about the data (names, sizes, space, limits)
+ * lives in libmms.  FUSE inode numbers are store inode numbers (the root is
+ * 1 in both), so no inode table is kept here.
+ *
+ * Invariants:
+ *  - One reader-writer lock guards the env: calls that only read the store
+ *    run under the shared lock, everything that modifies it (and commit,
+ *    sync, vacuum, holds) under the exclusive lock.  A read keeps the shared
+ *    lock until its reply has been spliced, because the extents it sends
+ *    are only valid until the next modifying call.
+ *  - Every successful modifying request is committed before it is answered,
+ *    so an acknowledged change survives a crash of the daemon; fsync, the
+ *    periodic timer and unmount also sync it to the disk.  A request that
+ *    fails half-way (MMS_BADTXN, MMS_CORRUPT) or whose commit fails is
+ *    rolled back before the error is returned.
+ *  - Open files and directories hold their inode (mms_hold), so a name
+ *    unlinked while open keeps its data until the last release.
+ *  - The daemon is the only writer of the store while it is mounted (the
+ *    engine's lock sees to that), so the kernel may cache entries,
+ *    attributes, negative look-ups and pages for a long time.
+ */
+#define FUSE_USE_VERSION 312
+#define _GNU_SOURCE
+
+#include <fuse_lowlevel.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mms.h"
+
+/* Entry and attribute validity: the daemon is the only writer. */
+#define MMFS_TIMEOUT 86400.0
+/* Largest read and write request. */
+#define MMFS_MAX_IO (1u << 20)
+/* Default seconds between two periodic syncs. */
+#define MMFS_SYNC_DEFAULT 5u
+/* Idle worker threads kept by the session loop. */
+#define MMFS_IDLE_THREADS 16u
+/* Offsets of "." and ".." in a directory listing; entries use mms cookies. */
+#define MMFS_OFF_DOT 1
+#define MMFS_OFF_DOTDOT 2
+
+/* Prefix of the control names on the root, and the names themselves. */
+#define MMFS_CTL_PREFIX "user.mmfs."
+#define MMFS_CTL_STATS "user.mmfs.stats"
+#define MMFS_CTL_VACUUM "user.mmfs.vacuum"
+#define MMFS_CTL_SYNC "user.mmfs.sync"
+
+/* Exit codes: 1 for a store or mount failure, 2 for bad usage. */
+#define MMFS_EXIT_FAIL 1
+#define MMFS_EXIT_USAGE 2
+
+/* Command-line configuration, filled by fuse_opt_parse(). */
+struct mmfs_config {
+	char *store;        /* STORE argument */
+	char *mountpoint;   /* MOUNTPOINT argument */
+	int nonopts;        /* non-option arguments seen */
+	int ro;             /* -o ro */
+	int create;         /* -o create */
+	int writeback;      /* -o writeback: kernel writeback cache */
+	int has_fsname;     /* the user gave -o fsname= */
+	int has_subtype;    /* the user gave -o subtype= */
+	int has_max_read;   /* the user gave -o max_read= */
+	unsigned max_read;  /* -o max_read=, or MMFS_MAX_IO */
+	int bad;            /* a bad value was seen (message printed) */
+	uint64_t size;      /* -o size= for a new store */
+	uint64_t max_size;  /* -o max_size= */
+	int has_max_size;
+	unsigned sync_secs; /* -o sync= */
+};
+
+/* The daemon's state, shared by every request (fuse_req_userdata()). */
+struct mmfs {
+	mms_env *env;
+	pthread_rwlock_t lock;  /* guards env; see the invariants above */
+	int readonly;
+	int foreground;         /* log to stderr instead of syslog */
+	int debug;              /* log every failed request, not only serious ones */
+	int writeback;
+	unsigned max_read;      /* must repeat the max_read mount option in init */
+	const char *store;      /* absolute path of the store, for messages */
+	unsigned sync_secs;     /* 0: no periodic sync */
+	pthread_t timer;
+	int timer_running;
+	int timer_stop;         /* under timer_mutex */
+	pthread_mutex_t timer_mutex;
+	pthread_cond_t timer_cond;
+};
+
+/* An open directory (fi->fh): a cursor kept between readdir calls. */
+struct mmfs_dir {
+	pthread_mutex_t mutex;
+	mms_cursor *cur;       /* NULL until the first listing */
+	uint64_t pos;          /* the offset the cursor continues from */
+	int has_pending;       /* `pending` was read but did not fit a reply */
+	struct mms_dirent pending;
+	char pending_name[MMS_NAME_MAX + 1];
+};
+
+/* Zeros sent for holes; never written. */
+static const char mmfs_zeros[MMFS_MAX_IO];
+
+/*
+ * Map a libmms return code (0, positive errno or negative MMS_* code) to the
+ * errno a FUSE reply carries.  The one place where codes become errno.
+ */
+int mmfs_errno(int code);
+
+int mmfs_errno(int code)
+{
+	if (code >= 0)
+		return code;
+	switch (code) {
+	case MMS_NOTFOUND:    return ENOENT;
+	case MMS_EXISTS:      return EEXIST;
+	case MMS_FULL:        return ENOSPC;
+	case MMS_CORRUPT:     return EIO;
+	case MMS_LOCKED:      return EBUSY;
+	case MMS_NAMETOOLONG: return ENAMETOOLONG;
+	case MMS_BADNAME:     return EINVAL;
+	case MMS_NOTDIR:      return ENOTDIR;
+	case MMS_ISDIR:       return EISDIR;
+	case MMS_NOTEMPTY:    return ENOTEMPTY;
+	case MMS_RDONLY:      return EROFS;
+	case MMS_NOTSTORE:    return EINVAL;
+	case MMS_VERSION:     return EINVAL;
+	case MMS_BADTXN:      return EIO;
+	case MMS_TOOBIG:      return EFBIG;
+	case MMS_NODATA:      return ENODATA;
+	case MMS_RANGE:       return ERANGE;
+	case MMS_INVAL:       return EINVAL;
+	case MMS_LOOP:        return EINVAL;
+	case MMS_TRUNCATED:   return EIO;
+	case MMS_BUSY:        return EBUSY;
+	case MMS_NOTLINK:     return EINVAL;
+	case MMS_NXIO:        return ENXIO;
+	default:              return EIO;
+	}
+}
+
+/* ---- Logging ----------------------------------------------------------- */
+
+/* Set once before the session starts; read by the log functions. */
+static int mmfs_log_stderr = 1;
+
+/* Log a message: stderr in the foreground, syslog once daemonized. */
+static void mmfs_vlog(int prio, const char *fmt, va_list ap)
+{
+	if (mmfs_log_stderr) {
+		fputs("mmfs: ", stderr);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	} else {
+		vsyslog(prio, fmt, ap);
+	}
+}
+
+/* printf-style mmfs_vlog(). */
+static void mmfs_log(int prio, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void mmfs_log(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	mmfs_vlog(prio, fmt, ap);
+	va_end(ap);
+}
+
+/* libfuse's own messages go where ours go. */
+static void mmfs_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (mmfs_log_stderr)
+		vfprintf(stderr, fmt, ap);
+	else
+		vsyslog((int)level, fmt, ap);
+}
+
+/*
+ * Whether a failure is worth a log line without -d: damage, space, system
+ * errors.  Ordinary answers (no such name, exists, not empty ...) are not.
+ */
+static int mmfs_serious(int code)
+{
+	return code > 0 || code == MMS_CORRUPT || code == MMS_BADTXN ||
+	       code == MMS_FULL || code == MMS_TRUNCATED;
+}
+
+/*
+ * Log a failed request: the operation, the inode, the name inside it (may
+ * be NULL), the cause and the engine's detail.
+ */
+static void mmfs_log_fail(struct mmfs *fs, const char *op, uint64_t ino,
+                          const char *name, int code)
+{
+	const char *detail;
+
+	if (!fs->debug && !mmfs_serious(code))
+		return;
+	detail = fs->env ? mms_errdetail(fs->env) : "";
+	mmfs_log(LOG_ERR, "%s: %s: inode %" PRIu64 "%s%s%s: %s%s%s", fs->store, op,
+	         ino, name ? " name '" : "", name ? name : "", name ? "'" : "",
+	         mms_strerror(code), *detail ? ": " : "", detail);
+}
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+/* The daemon state of a request. */
+static struct mmfs *mmfs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Take the env's lock shared (read-only calls). */
+static void mmfs_rdlock(struct mmfs *fs)
+{
+	pthread_rwlock_rdlock(&fs->lock);
+}
+
+/* Take the env's lock exclusive (everything else). */
+static void mmfs_wrlock(struct mmfs *fs)
+{
+	pthread_rwlock_wrlock(&fs->lock);
+}
+
+/* Drop the env's lock. */
+static void mmfs_unlock(struct mmfs *fs)
+{
+	pthread_rwlock_unlock(&fs->lock);
+}
+
+/*
+ * Finish a modifying call made under the exclusive lock: commit it when it
+ * succeeded; roll back when it failed half-way or its commit failed.  Logs
+ * failures.  Returns the errno to reply with (0 on success).
+ */
+static int mmfs_settle(struct mmfs *fs, const char *op, uint64_t ino,
+                       const char *name, int rc)
+{
+	int rb;
+
+	if (rc == 0) {
+		rc = mms_commit(fs->env);
+		if (rc == 0)
+			return 0;
+		op = "commit";
+	}
+	mmfs_log_fail(fs, op, ino, name, rc);
+	if (rc == MMS_BADTXN || rc == MMS_CORRUPT || strcmp(op, "commit") == 0) {
+		rb = mms_rollback(fs->env);
+		if (rb != 0)
+			mmfs_log(LOG_ERR, "%s: rollback after %s failed: %s", fs->store,
+			         op, mms_strerror(rb));
+	}
+	return mmfs_errno(rc);
+}
+
+/* Fill a struct stat from store attributes. */
+static void mmfs_stat_of(const struct mms_stat *ms, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ms->ino;
+	st->st_mode = ms->mode;
+	st->st_nlink = ms->nlink;
+	st->st_uid = ms->uid;
+	st->st_gid = ms->gid;
+	st->st_size = (off_t)ms->size;
+	st->st_blocks = (blkcnt_t)((ms->blocks + 511) / 512);
+	st->st_blksize = MMS_PAGE_SIZE;
+	st->st_atim = ms->atime;
+	st->st_mtim = ms->mtime;
+	st->st_ctim = ms->ctime;
+}
+
+/* Fill a FUSE entry from store attributes, with the long timeouts. */
+static void mmfs_entry_of(const struct mms_stat *ms, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ms->ino;
+	e->generation = ms->gen;
+	mmfs_stat_of(ms, &e->attr);
+	e->attr_timeout = MMFS_TIMEOUT;
+	e->entry_timeout = MMFS_TIMEOUT;
+}
+
+/* Reply an entry, or an error if `err` is nonzero. */
+static void mmfs_reply_entry(fuse_req_t req, int err, const struct mms_stat *ms)
+{
+	struct fuse_entry_param e;
+
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	mmfs_entry_of(ms, &e);
+	fuse_reply_entry(req, &e);
+}
+
+/* Reply attributes, or an error if `err` is nonzero. */
+static void mmfs_reply_attr(fuse_req_t req, int err, const struct mms_stat *ms)
+{
+	struct stat st;
+
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	mmfs_stat_of(ms, &st);
+	fuse_reply_attr(req, &st, MMFS_TIMEOUT);
+}
+
+/*
+ * Hold an inode for an open handle (exclusive lock held).  A read-only store
+ * cannot unlink anything, so it needs no holds.
+ */
+static int mmfs_hold(struct mmfs *fs, uint64_t ino)
+{
+	return fs->readonly ? 0 : mms_hold(fs->env, ino);
+}
+
+/* Drop the hold of a closed handle and commit what the drop freed. */
+static void mmfs_release_hold(struct mmfs *fs, const char *op, uint64_t ino)
+{
+	if (fs->readonly)
+		return;
+	mmfs_wrlock(fs);
+	mmfs_settle(fs, op, ino, NULL, mms_release(fs->env, ino));
+	mmfs_unlock(fs);
+}
+
+/* ---- Session ------------------------------------------------------------ */
+
+static void mmfs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct mmfs *fs = userdata;
+	unsigned want_if_capable = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_READDIRPLUS |
+	                           FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_CACHE_SYMLINKS |
+	                           FUSE_CAP_PARALLEL_DIROPS;
+
+	if (fs->writeback)
+		want_if_capable |= FUSE_CAP_WRITEBACK_CACHE;
+	conn->want |= conn->capable & want_if_capable;
+	/*
+	 * Requests never arrive through splice in a way mms_write() could use;
+	 * the engine does not strip set-uid bits on write (the kernel does it
+	 * with a setattr); the page cache stays valid across mtime changes
+	 * because nothing else writes the store.
+	 */
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE |
+	                          FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_AUTO_INVAL_DATA);
+	if (!fs->writeback)
+		conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = MMFS_MAX_IO;
+	conn->max_read = fs->max_read;
+	conn->max_readahead = MMFS_MAX_IO;
+	conn->time_gran = 1;
+}
+
+static void mmfs_op_destroy(void *userdata)
+{
+	struct mmfs *fs = userdata;
+	int rc;
+
+	if (fs->readonly)
+		return;
+	mmfs_wrlock(fs);
+	rc = mms_sync(fs->env);
+	mmfs_unlock(fs);
+	if (rc != 0)
+		mmfs_log(LOG_ERR, "%s: sync at unmount failed: %s", fs->store,
+		         mms_strerror(rc));
+}
+
+/* ---- Names and attributes ------------------------------------------------ */
+
+static void mmfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct fuse_entry_param e;
+	struct mms_stat ms;
+	int rc;
+
+	mmfs_rdlock(fs);
+	rc = mms_lookup(fs->env, parent, name, strlen(name), &ms);
+	mmfs_unlock(fs);
+	if (rc == MMS_NOTFOUND) {
+		/* A negative entry: the kernel sees every creation itself. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = MMFS_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc != 0)
+		mmfs_log_fail(fs, "lookup", parent, name, rc);
+	mmfs_reply_entry(req, mmfs_errno(rc), &ms);
+}
+
+static void mmfs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* Inode numbers are never reused and open files are held: no counts. */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void mmfs_op_forget_multi(fuse_req_t req, size_t count,
+                                 struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void mmfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mms_stat ms;
+	int rc;
+
+	(void)fi;
+	mmfs_rdlock(fs);
+	rc = mms_getattr(fs->env, ino, &ms);
+	mmfs_unlock(fs);
+	if (rc != 0)
+		mmfs_log_fail(fs, "getattr", ino, NULL, rc);
+	mmfs_reply_attr(req, mmfs_errno(rc), &ms);
+}
+
+static void mmfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                            int to_set, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mms_setattr sa;
+	struct mms_stat ms;
+	unsigned mask = 0;
+	int err;
+
+	(void)fi;
+	memset(&sa, 0, sizeof(sa));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		mask |= MMS_SET_MODE;
+		sa.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		mask |= MMS_SET_UID;
+		sa.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		mask |= MMS_SET_GID;
+		sa.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		mask |= MMS_SET_SIZE;
+		sa.size = (uint64_t)attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		mask |= MMS_SET_ATIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		mask |= MMS_SET_ATIME;
+		sa.atime = attr->st_atim;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		mask |= MMS_SET_MTIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		mask |= MMS_SET_MTIME;
+		sa.mtime = attr->st_mtim;
+	}
+	if (to_set & FUSE_SET_ATTR_CTIME) {
+		mask |= MMS_SET_CTIME;
+		sa.ctime = attr->st_ctim;
+	}
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "setattr", ino, NULL,
+	                  mms_setattr(fs->env, ino, &sa, mask, &ms));
+	mmfs_unlock(fs);
+	mmfs_reply_attr(req, err, &ms);
+}
+
+static void mmfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mmfs *fs = mmfs_of(req);
+	char buf[MMS_SYMLINK_MAX + 1];
+	size_t len = 0;
+	int rc;
+
+	mmfs_rdlock(fs);
+	rc = mms_readlink(fs->env, ino, buf, sizeof(buf) - 1, &len);
+	mmfs_unlock(fs);
+	if (rc != 0) {
+		mmfs_log_fail(fs, "readlink", ino, NULL, rc);
+		fuse_reply_err(req, mmfs_errno(rc));
+		return;
+	}
+	buf[len] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+static void mmfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                          mode_t mode, dev_t rdev)
+{
+	struct mmfs *fs = mmfs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct mms_stat ms;
+	int err;
+
+	(void)rdev; /* device nodes are refused by the engine */
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "mknod", parent, name,
+	                  mms_mknod(fs->env, parent, name, strlen(name), mode,
+	                            ctx->uid, ctx->gid, &ms));
+	mmfs_unlock(fs);
+	mmfs_reply_entry(req, err, &ms);
+}
+
+static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+                          mode_t mode)
+{
+	struct mmfs *fs = mmfs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct mms_stat ms;
+	int err;
+
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "mkdir", parent, name,
+	                  mms_mkdir(fs->env, parent, name, strlen(name),
+	                            mode & 07777, ctx->uid, ctx->gid, &ms));
+	mmfs_unlock(fs);
+	mmfs_reply_entry(req, err, &ms);
+}
+
+static void mmfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                            const char *name)
+{
+	struct mmfs *fs = mmfs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct mms_stat ms;
+	int err;
+
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "symlink", parent, name,
+	                  mms_symlink(fs->env, parent, name, strlen(name), link,
+	                              strlen(link), ctx->uid, ctx->gid, &ms));
+	mmfs_unlock(fs);
+	mmfs_reply_entry(req, err, &ms);
+}
+
+static void mmfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mmfs *fs = mmfs_of(req);
+	int err;
+
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "unlink", parent, name,
+	                  mms_unlink(fs->env, parent, name, strlen(name)));
+	mmfs_unlock(fs);
+	fuse_reply_err(req, err);
+}
+
+static void mmfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mmfs *fs = mmfs_of(req);
+	int err;
+
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "rmdir", parent, name,
+	                  mms_rmdir(fs->env, parent, name, strlen(name)));
+	mmfs_unlock(fs);
+	fuse_reply_err(req, err);
+}
+
+static void mmfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                           fuse_ino_t newparent, const char *newname,
+                           unsigned int flags)
+{
+	struct mmfs *fs = mmfs_of(req);
+	unsigned mflags = 0;
+	int err;
+
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT */
+		return;
+	}
+	if (flags & RENAME_NOREPLACE)
+		mflags |= MMS_RENAME_NOREPLACE;
+	if (flags & RENAME_EXCHANGE)
+		mflags |= MMS_RENAME_EXCHANGE;
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "rename", parent, name,
+	                  mms_rename(fs->env, parent, name, strlen(name), newparent,
+	                             newname, strlen(newname), mflags));
+	mmfs_unlock(fs);
+	fuse_reply_err(req, err);
+}
+
+/* ---- Files ------------------------------------------------------------- */
+
+static void mmfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	int rc, err;
+
+	mmfs_wrlock(fs);
+	rc = mmfs_hold(fs, ino);
+	if (rc == 0 && (fi->flags & O_TRUNC)) {
+		rc = mms_truncate(fs->env, ino, 0);
+		if (rc != 0 && !fs->readonly)
+			mms_release(fs->env, ino);
+	}
+	err = mmfs_settle(fs, "open", ino, NULL, rc);
+	mmfs_unlock(fs);
+	if (err != 0) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) != 0)
+		mmfs_release_hold(fs, "open", ino); /* interrupted: no release comes */
+}
+
+static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                           mode_t mode, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fuse_entry_param e;
+	struct mms_stat ms;
+	size_t len = strlen(name);
+	int rc, err;
+
+	mmfs_wrlock(fs);
+	rc = mms_mknod(fs->env, parent, name, len, S_IFREG | (mode & 07777),
+	               ctx->uid, ctx->gid, &ms);
+	if (rc == MMS_EXISTS && !(fi->flags & O_EXCL)) {
+		/* Created by an earlier request the kernel did not see: open it. */
+		rc = mms_lookup(fs->env, parent, name, len, &ms);
+		if (rc == 0 && S_ISDIR(ms.mode))
+			rc = MMS_ISDIR;
+		if (rc == 0 && (fi->flags & O_TRUNC))
+			rc = mms_setattr(fs->env, ms.ino, &(struct mms_setattr){ .size = 0 },
+			                 MMS_SET_SIZE, &ms);
+	}
+	if (rc == 0)
+		rc = mmfs_hold(fs, ms.ino);
+	err = mmfs_settle(fs, "create", parent, name, rc);
+	mmfs_unlock(fs);
+	if (err != 0) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	mmfs_entry_of(&ms, &e);
+	fi->keep_cache = 1;
+	if (fuse_reply_create(req, &e, fi) != 0)
+		mmfs_release_hold(fs, "create", ms.ino);
+}
+
+/*
+ * Describe [off, off+size) of `ino` as extents, growing *extp as needed.
+ * *countp gets the number of pieces.  Shared lock held.
+ */
+static int mmfs_map_range(struct mmfs *fs, fuse_ino_t ino, uint64_t off, size_t size,
+                          struct mms_extent **extp, size_t *countp)
+{
+	struct mms_extent *ext = NULL, *grown;
+	size_t count = 0, cap = 0, got;
+	uint64_t pos = off, end = off + size;
+	int rc = 0;
+
+	while (pos < end) {
+		if (count == cap) {
+			cap = cap ? cap * 2 : 32;
+			grown = realloc(ext, cap * sizeof(*ext));
+			if (grown == NULL) {
+				rc = ENOMEM;
+				goto fail;
+			}
+			ext = grown;
+		}
+		rc = mms_map(fs->env, ino, pos, end - pos, ext + count, cap - count, &got);
+		if (rc != 0)
+			goto fail;
+		if (got == 0)
+			break;
+		count += got;
+		pos = ext[count - 1].logical + ext[count - 1].length;
+		if (count < cap)
+			break; /* not cut short by `max`: reached the end */
+	}
+	*extp = ext;
+	*countp = count;
+	return 0;
+fail:
+	free(ext);
+	return rc;
+}
+
+/*
+ * Read: map the range and reply with a vector of buffers pointing into the
+ * store file (spliced by libfuse, no copy here), inline bytes, and zeros for
+ * holes.  The shared lock is held until the reply is sent.
+ */
+static void mmfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                         struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mms_extent *ext = NULL;
+	struct fuse_bufvec *bv = NULL;
+	size_t count = 0, nbufs = 0, i, b = 0;
+	uint64_t done;
+	int rc;
+
+	(void)fi;
+	mmfs_rdlock(fs);
+	rc = mmfs_map_range(fs, ino, (uint64_t)off, size, &ext, &count);
+	if (rc != 0)
+		goto fail;
+	for (i = 0; i < count; i++)
+		nbufs += (ext[i].flags & MMS_MAP_HOLE) ?
+		         (size_t)((ext[i].length + sizeof(mmfs_zeros) - 1) / sizeof(mmfs_zeros)) : 1;
+	if (nbufs == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		goto out;
+	}
+	bv = calloc(1, sizeof(*bv) + nbufs * sizeof(struct fuse_buf));
+	if (bv == NULL) {
+		rc = ENOMEM;
+		goto fail;
+	}
+	bv->count = nbufs;
+	for (i = 0; i < count; i++) {
+		if (ext[i].flags & MMS_MAP_HOLE) {
+			for (done = 0; done < ext[i].length; done += sizeof(mmfs_zeros)) {
+				bv->buf[b].mem = (void *)mmfs_zeros;
+				bv->buf[b].size = ext[i].length - done < sizeof(mmfs_zeros) ?
+				                  (size_t)(ext[i].length - done) : sizeof(mmfs_zeros);
+				b++;
+			}
+		} else if (ext[i].flags & MMS_MAP_INLINE) {
+			bv->buf[b].mem = (void *)ext[i].data;
+			bv->buf[b].size = (size_t)ext[i].length;
+			b++;
+		} else {
+			bv->buf[b].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			bv->buf[b].fd = mms_fd(fs->env);
+			bv->buf[b].pos = (off_t)ext[i].physical;
+			bv->buf[b].size = (size_t)ext[i].length;
+			b++;
+		}
+	}
+	rc = fuse_reply_data(req, bv, 0);
+	if (rc != 0 && rc != -ENOENT)
+		mmfs_log(LOG_ERR, "%s: read: inode %" PRIu64 ": reply failed: %s",
+		         fs->store, (uint64_t)ino, strerror(-rc));
+	goto out;
+fail:
+	mmfs_log_fail(fs, "read", ino, NULL, rc);
+	fuse_reply_err(req, mmfs_errno(rc));
+out:
+	mmfs_unlock(fs);
+	free(bv);
+	free(ext);
+}
+
+static void mmfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+                          size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	int err;
+
+	(void)fi;
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "write", ino, NULL,
+	                  mms_write(fs->env, ino, buf, size, (uint64_t)off));
+	mmfs_unlock(fs);
+	if (err != 0)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void mmfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	/* Every write was committed when it was answered: nothing is buffered. */
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void mmfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	mmfs_release_hold(mmfs_of(req), "release", ino);
+	fuse_reply_err(req, 0);
+}
+
+/* fsync and fsyncdir: make every committed change durable. */
+static void mmfs_sync_reply(fuse_req_t req, const char *op, fuse_ino_t ino)
+{
+	struct mmfs *fs = mmfs_of(req);
+	int rc;
+
+	if (fs->readonly) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	mmfs_wrlock(fs);
+	rc = mms_sync(fs->env);
+	mmfs_unlock(fs);
+	if (rc != 0)
+		mmfs_log_fail(fs, op, ino, NULL, rc);
+	fuse_reply_err(req, mmfs_errno(rc));
+}
+
+static void mmfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+                          struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	mmfs_sync_reply(req, "fsync", ino);
+}
+
+static void mmfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+                              off_t offset, off_t length, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	unsigned mmode;
+	int err;
+
+	(void)fi;
+	if (mode == 0)
+		mmode = 0;
+	else if (mode == FALLOC_FL_KEEP_SIZE)
+		mmode = MMS_FALLOC_KEEP_SIZE;
+	else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+		mmode = MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE;
+	else {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "fallocate", ino, NULL,
+	                  mms_fallocate(fs->env, ino, mmode, (uint64_t)offset,
+	                                (uint64_t)length));
+	mmfs_unlock(fs);
+	fuse_reply_err(req, err);
+}
+
+static void mmfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                          struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	uint64_t result = 0;
+	int rc;
+
+	(void)fi;
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL); /* the kernel does the others itself */
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	mmfs_rdlock(fs);
+	rc = mms_seek(fs->env, ino, (uint64_t)off,
+	              whence == SEEK_DATA ? MMS_SEEK_DATA : MMS_SEEK_HOLE, &result);
+	mmfs_unlock(fs);
+	if (rc != 0) {
+		if (rc != MMS_NXIO)
+			mmfs_log_fail(fs, "lseek", ino, NULL, rc);
+		fuse_reply_err(req, mmfs_errno(rc));
+		return;
+	}
+	fuse_reply_lseek(req, (off_t)result);
+}
+
+/* ---- Directories --------------------------------------------------------- */
+
+static void mmfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mmfs_dir *d;
+	int err;
+
+	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&d->mutex, NULL);
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "opendir", ino, NULL, mmfs_hold(fs, ino));
+	mmfs_unlock(fs);
+	if (err != 0)
+		goto fail;
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->keep_cache = 1;
+	fi->cache_readdir = 1;
+	if (fuse_reply_open(req, fi) != 0) {
+		mmfs_release_hold(fs, "opendir", ino);
+		pthread_mutex_destroy(&d->mutex);
+		free(d);
+	}
+	return;
+fail:
+	pthread_mutex_destroy(&d->mutex);
+	free(d);
+	fuse_reply_err(req, err);
+}
+
+/*
+ * Add one entry to a readdir(plus) reply buffer.  Returns the bytes it
+ * takes; if that is more than `room`, nothing was added.
+ */
+static size_t mmfs_add_dirent(fuse_req_t req, int plus, char *buf, size_t room,
+                              const char *name, const struct mms_stat *ms,
+                              uint64_t ino, uint32_t mode, off_t next)
+{
+	struct fuse_entry_param e;
+
+	if (plus) {
+		if (ms != NULL) {
+			mmfs_entry_of(ms, &e);
+		} else {
+			/* "." and "..": no look-up is counted for them. */
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = ino;
+			e.attr.st_mode = mode;
+		}
+		return fuse_add_direntry_plus(req, buf, room, name, &e, next);
+	}
+	{
+		struct stat st;
+
+		memset(&st, 0, sizeof(st));
+		st.st_ino = ino;
+		st.st_mode = mode;
+		return fuse_add_direntry(req, buf, room, name, &st, next);
+	}
+}
+
+/*
+ * readdir and readdirplus.  Offsets: 1 after ".", 2 after "..", then the
+ * cookie of each entry.  The handle's cursor is reused when the kernel asks
+ * for the offset where the last reply ended; an entry read from the cursor
+ * that did not fit is kept for the next reply.
+ */
+static void mmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                         struct fuse_file_info *fi, int plus)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mmfs_dir *d = (struct mmfs_dir *)(uintptr_t)fi->fh;
+	struct mms_dirent ent;
+	struct mms_stat ms;
+	char name[MMS_NAME_MAX + 1];
+	char *buf;
+	size_t used = 0, need;
+	uint64_t want;
+	int rc = 0;
+
+	buf = malloc(size);
+	if (buf == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&d->mutex);
+	mmfs_rdlock(fs);
+	if (off < MMFS_OFF_DOT) {
+		need = mmfs_add_dirent(req, plus, buf + used, size - used, ".", NULL,
+		                       ino, S_IFDIR, MMFS_OFF_DOT);
+		if (need > size - used)
+			goto reply;
+		used += need;
+	}
+	if (off < MMFS_OFF_DOTDOT) {
+		/* The parent is not known here; its number only shows in getdents. */
+		need = mmfs_add_dirent(req, plus, buf + used, size - used, "..", NULL,
+		                       FUSE_ROOT_ID, S_IFDIR, MMFS_OFF_DOTDOT);
+		if (need > size - used)
+			goto reply;
+		used += need;
+	}
+	want = off <= MMFS_OFF_DOTDOT ? 0 : (uint64_t)off;
+	if (d->cur == NULL || d->pos != want) {
+		if (d->cur != NULL)
+			mms_dir_close(d->cur);
+		d->cur = NULL;
+		d->has_pending = 0;
+		rc = mms_dir_open(fs->env, ino, want, &d->cur);
+		if (rc != 0)
+			goto reply;
+		d->pos = want;
+	}
+	for (;;) {
+		if (d->has_pending) {
+			ent = d->pending;
+			ent.name = d->pending_name;
+		} else {
+			rc = mms_dir_next(d->cur, &ent);
+			if (rc == MMS_NOTFOUND) {
+				rc = 0;
+				break;
+			}
+			if (rc != 0)
+				break;
+		}
+		memcpy(name, ent.name, ent.namelen);
+		name[ent.namelen] = '\0';
+		if (plus) {
+			rc = mms_getattr(fs->env, ent.ino, &ms);
+			if (rc != 0)
+				break;
+		}
+		need = mmfs_add_dirent(req, plus, buf + used, size - used, name,
+		                       plus ? &ms : NULL, ent.ino, ent.mode, (off_t)ent.cookie);
+		if (need > size - used) {
+			if (!d->has_pending) {
+				d->pending = ent;
+				memcpy(d->pending_name, ent.name, ent.namelen);
+				d->pending.name = d->pending_name;
+				d->has_pending = 1;
+			}
+			break;
+		}
+		d->has_pending = 0;
+		used += need;
+		d->pos = ent.cookie;
+	}
+reply:
+	mmfs_unlock(fs);
+	pthread_mutex_unlock(&d->mutex);
+	if (rc != 0 && used == 0) {
+		mmfs_log_fail(fs, plus ? "readdirplus" : "readdir", ino, NULL, rc);
+		fuse_reply_err(req, mmfs_errno(rc));
+	} else {
+		fuse_reply_buf(req, buf, used);
+	}
+	free(buf);
+}
+
+static void mmfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                            struct fuse_file_info *fi)
+{
+	mmfs_readdir(req, ino, size, off, fi, 0);
+}
+
+static void mmfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+                                off_t off, struct fuse_file_info *fi)
+{
+	mmfs_readdir(req, ino, size, off, fi, 1);
+}
+
+static void mmfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mmfs_dir *d = (struct mmfs_dir *)(uintptr_t)fi->fh;
+
+	if (d->cur != NULL) {
+		mmfs_rdlock(fs);
+		mms_dir_close(d->cur);
+		mmfs_unlock(fs);
+	}
+	pthread_mutex_destroy(&d->mutex);
+	free(d);
+	mmfs_release_hold(fs, "releasedir", ino);
+	fuse_reply_err(req, 0);
+}
+
+static void mmfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+                             struct fuse_file_info *fi)
+{
+	(void)datasync;
+	(void)fi;
+	mmfs_sync_reply(req, "fsyncdir", ino);
+}
+
+/* ---- Store-wide ----------------------------------------------------------- */
+
+static void mmfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mmfs *fs = mmfs_of(req);
+	struct mms_info info;
+	struct statvfs host, st;
+	uint64_t total, avail, taken;
+	int rc;
+
+	mmfs_rdlock(fs);
+	rc = mms_stats(fs->env, &info);
+	if (rc == 0 && info.max_size == 0 && fstatvfs(mms_fd(fs->env), &host) != 0)
+		rc = errno;
+	mmfs_unlock(fs);
+	if (rc != 0) {
+		mmfs_log_fail(fs, "statfs", ino, NULL, rc);
+		fuse_reply_err(req, mmfs_errno(rc));
+		return;
+	}
+	taken = info.used_bytes + info.pending_bytes;
+	if (info.max_size != 0) {
+		total = info.max_size;
+		avail = total > taken ? total - taken : 0;
+	} else {
+		/* Unlimited: the store may grow into the host's free space. */
+		avail = (uint64_t)host.f_bavail * host.f_frsize;
+		total = info.file_size + avail;
+		avail += info.free_bytes;
+	}
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = MMS_PAGE_SIZE;
+	st.f_frsize = MMS_PAGE_SIZE;
+	st.f_blocks = total / MMS_PAGE_SIZE;
+	st.f_bfree = avail / MMS_PAGE_SIZE;
+	if (st.f_bfree > st.f_blocks)
+		st.f_bfree = st.f_blocks;
+	st.f_bavail = st.f_bfree;
+	/* Inodes cost no fixed space: report as many free as free pages. */
+	st.f_ffree = st.f_bfree;
+	st.f_favail = st.f_bfree;
+	st.f_files = info.keys + info.dirs + st.f_ffree;
+	st.f_namemax = MMS_NAME_MAX;
+	fuse_reply_statfs(req, &st);
+}
+
+/* Whether `name` on inode `ino` is a control name (user.mmfs.* on the root). */
+static int mmfs_is_control(fuse_ino_t ino, const char *name)
+{
+	return ino == FUSE_ROOT_ID &&
+	       strncmp(name, MMFS_CTL_PREFIX, sizeof(MMFS_CTL_PREFIX) - 1) == 0;
+}
+
+/*
+ * The stats JSON text (malloc'd, NUL-terminated) in *textp.  Shared lock
+ * held.
+ */
+static int mmfs_stats_json(struct mmfs *fs, char **textp)
+{
+	struct mms_info info;
+	json_t *obj;
+	char *text;
+	int rc;
+
+	rc = mms_stats(fs->env, &info);
+	if (rc != 0)
+		return rc;
+	obj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+	                " s:f, s:I, s:I, s:I, s:b}",
+	                "store", fs->store,
+	                "page_size", (json_int_t)info.page_size,
+	                "format_version", (json_int_t)info.format_version,
+	                "file_size", (json_int_t)info.file_size,
+	                "disk_size", (json_int_t)info.disk_size,
+	                "max_size", (json_int_t)info.max_size,
+	                "used", (json_int_t)info.used_bytes,
+	                "tree", (json_int_t)info.tree_bytes,
+	                "data", (json_int_t)info.data_bytes,
+	                "free", (json_int_t)info.free_bytes,
+	                "pending", (json_int_t)info.pending_bytes,
+	                "free_extents", (json_int_t)info.free_extents,
+	                "fragmentation", info.fragmentation,
+	                "keys", (json_int_t)info.keys,
+	                "dirs", (json_int_t)info.dirs,
+	                "orphans", (json_int_t)info.orphans,
+	                "readonly", fs->readonly);
+	if (obj == NULL)
+		return ENOMEM;
+	if (json_object_set_new(obj, "generation", json_integer((json_int_t)info.generation)) ||
+	    json_object_set_new(obj, "synced_generation",
+	                        json_integer((json_int_t)info.synced_generation))) {
+		json_decref(obj);
+		return ENOMEM;
+	}
+	text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(obj);
+	if (text == NULL)
+		return ENOMEM;
+	*textp = text;
+	return 0;
+}
+
+/* Progress of an online vacuum, logged with -d. */
+static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct mmfs *fs = ctx;
+
+	if (fs->debug)
+		mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " of %" PRIu64, fs->store,
+		         done, total);
+	return 0;
+}
+
+/* setxattr of a control name on the root: vacuum or sync. */
+static int mmfs_control_set(struct mmfs *fs, const char *name, const char *value,
+                            size_t size)
+{
+	struct mms_vacuum_result res;
+	int rc;
+
+	if (strcmp(name, MMFS_CTL_VACUUM) != 0 && strcmp(name, MMFS_CTL_SYNC) != 0)
+		return EOPNOTSUPP;
+	if (size != 1 || value[0] != '1')
+		return EINVAL;
+	mmfs_wrlock(fs);
+	if (strcmp(name, MMFS_CTL_SYNC) == 0) {
+		rc = mms_sync(fs->env);
+	} else {
+		rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
+		if (rc == 0)
+			mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " -> %" PRIu64
+			         " bytes, %" PRIu64 " moved", fs->store, res.size_before,
+			         res.size_after, res.moved_bytes);
+	}
+	mmfs_unlock(fs);
+	if (rc != 0) {
+		mmfs_log_fail(fs, name, FUSE_ROOT_ID, NULL, rc);
+		if (rc == MMS_BADTXN || rc == MMS_CORRUPT) {
+			mmfs_wrlock(fs);
+			mms_rollback(fs->env);
+			mmfs_unlock(fs);
+		}
+	}
+	return mmfs_errno(rc);
+}
+
+static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                             const char *value, size_t size, int flags)
+{
+	struct mmfs *fs = mmfs_of(req);
+	unsigned mflags = 0;
+	int rc, err;
+
+	if (mmfs_is_control(ino, name)) {
+		fuse_reply_err(req, mmfs_control_set(fs, name, value, size));
+		return;
+	}
+	if (flags & XATTR_CREATE)
+		mflags |= MMS_XATTR_CREATE;
+	if (flags & XATTR_REPLACE)
+		mflags |= MMS_XATTR_REPLACE;
+	mmfs_wrlock(fs);
+	rc = mms_setxattr(fs->env, ino, name, strlen(name), value, size, mflags);
+	err = mmfs_settle(fs, "setxattr", ino, name, rc);
+	mmfs_unlock(fs);
+	/* An attribute too large is E2BIG, as setxattr(2) says, not EFBIG. */
+	fuse_reply_err(req, rc == MMS_TOOBIG ? E2BIG : err);
+}
+
+static void mmfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                             size_t size)
+{
+	struct mmfs *fs = mmfs_of(req);
+	char *buf = NULL;
+	size_t vlen = 0;
+	int rc;
+
+	if (mmfs_is_control(ino, name)) {
+		if (strcmp(name, MMFS_CTL_STATS) != 0) {
+			fuse_reply_err(req, ENODATA);
+			return;
+		}
+		mmfs_rdlock(fs);
+		rc = mmfs_stats_json(fs, &buf);
+		mmfs_unlock(fs);
+		if (rc == 0) {
+			vlen = strlen(buf);
+			if (size == 0)
+				fuse_reply_xattr(req, vlen);
+			else if (size < vlen)
+				fuse_reply_err(req, ERANGE);
+			else
+				fuse_reply_buf(req, buf, vlen);
+		}
+		goto out;
+	}
+	if (size > 0) {
+		buf = malloc(size);
+		if (buf == NULL) {
+			rc = ENOMEM;
+			goto out;
+		}
+	}
+	mmfs_rdlock(fs);
+	rc = mms_getxattr(fs->env, ino, name, strlen(name), buf, size, &vlen);
+	mmfs_unlock(fs);
+	if (rc == 0) {
+		if (size == 0)
+			fuse_reply_xattr(req, vlen);
+		else
+			fuse_reply_buf(req, buf, vlen);
+	}
+out:
+	if (rc != 0) {
+		if (rc != MMS_NODATA && rc != MMS_RANGE)
+			mmfs_log_fail(fs, "getxattr", ino, name, rc);
+		fuse_reply_err(req, mmfs_errno(rc));
+	}
+	free(buf);
+}
+
+static void mmfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct mmfs *fs = mmfs_of(req);
+	/* The root also lists its control name. */
+	size_t extra = ino == FUSE_ROOT_ID ? sizeof(MMFS_CTL_STATS) : 0;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (size > 0) {
+		buf = malloc(size);
+		if (buf == NULL) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	mmfs_rdlock(fs);
+	if (size == 0)
+		rc = mms_listxattr(fs->env, ino, NULL, 0, &len);
+	else if (size < extra)
+		rc = MMS_RANGE;
+	else
+		rc = mms_listxattr(fs->env, ino, buf, size - extra, &len);
+	mmfs_unlock(fs);
+	if (rc != 0) {
+		if (rc != MMS_RANGE)
+			mmfs_log_fail(fs, "listxattr", ino, NULL, rc);
+		fuse_reply_err(req, mmfs_errno(rc));
+	} else if (size == 0) {
+		fuse_reply_xattr(req, len + extra);
+	} else {
+		memcpy(buf + len, MMFS_CTL_STATS, extra);
+		fuse_reply_buf(req, buf, len + extra);
+	}
+	free(buf);
+}
+
+static void mmfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct mmfs *fs = mmfs_of(req);
+	int err;
+
+	if (mmfs_is_control(ino, name)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "removexattr", ino, name,
+	                  mms_removexattr(fs->env, ino, name, strlen(name)));
+	mmfs_unlock(fs);
+	fuse_reply_err(req, err);
+}
+
+static const struct fuse_lowlevel_ops mmfs_ops = {
+	.init = mmfs_op_init,
+	.destroy = mmfs_op_destroy,
+	.lookup = mmfs_op_lookup,
+	.forget = mmfs_op_forget,
+	.forget_multi = mmfs_op_forget_multi,
+	.getattr = mmfs_op_getattr,
+	.setattr = mmfs_op_setattr,
+	.readlink = mmfs_op_readlink,
+	.mknod = mmfs_op_mknod,
+	.mkdir = mmfs_op_mkdir,
+	.symlink = mmfs_op_symlink,
+	.unlink = mmfs_op_unlink,
+	.rmdir = mmfs_op_rmdir,
+	.rename = mmfs_op_rename,
+	.open = mmfs_op_open,
+	.create = mmfs_op_create,
+	.read = mmfs_op_read,
+	.write = mmfs_op_write,
+	.flush = mmfs_op_flush,
+	.release = mmfs_op_release,
+	.fsync = mmfs_op_fsync,
+	.fallocate = mmfs_op_fallocate,
+	.lseek = mmfs_op_lseek,
+	.opendir = mmfs_op_opendir,
+	.readdir = mmfs_op_readdir,
+	.readdirplus = mmfs_op_readdirplus,
+	.releasedir = mmfs_op_releasedir,
+	.fsyncdir = mmfs_op_fsyncdir,
+	.statfs = mmfs_op_statfs,
+	.setxattr = mmfs_op_setxattr,
+	.getxattr = mmfs_op_getxattr,
+	.listxattr = mmfs_op_listxattr,
+	.removexattr = mmfs_op_removexattr,
+};
+
+/* ---- Periodic sync ---------------------------------------------------------- */
+
+/* Timer thread: sync every sync_secs seconds when something was committed. */
+static void *mmfs_timer_main(void *arg)
+{
+	struct mmfs *fs = arg;
+	struct mms_info info;
+	struct timespec when;
+	int rc;
+
+	pthread_mutex_lock(&fs->timer_mutex);
+	while (!fs->timer_stop) {
+		clock_gettime(CLOCK_MONOTONIC, &when);
+		when.tv_sec += fs->sync_secs;
+		while (!fs->timer_stop &&
+		       pthread_cond_timedwait(&fs->timer_cond, &fs->timer_mutex, &when) != ETIMEDOUT)
+			;
+		if (fs->timer_stop)
+			break;
+		pthread_mutex_unlock(&fs->timer_mutex);
+		mmfs_wrlock(fs);
+		rc = mms_stats(fs->env, &info);
+		if (rc == 0 && info.generation != info.synced_generation)
+			rc = mms_sync(fs->env);
+		mmfs_unlock(fs);
+		if (rc != 0)
+			mmfs_log(LOG_ERR, "%s: periodic sync failed: %s", fs->store,
+			         mms_strerror(rc));
+		pthread_mutex_lock(&fs->timer_mutex);
+	}
+	pthread_mutex_unlock(&fs->timer_mutex);
+	return NULL;
+}
+
+/* Start the timer thread (after daemonizing: fork keeps no threads). */
+static int mmfs_timer_start(struct mmfs *fs)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	if (fs->readonly || fs->sync_secs == 0)
+		return 0;
+	pthread_mutex_init(&fs->timer_mutex, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->timer_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	rc = pthread_create(&fs->timer, NULL, mmfs_timer_main, fs);
+	if (rc != 0) {
+		pthread_cond_destroy(&fs->timer_cond);
+		pthread_mutex_destroy(&fs->timer_mutex);
+		return rc;
+	}
+	fs->timer_running = 1;
+	return 0;
+}
+
+/* Stop and join the timer thread. */
+static void mmfs_timer_stop(struct mmfs *fs)
+{
+	if (!fs->timer_running)
+		return;
+	pthread_mutex_lock(&fs->timer_mutex);
+	fs->timer_stop = 1;
+	pthread_cond_signal(&fs->timer_cond);
+	pthread_mutex_unlock(&fs->timer_mutex);
+	pthread_join(fs->timer, NULL);
+	pthread_cond_destroy(&fs->timer_cond);
+	pthread_mutex_destroy(&fs->timer_mutex);
+	fs->timer_running = 0;
+}
+
+/* ---- Command line ------------------------------------------------------------ */
+
+enum {
+	MMFS_KEY_RO,
+	MMFS_KEY_SIZE,
+	MMFS_KEY_MAX_SIZE,
+	MMFS_KEY_FSNAME,
+	MMFS_KEY_SUBTYPE,
+	MMFS_KEY_MAX_READ,
+};
+
+#define MMFS_OPT(t, p, v) { t, offsetof(struct mmfs_config, p), v }
+
+static const struct fuse_opt mmfs_opts[] = {
+	MMFS_OPT("create", create, 1),
+	MMFS_OPT("writeback", writeback, 1),
+	MMFS_OPT("sync=%u", sync_secs, 0),
+	FUSE_OPT_KEY("ro", MMFS_KEY_RO),
+	FUSE_OPT_KEY("size=", MMFS_KEY_SIZE),
+	FUSE_OPT_KEY("max_size=", MMFS_KEY_MAX_SIZE),
+	FUSE_OPT_KEY("fsname=", MMFS_KEY_FSNAME),
+	FUSE_OPT_KEY("subtype=", MMFS_KEY_SUBTYPE),
+	FUSE_OPT_KEY("max_read=", MMFS_KEY_MAX_READ),
+	FUSE_OPT_END
+};
+
+/*
+ * Parse a size with an optional K, M, G or T suffix (powers of 1024) into
+ * *out.  Returns 0, or -1 for a malformed or overflowing value.
+ */
+static int mmfs_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* fuse_opt_parse() callback: our keyed options and the two arguments. */
+static int mmfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	struct mmfs_config *cfg = data;
+	const char *val = strchr(arg, '=');
+
+	(void)out;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (cfg->nonopts == 0)
+			cfg->store = strdup(arg);
+		else if (cfg->nonopts == 1)
+			cfg->mountpoint = strdup(arg);
+		else {
+			fprintf(stderr, "mmfs: unexpected argument '%s'\n", arg);
+			cfg->bad = 1;
+		}
+		cfg->nonopts++;
+		return 0;
+	case MMFS_KEY_RO:
+		cfg->ro = 1;
+		return 1; /* the kernel mounts read-only too */
+	case MMFS_KEY_SIZE:
+	case MMFS_KEY_MAX_SIZE:
+		if (mmfs_parse_size(val + 1, key == MMFS_KEY_SIZE ? &cfg->size
+		                                                   : &cfg->max_size) != 0) {
+			fprintf(stderr, "mmfs: bad size in option '%s' (a number with "
+			        "an optional K, M, G or T suffix)\n", arg);
+			cfg->bad = 1;
+		}
+		if (key == MMFS_KEY_MAX_SIZE)
+			cfg->has_max_size = 1;
+		return 0;
+	case MMFS_KEY_FSNAME:
+		cfg->has_fsname = 1;
+		return 1;
+	case MMFS_KEY_SUBTYPE:
+		cfg->has_subtype = 1;
+		return 1;
+	case MMFS_KEY_MAX_READ:
+		if (sscanf(val + 1, "%u", &cfg->max_read) != 1) {
+			fprintf(stderr, "mmfs: bad number in option '%s'\n", arg);
+			cfg->bad = 1;
+		}
+		cfg->has_max_read = 1;
+		return 1;
+	default:
+		return 1; /* libfuse's options */
+	}
+}
+
+/* Print the usage text. */
+static void mmfs_usage(const char *prog)
+{
+	printf("usage: %s [options] STORE MOUNTPOINT\n\n"
+	       "Mount the mmfs store file STORE on MOUNTPOINT.\n\n"
+	       "mmfs options:\n"
+	       "    -o ro                  mount read-only (the store is opened read-only)\n"
+	       "    -o create              create STORE if it does not exist\n"
+	       "    -o size=N              initial size of a created store (K/M/G/T)\n"
+	       "    -o max_size=N          maximum store size (K/M/G/T; 0: unlimited)\n"
+	       "    -o sync=SECONDS        sync to disk every SECONDS (default %u; 0: only\n"
+	       "                           on fsync and unmount)\n"
+	       "    -o writeback           use the kernel's writeback cache\n\n",
+	       prog, MMFS_SYNC_DEFAULT);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+/*
+ * Check that `path` is an empty directory we can mount on.  Prints the
+ * reason and returns -1 if not.
+ */
+static int mmfs_check_mountpoint(const char *path)
+{
+	struct stat st;
+	struct dirent *de;
+	DIR *dir;
+	int n = 0;
+
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "mmfs: %s: bad mountpoint: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "mmfs: %s: bad mountpoint: not a directory\n", path);
+		return -1;
+	}
+	dir = opendir(path);
+	if (dir == NULL) {
+		fprintf(stderr, "mmfs: %s: bad mountpoint: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			n++;
+	closedir(dir);
+	if (n > 0) {
+		fprintf(stderr, "mmfs: %s: bad mountpoint: directory not empty\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* An absolute form of `path` (malloc'd); the daemon changes to "/". */
+static char *mmfs_abspath(const char *path)
+{
+	char cwd[PATH_MAX];
+	char *abs;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return NULL;
+	if (asprintf(&abs, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return abs;
+}
+
+/* Open the store as the options say; prints the reason on failure. */
+static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
+{
+	struct mms_options mo;
+	int rc;
+
+	memset(&mo, 0, sizeof(mo));
+	mo.flags = (cfg->ro ? MMS_RDONLY : 0) | (cfg->create ? MMS_CREATE : 0);
+	mo.initial_size = cfg->size;
+	mo.max_size = cfg->max_size;
+	rc = mms_open(fs->store, &mo, &fs->env);
+	if (rc != 0) {
+		const char *detail = mms_open_detail();
+
+		fprintf(stderr, "mmfs: %s: cannot open: %s%s%s\n", fs->store,
+		        mms_strerror(rc), *detail ? ": " : "", detail);
+		fs->env = NULL;
+		return rc;
+	}
+	if (cfg->has_max_size && !cfg->ro) {
+		rc = mms_set_max_size(fs->env, cfg->max_size);
+		if (rc == 0)
+			rc = mms_commit(fs->env);
+		if (rc != 0) {
+			fprintf(stderr, "mmfs: %s: cannot set max_size: %s\n", fs->store,
+			        mms_strerror(rc));
+			mms_close(fs->env);
+			fs->env = NULL;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct mmfs_config cfg;
+	struct fuse_cmdline_opts opts;
+	struct fuse_loop_config *loop = NULL;
+	struct fuse_session *se = NULL;
+	pthread_rwlockattr_t lattr;
+	struct mmfs fs;
+	char *mnt = NULL;
+	int ret = MMFS_EXIT_USAGE, rc;
+	int mounted = 0, handlers = 0;
+
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&opts, 0, sizeof(opts));
+	memset(&fs, 0, sizeof(fs));
+	cfg.sync_secs = MMFS_SYNC_DEFAULT;
+	cfg.max_read = MMFS_MAX_IO;
+	fuse_set_log_func(mmfs_fuse_log);
+	pthread_rwlockattr_init(&lattr);
+	/* Writers must not starve behind a stream of reads. */
+	pthread_rwlockattr_setkind_np(&lattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fs.lock, &lattr);
+	pthread_rwlockattr_destroy(&lattr);
+
+	if (fuse_opt_parse(&args, &cfg, mmfs_opts, mmfs_opt_proc) != 0 || cfg.bad)
+		goto out;
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		goto out;
+	if (opts.show_help) {
+		mmfs_usage(argv[0]);
+		ret = 0;
+		goto out;
+	}
+	if (opts.show_version) {
+		printf("mmfs %s\n", MMS_VERSION_STRING);
+		printf("FUSE library version %s\n", fuse_pkgversion());
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out;
+	}
+	if (cfg.nonopts != 2) {
+		fprintf(stderr, "usage: %s [options] STORE MOUNTPOINT\n"
+		        "       %s --help\n", argv[0], argv[0]);
+		goto out;
+	}
+	if (cfg.create && cfg.ro) {
+		fprintf(stderr, "mmfs: options 'create' and 'ro' exclude each other\n");
+		goto out;
+	}
+	fs.store = mmfs_abspath(cfg.store);
+	if (fs.store == NULL) {
+		fprintf(stderr, "mmfs: %s: %s\n", cfg.store, strerror(errno));
+		ret = MMFS_EXIT_FAIL;
+		goto out;
+	}
+	if (!cfg.has_fsname) {
+		char *fsname = NULL, *opt = NULL;
+
+		rc = fuse_opt_add_opt_escaped(&fsname, fs.store);
+		if (rc == 0 && asprintf(&opt, "-ofsname=%s", fsname) < 0)
+			rc = -1;
+		if (rc == 0)
+			rc = fuse_opt_add_arg(&args, opt);
+		free(fsname);
+		free(opt);
+		if (rc != 0) {
+			fprintf(stderr, "mmfs: out of memory\n");
+			goto out;
+		}
+	}
+	if (!cfg.has_subtype && fuse_opt_add_arg(&args, "-osubtype=mmfs") != 0)
+		goto out;
+	if (!cfg.has_max_read && fuse_opt_add_arg(&args, "-omax_read=1048576") != 0)
+		goto out;
+
+	fs.readonly = cfg.ro;
+	fs.foreground = opts.foreground;
+	fs.debug = opts.debug;
+	fs.writeback = cfg.writeback;
+	fs.sync_secs = cfg.sync_secs;
+	fs.max_read = cfg.max_read;
+
+	se = fuse_session_new(&args, &mmfs_ops, sizeof(mmfs_ops), &fs);
+	if (se == NULL) {
+		fprintf(stderr, "mmfs: bad options (see %s --help)\n", argv[0]);
+		goto out;
+	}
+	ret = MMFS_EXIT_FAIL;
+	if (mmfs_check_mountpoint(cfg.mountpoint) != 0)
+		goto out;
+	mnt = realpath(cfg.mountpoint, NULL);
+	if (mnt == NULL) {
+		fprintf(stderr, "mmfs: %s: bad mountpoint: %s\n", cfg.mountpoint,
+		        strerror(errno));
+		goto out;
+	}
+	if (mmfs_open_store(&fs, &cfg) != 0)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "mmfs: cannot set signal handlers\n");
+		goto out;
+	}
+	handlers = 1;
+	if (fuse_session_mount(se, mnt) != 0) {
+		fprintf(stderr, "mmfs: %s: cannot mount %s\n", mnt, fs.store);
+		goto out;
+	}
+	mounted = 1;
+	/* The store's lock lives in its open file description: fork keeps it. */
+	if (fuse_daemonize(opts.foreground) != 0)
+		goto out;
+	if (!opts.foreground) {
+		openlog("mmfs", LOG_PID, LOG_DAEMON);
+		mmfs_log_stderr = 0;
+	}
+	rc = mmfs_timer_start(&fs);
+	if (rc != 0) {
+		mmfs_log(LOG_ERR, "%s: cannot start the sync timer: %s", fs.store,
+		         strerror(rc));
+		goto out;
+	}
+
+	loop = fuse_loop_cfg_create();
+	if (loop == NULL)
+		goto out;
+	fuse_loop_cfg_set_clone_fd(loop, 1);
+	fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads != UINT_MAX &&
+	                               opts.max_idle_threads != 0 ?
+	                               opts.max_idle_threads : MMFS_IDLE_THREADS);
+	fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
+	if (opts.singlethread)
+		rc = fuse_session_loop(se);
+	else
+		rc = fuse_session_loop_mt(se, loop);
+	ret = rc == 0 ? 0 : MMFS_EXIT_FAIL;
+	if (rc < 0)
+		mmfs_log(LOG_ERR, "%s: session loop failed: %s", fs.store, strerror(-rc));
+
+out:
+	mmfs_timer_stop(&fs);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se != NULL)
+		fuse_session_destroy(se); /* runs mmfs_op_destroy if still due */
+	if (fs.env != NULL) {
+		rc = mms_close(fs.env);
+		if (rc != 0) {
+			mmfs_log(LOG_ERR, "%s: close failed: %s", fs.store, mms_strerror(rc));
+			ret = MMFS_EXIT_FAIL;
+		}
+	}
+	if (loop != NULL)
+		fuse_loop_cfg_destroy(loop);
+	pthread_rwlock_destroy(&fs.lock);
+	free(mnt);
+	free(opts.mountpoint);
+	free(cfg.store);
+	free(cfg.mountpoint);
+	free((char *)fs.store);
+	fuse_opt_free_args(&args);
+	return ret;
+}

@@ -1,0 +1,796 @@
+/*
+ * alloc.c - free space of the store file.
+ *
+ * Space is handed out in runs of pages, first fit by address, so live data
+ * gathers at the front and vacuum has little to move.  Sets of runs (sorted,
+ * coalesced arrays) track where every non-live page stands:
+ *
+ *   free     reusable now
+ *   pending  freed, but the last synced meta may still reach it: reusable
+ *            after the next sync (a machine crash rolls back to that meta)
+ *   fresh    allocated since the last sync: when such a run is freed, only
+ *            the last committed meta can reach it, so it is reusable as soon
+ *            as the next commit lands
+ *   txn_free freed by the open transaction: applied at its commit
+ *   txn_alloc allocated by the open transaction
+ *   punch    freed data/blob runs, punched out of the file (FALLOC_FL_PUNCH_
+ *            HOLE) when they become free so the disk space comes back
+ *
+ * A run freed in the same transaction that allocated it is free at once.
+ * The free and pending sets are persisted at every commit: inline in the
+ * meta page when they fit, else in a blob whose crc is in the meta.
+ *
+ * Growth: when no free run fits, the file grows by a segment of
+ * max(needed, min(max(file/4, 1 MiB), 64 MiB)) pages, capped at max_size;
+ * past it, MMS_FULL.
+ */
+#define _GNU_SOURCE
+#include "mms_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct mms_run {
+	uint64_t start, n;
+};
+
+struct mms_runset {
+	struct mms_run *r;
+	size_t n, cap;
+	uint64_t total;
+};
+
+struct mms_alloc_state {
+	struct mms_runset free, pending, fresh, txn_free, txn_alloc, punch;
+	uint64_t limit;        /* vacuum: allocate below this page only */
+	int punch_ok;          /* the host filesystem punches holes */
+};
+
+#define MMS_GROW_MIN 256ull     /* 1 MiB */
+#define MMS_GROW_MAX 16384ull   /* 64 MiB */
+#define MMS_META_INLINE_OFF 224u
+#define MMS_META_INLINE_MAX ((MMS_PAGE_SIZE - MMS_META_INLINE_OFF) / 12u)
+#define MMS_RUN_MAXN 0xffffffffull /* a serialized run holds at most this many pages */
+
+/* ---- run sets -------------------------------------------------------------- */
+
+/* Index of the first run whose end is > pgno (the run containing pgno, or the next). */
+static size_t rs_find(const struct mms_runset *s, uint64_t pgno)
+{
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->r[mid].start + s->r[mid].n <= pgno)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int rs_reserve(struct mms_runset *s, size_t extra)
+{
+	if (s->n + extra <= s->cap)
+		return 0;
+	size_t ncap = s->cap ? s->cap * 2 : 16;
+	while (ncap < s->n + extra)
+		ncap *= 2;
+	struct mms_run *nr = realloc(s->r, ncap * sizeof(*nr));
+	if (!nr)
+		return ENOMEM;
+	s->r = nr;
+	s->cap = ncap;
+	return 0;
+}
+
+/* Add [start, start+n), which must not overlap the set; coalesces. */
+static int rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	if (!n)
+		return 0;
+	size_t i = rs_find(s, start);
+	int join_prev = i > 0 && s->r[i - 1].start + s->r[i - 1].n == start;
+	int join_next = i < s->n && s->r[i].start == start + n;
+	if (join_prev && join_next) {
+		s->r[i - 1].n += n + s->r[i].n;
+		memmove(&s->r[i], &s->r[i + 1], (s->n - i - 1) * sizeof(*s->r));
+		s->n--;
+	} else if (join_prev) {
+		s->r[i - 1].n += n;
+	} else if (join_next) {
+		s->r[i].start = start;
+		s->r[i].n += n;
+	} else {
+		if (rs_reserve(s, 1))
+			return ENOMEM;
+		memmove(&s->r[i + 1], &s->r[i], (s->n - i) * sizeof(*s->r));
+		s->r[i].start = start;
+		s->r[i].n = n;
+		s->n++;
+	}
+	s->total += n;
+	return 0;
+}
+
+/* Remove whatever part of [start, start+n) the set holds. */
+static int rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	uint64_t end = start + n;
+	size_t i = rs_find(s, start);
+	while (i < s->n && s->r[i].start < end) {
+		struct mms_run *r = &s->r[i];
+		uint64_t rend = r->start + r->n;
+		uint64_t cut_lo = r->start > start ? r->start : start;
+		uint64_t cut_hi = rend < end ? rend : end;
+		s->total -= cut_hi - cut_lo;
+		if (cut_lo == r->start && cut_hi == rend) {
+			memmove(r, r + 1, (s->n - i - 1) * sizeof(*r));
+			s->n--;
+			continue;
+		}
+		if (cut_lo == r->start) {
+			r->start = cut_hi;
+			r->n = rend - cut_hi;
+		} else if (cut_hi == rend) {
+			r->n = cut_lo - r->start;
+		} else {
+			if (rs_reserve(s, 1))
+				return ENOMEM;
+			r = &s->r[i];
+			memmove(r + 1, r, (s->n - i) * sizeof(*r));
+			s->n++;
+			r->n = cut_lo - r->start;
+			r[1].start = cut_hi;
+			r[1].n = rend - cut_hi;
+		}
+		i++;
+	}
+	return 0;
+}
+
+/* Call fn on each sub-range of [start, start+n) inside (in=1) or outside (in=0) the set. */
+static int rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
+                    int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
+{
+	uint64_t pos = start, end = start + n;
+	size_t i = rs_find(s, start);
+	int rc = 0;
+	while (pos < end && !rc) {
+		if (i < s->n && s->r[i].start <= pos) {
+			uint64_t e = s->r[i].start + s->r[i].n;
+			if (e > end)
+				e = end;
+			rc = fn(ctx, pos, e - pos, 1);
+			pos = e;
+			i++;
+		} else {
+			uint64_t e = (i < s->n && s->r[i].start < end) ? s->r[i].start : end;
+			rc = fn(ctx, pos, e - pos, 0);
+			pos = e;
+		}
+	}
+	return rc;
+}
+
+static void rs_clear(struct mms_runset *s)
+{
+	s->n = 0;
+	s->total = 0;
+}
+
+static void rs_fini(struct mms_runset *s)
+{
+	free(s->r);
+	memset(s, 0, sizeof(*s));
+}
+
+/* ---- accounting ------------------------------------------------------------- */
+
+static void mms_count(mms_env *env, unsigned kind, int64_t delta)
+{
+	if (kind & MMS_ALLOC_TREE)
+		env->meta.tree_pages += (uint64_t)delta;
+	else if (kind & MMS_ALLOC_DATA)
+		env->meta.data_pages += (uint64_t)delta;
+	else
+		env->meta.blob_pages += (uint64_t)delta;
+}
+
+static void mms_punch(mms_env *env, uint64_t start, uint64_t n)
+{
+	struct mms_alloc_state *a = env->alloc;
+	if (!a->punch_ok)
+		return;
+	if (fallocate(env->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	              (off_t)(start * MMS_PAGE_SIZE), (off_t)(n * MMS_PAGE_SIZE)) < 0 &&
+	    (errno == EOPNOTSUPP || errno == ENOSYS))
+		a->punch_ok = 0;
+}
+
+/* Make [start, start+n) free, punching the parts that held data. */
+static int mms_make_free(mms_env *env, uint64_t start, uint64_t n)
+{
+	struct mms_alloc_state *a = env->alloc;
+	size_t i = rs_find(&a->punch, start);
+	uint64_t end = start + n;
+	for (; i < a->punch.n && a->punch.r[i].start < end; i++) {
+		uint64_t lo = a->punch.r[i].start > start ? a->punch.r[i].start : start;
+		uint64_t hi = a->punch.r[i].start + a->punch.r[i].n;
+		if (hi > end)
+			hi = end;
+		mms_punch(env, lo, hi - lo);
+	}
+	int rc = rs_remove(&a->punch, start, n);
+	if (!rc)
+		rc = rs_add(&a->free, start, n);
+	return rc;
+}
+
+/* ---- allocation ------------------------------------------------------------- */
+
+static int mms_take(mms_env *env, uint64_t start, uint64_t n, unsigned kind)
+{
+	struct mms_alloc_state *a = env->alloc;
+	int rc = rs_remove(&a->free, start, n);
+	if (!rc)
+		rc = rs_reserve(&a->fresh, 1);
+	if (!rc)
+		rc = rs_reserve(&a->txn_alloc, 1);
+	if (rc)
+		return rc;
+	rs_add(&a->fresh, start, n);
+	rs_add(&a->txn_alloc, start, n);
+	mms_count(env, kind, (int64_t)n);
+	return 0;
+}
+
+/* Grow the file so that a run of n pages is free at its end. */
+static int mms_grow(mms_env *env, uint64_t n)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t end = env->meta.file_pages;
+	uint64_t have = 0;
+	if (a->limit)
+		return mms_fail(env, MMS_FULL, "no free run of %llu pages below page %llu",
+		                (unsigned long long)n, (unsigned long long)a->limit);
+	if (a->free.n && a->free.r[a->free.n - 1].start + a->free.r[a->free.n - 1].n == end)
+		have = a->free.r[a->free.n - 1].n;
+	uint64_t need = n - have;
+	uint64_t step = end / 4;
+	if (step < MMS_GROW_MIN)
+		step = MMS_GROW_MIN;
+	if (step > MMS_GROW_MAX)
+		step = MMS_GROW_MAX;
+	if (step < need)
+		step = need;
+	uint64_t max = env->meta.max_pages;
+	if (max && end + need > max)
+		return mms_fail(env, MMS_FULL, "the store would grow past its max_size of %llu bytes",
+		                (unsigned long long)(max * MMS_PAGE_SIZE));
+	if (max && end + step > max)
+		step = max - end;
+	if (end + step > (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4)
+		return mms_fail(env, MMS_FULL, "the store file would exceed the largest supported size");
+	int rc = rs_reserve(&a->free, 1);
+	if (!rc)
+		rc = mms_pager_grow(env, end + step);
+	if (rc)
+		return rc;
+	return rs_add(&a->free, end, step);
+}
+
+static int mms_first_fit(mms_env *env, uint64_t n, uint64_t *pgno)
+{
+	struct mms_alloc_state *a = env->alloc;
+	for (size_t i = 0; i < a->free.n; i++) {
+		if (a->limit && a->free.r[i].start + n > a->limit)
+			return MMS_NOTFOUND;
+		if (a->free.r[i].n >= n) {
+			*pgno = a->free.r[i].start;
+			return 0;
+		}
+	}
+	return MMS_NOTFOUND;
+}
+
+int mms_alloc(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno)
+{
+	uint64_t p;
+	if (n == 0)
+		return MMS_INVAL;
+	if (mms_first_fit(env, n, &p)) {
+		int rc = mms_grow(env, n);
+		if (rc)
+			return rc;
+		if (mms_first_fit(env, n, &p))
+			return mms_fail(env, MMS_FULL, "no run of %llu pages after growth", (unsigned long long)n);
+	}
+	int rc = mms_take(env, p, n, kind);
+	if (!rc)
+		*pgno = p;
+	return rc;
+}
+
+int mms_alloc_at(mms_env *env, uint64_t at, uint64_t n, unsigned kind, uint64_t *got)
+{
+	struct mms_alloc_state *a = env->alloc;
+	if (n == 0)
+		return MMS_INVAL;
+	if (a->limit && at >= a->limit) {
+		*got = 0;
+		return 0;
+	}
+	if (at == env->meta.file_pages) {
+		int rc = mms_grow(env, 1);
+		if (rc == MMS_FULL) {
+			*got = 0;
+			return 0;
+		}
+		if (rc)
+			return rc;
+	}
+	size_t i = rs_find(&a->free, at);
+	if (i >= a->free.n || a->free.r[i].start > at) {
+		*got = 0;
+		return 0;
+	}
+	uint64_t avail = a->free.r[i].start + a->free.r[i].n - at;
+	if (a->limit && at + avail > a->limit)
+		avail = a->limit - at;
+	uint64_t take = n < avail ? n : avail;
+	int rc = mms_take(env, at, take, kind);
+	if (!rc)
+		*got = take;
+	return rc;
+}
+
+int mms_alloc_some(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno, uint64_t *got)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t p;
+	if (n == 0)
+		return MMS_INVAL;
+	if (!mms_first_fit(env, n, &p)) {
+		int rc = mms_take(env, p, n, kind);
+		if (!rc) {
+			*pgno = p;
+			*got = n;
+		}
+		return rc;
+	}
+	int rc = mms_grow(env, n);
+	if (!rc)
+		return mms_alloc_some(env, n, kind, pgno, got);
+	if (rc != MMS_FULL)
+		return rc;
+	/* No room for all of it: take the largest run there is. */
+	size_t best = a->free.n;
+	for (size_t i = 0; i < a->free.n; i++) {
+		uint64_t len = a->free.r[i].n;
+		if (a->limit) {
+			if (a->free.r[i].start >= a->limit)
+				break;
+			if (a->free.r[i].start + len > a->limit)
+				len = a->limit - a->free.r[i].start;
+		}
+		if (best == a->free.n || len > a->free.r[best].n)
+			best = i;
+	}
+	if (best == a->free.n)
+		return rc;
+	p = a->free.r[best].start;
+	uint64_t len = a->free.r[best].n;
+	if (a->limit && p + len > a->limit)
+		len = a->limit - p;
+	if (len > n)
+		len = n;
+	rc = mms_take(env, p, len, kind);
+	if (!rc) {
+		*pgno = p;
+		*got = len;
+	}
+	return rc;
+}
+
+struct mms_free_ctx {
+	mms_env *env;
+	int rc;
+};
+
+static int mms_free_part(void *vctx, uint64_t start, uint64_t n, int in_txn)
+{
+	struct mms_free_ctx *ctx = vctx;
+	struct mms_alloc_state *a = ctx->env->alloc;
+	int rc;
+	if (in_txn) {
+		/* allocated by this transaction: no meta reaches it */
+		rc = rs_remove(&a->txn_alloc, start, n);
+		if (!rc)
+			rc = rs_remove(&a->fresh, start, n);
+		if (!rc)
+			rc = mms_make_free(ctx->env, start, n);
+	} else {
+		rc = rs_add(&a->txn_free, start, n);
+	}
+	if (rc && !ctx->rc)
+		ctx->rc = rc;
+	return 0;
+}
+
+void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
+{
+	struct mms_alloc_state *a = env->alloc;
+	struct mms_free_ctx ctx = { env, 0 };
+	if (!n)
+		return;
+	mms_count(env, kind, -(int64_t)n);
+	if (kind & (MMS_ALLOC_DATA | MMS_ALLOC_BLOB))
+		rs_add(&a->punch, pgno, n);  /* cannot overlap: the pages were live */
+	rs_split(&a->txn_alloc, pgno, n, mms_free_part, &ctx);
+	if (ctx.rc)
+		mms_txn_poison(env); /* out of memory: the free state is unknown */
+}
+
+int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n)
+{
+	struct mms_alloc_state *a = env->alloc;
+	off_t off = (off_t)(pgno * MMS_PAGE_SIZE), len = (off_t)(n * MMS_PAGE_SIZE);
+	if (a->punch_ok && fallocate(env->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+		return 0;
+	static const uint8_t zeros[65536];
+	while (len > 0) {
+		size_t k = len > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)len;
+		ssize_t w = pwrite(env->fd, zeros, k, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return mms_fail(env, errno, "cannot zero pages at %llu", (unsigned long long)pgno);
+		}
+		off += w;
+		len -= w;
+	}
+	return 0;
+}
+
+/* Pages one commit may need for the free list blob beyond what is free now. */
+static uint64_t mms_commit_need(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t entries = a->free.n + a->pending.n + a->txn_free.n + 8;
+	if (entries <= MMS_META_INLINE_MAX)
+		return 0;
+	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
+}
+
+int mms_reserve(mms_env *env, uint64_t n)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t need = n + mms_commit_need(env) + 8;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		uint64_t avail = a->free.total;
+		if (!env->meta.max_pages || a->limit)
+			return 0; /* unlimited: the host disk decides */
+		avail += env->meta.max_pages - env->meta.file_pages;
+		if (avail >= need)
+			return 0;
+		if (attempt || (!a->pending.total && !a->txn_free.total) || env->txn_bad)
+			break;
+		/* space waits for a sync: sync now to reclaim it */
+		int rc = mms_sync(env);
+		if (rc)
+			return rc;
+	}
+	return mms_fail(env, MMS_FULL, "the store is full: %llu more pages needed, max_size is %llu bytes",
+	                (unsigned long long)n, (unsigned long long)(env->meta.max_pages * MMS_PAGE_SIZE));
+}
+
+/* ---- persistence ---------------------------------------------------------- */
+
+static uint64_t rs_entries(const struct mms_runset *s)
+{
+	uint64_t e = 0;
+	for (size_t i = 0; i < s->n; i++)
+		e += (s->r[i].n + MMS_RUN_MAXN - 1) / MMS_RUN_MAXN;
+	return e;
+}
+
+static uint8_t *rs_write(const struct mms_runset *s, uint8_t *p)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		uint64_t st = s->r[i].start, left = s->r[i].n;
+		while (left) {
+			uint64_t k = left > MMS_RUN_MAXN ? MMS_RUN_MAXN : left;
+			mms_put_le64(p, st);
+			mms_put_le32(p + 8, (uint32_t)k);
+			p += 12;
+			st += k;
+			left -= k;
+		}
+	}
+	return p;
+}
+
+struct mms_commit_ctx {
+	mms_env *env;
+	int rc;
+};
+
+static int mms_commit_part(void *vctx, uint64_t start, uint64_t n, int fresh)
+{
+	struct mms_commit_ctx *ctx = vctx;
+	struct mms_alloc_state *a = ctx->env->alloc;
+	int rc;
+	if (fresh) {
+		/* only the meta this commit replaces reaches it */
+		rc = rs_remove(&a->fresh, start, n);
+		if (!rc)
+			rc = mms_make_free(ctx->env, start, n);
+	} else {
+		rc = rs_add(&a->pending, start, n);
+	}
+	if (rc && !ctx->rc)
+		ctx->rc = rc;
+	return 0;
+}
+
+int mms_alloc_commit(mms_env *env, uint8_t *metapg)
+{
+	struct mms_alloc_state *a = env->alloc;
+	struct mms_commit_ctx ctx = { env, 0 };
+	uint8_t *blob = NULL;
+	uint64_t blob_pg = 0, blob_pages = 0;
+	int rc;
+
+	/*
+	 * The blob for the new free list is allocated first: the runs this
+	 * commit frees are still reachable from the meta it replaces, so
+	 * nothing may be written over them before that meta is gone.  Its size
+	 * comes from an upper bound of the entries after the frees apply.
+	 */
+	uint64_t bound = rs_entries(&a->free) + rs_entries(&a->pending) +
+	                 2 * rs_entries(&a->txn_free) + 8;
+	if (bound > MMS_META_INLINE_MAX) {
+		blob_pages = (bound * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+		rc = mms_alloc(env, blob_pages, MMS_ALLOC_BLOB, &blob_pg);
+		if (rc)
+			return rc;
+	}
+
+	for (size_t i = 0; i < a->txn_free.n; i++)
+		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
+	rs_clear(&a->txn_free);
+	/* the previous free-list blob is replaced by this commit */
+	if (env->meta.free_blob) {
+		mms_count(env, MMS_ALLOC_BLOB, -(int64_t)env->meta.free_blob_pages);
+		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_commit_part, &ctx);
+	}
+	if (ctx.rc)
+		return ctx.rc;
+	env->meta.free_blob = blob_pg;
+	env->meta.free_blob_pages = blob_pages;
+
+	uint64_t nfree = rs_entries(&a->free), npend = rs_entries(&a->pending);
+	if (blob_pages) {
+		if ((nfree + npend) * 12 > blob_pages * MMS_PAGE_SIZE)
+			return mms_fail(env, EOVERFLOW, "free list outgrew its bound");
+		blob = calloc(blob_pages, MMS_PAGE_SIZE);
+		if (!blob)
+			return ENOMEM;
+		uint8_t *end = rs_write(&a->pending, rs_write(&a->free, blob));
+		size_t len = (size_t)(end - blob);
+		rc = 0;
+		for (size_t done = 0; done < blob_pages * MMS_PAGE_SIZE;) {
+			ssize_t w = pwrite(env->fd, blob + done, blob_pages * MMS_PAGE_SIZE - done,
+			                   (off_t)(blob_pg * MMS_PAGE_SIZE + done));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				rc = mms_fail(env, errno, "cannot write the free list");
+				break;
+			}
+			done += (size_t)w;
+		}
+		if (!rc)
+			mms_put_le32(metapg + 216, mms_crc32c(0, blob, len));
+		free(blob);
+		if (rc)
+			return rc;
+	} else {
+		if (nfree + npend > MMS_META_INLINE_MAX)
+			return mms_fail(env, EOVERFLOW, "free list outgrew its bound");
+		memset(metapg + MMS_META_INLINE_OFF, 0, MMS_PAGE_SIZE - MMS_META_INLINE_OFF);
+		rs_write(&a->pending, rs_write(&a->free, metapg + MMS_META_INLINE_OFF));
+		mms_put_le32(metapg + 216, 0);
+	}
+	mms_put_le32(metapg + 208, (uint32_t)nfree);
+	mms_put_le32(metapg + 212, (uint32_t)npend);
+	rs_clear(&a->txn_alloc);
+	return 0;
+}
+
+void mms_alloc_synced(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	for (size_t i = 0; i < a->pending.n; i++)
+		if (mms_make_free(env, a->pending.r[i].start, a->pending.r[i].n))
+			mms_txn_poison(env);
+	rs_clear(&a->pending);
+	rs_clear(&a->fresh);
+}
+
+static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint32_t nfree = mms_get_le32(metapg + 208), npend = mms_get_le32(metapg + 212);
+	uint64_t total = (uint64_t)nfree + npend;
+	const uint8_t *src;
+	uint8_t *blob = NULL;
+	int rc = 0;
+
+	if (env->meta.free_blob) {
+		uint64_t bytes = total * 12;
+		if (bytes > env->meta.free_blob_pages * MMS_PAGE_SIZE)
+			return mms_fail(env, MMS_CORRUPT, "meta: free list of %llu runs does not fit its %llu pages",
+			                (unsigned long long)total, (unsigned long long)env->meta.free_blob_pages);
+		rc = mms_check_run(env, env->meta.free_blob, env->meta.free_blob_pages, "free list");
+		if (rc)
+			return rc;
+		blob = malloc(bytes ? bytes : 1);
+		if (!blob)
+			return ENOMEM;
+		rc = mms_blob_read(env, env->meta.free_blob, blob, bytes);
+		if (!rc && mms_crc32c(0, blob, bytes) != mms_get_le32(metapg + 216))
+			rc = mms_fail(env, MMS_CORRUPT, "free list at page %llu: checksum mismatch",
+			              (unsigned long long)env->meta.free_blob);
+		src = blob;
+	} else {
+		if (total > MMS_META_INLINE_MAX)
+			return mms_fail(env, MMS_CORRUPT, "meta: %llu inline free runs (at most %u fit)",
+			                (unsigned long long)total, MMS_META_INLINE_MAX);
+		src = metapg + MMS_META_INLINE_OFF;
+	}
+	uint64_t prev_end = 0;
+	for (uint64_t i = 0; i < total && !rc; i++) {
+		uint64_t st = mms_get_le64(src + i * 12), n = mms_get_le32(src + i * 12 + 8);
+		if (i == nfree)
+			prev_end = 0;
+		if (n == 0 || st < MMS_META_PAGES || st < prev_end || st > env->meta.file_pages ||
+		    n > env->meta.file_pages - st) {
+			rc = mms_fail(env, MMS_CORRUPT, "free list entry %llu (pages %llu+%llu) is out of order or bounds",
+			              (unsigned long long)i, (unsigned long long)st, (unsigned long long)n);
+			break;
+		}
+		prev_end = st + n;
+		struct mms_runset *s = (i < nfree || synced) ? &a->free : &a->pending;
+		if (i >= nfree && synced) {
+			/* the synced meta that referenced these is superseded */
+			rc = rs_add(&a->punch, st, n);
+			if (rc)
+				break;
+		}
+		size_t j = rs_find(s, st);
+		if (j < s->n && s->r[j].start < st + n) {
+			rc = mms_fail(env, MMS_CORRUPT, "free list entry %llu (pages %llu+%llu) overlaps another",
+			              (unsigned long long)i, (unsigned long long)st, (unsigned long long)n);
+			break;
+		}
+		rc = rs_add(s, st, n);
+	}
+	free(blob);
+	if (!rc && synced) {
+		/* punch what was pending, now free */
+		for (size_t i = 0; i < a->punch.n; i++)
+			mms_punch(env, a->punch.r[i].start, a->punch.r[i].n);
+		rs_clear(&a->punch);
+	}
+	return rc;
+}
+
+int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced)
+{
+	struct mms_alloc_state *a = calloc(1, sizeof(*a));
+	if (!a)
+		return ENOMEM;
+	a->punch_ok = 1;
+	env->alloc = a;
+	return mms_alloc_load(env, metapg, synced);
+}
+
+void mms_alloc_close(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	if (!a)
+		return;
+	rs_fini(&a->free);
+	rs_fini(&a->pending);
+	rs_fini(&a->fresh);
+	rs_fini(&a->txn_free);
+	rs_fini(&a->txn_alloc);
+	rs_fini(&a->punch);
+	free(a);
+	env->alloc = NULL;
+}
+
+int mms_alloc_rollback(mms_env *env, const uint8_t *metapg)
+{
+	struct mms_alloc_state *a = env->alloc;
+	int punch_ok = a->punch_ok;
+	uint64_t limit = a->limit;
+	/* Runs punched earlier stay punched; fresh is forgotten, which only
+	 * delays reuse of some runs until the next sync. */
+	rs_clear(&a->free);
+	rs_clear(&a->pending);
+	rs_clear(&a->fresh);
+	rs_clear(&a->txn_free);
+	rs_clear(&a->txn_alloc);
+	rs_clear(&a->punch);
+	a->punch_ok = punch_ok;
+	a->limit = limit;
+	/* pending runs of a synced meta are free: that meta superseded the one
+	 * that reached them */
+	return mms_alloc_load(env, metapg, mms_get_le32(metapg + 20) & 1);
+}
+
+void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp, uint64_t *nruns,
+                      uint64_t *largest)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t big = 0;
+	for (size_t i = 0; i < a->free.n; i++)
+		if (a->free.r[i].n > big)
+			big = a->free.r[i].n;
+	if (freep)
+		*freep = a->free.total;
+	if (pendingp)
+		*pendingp = a->pending.total + a->txn_free.total;
+	if (nruns)
+		*nruns = a->free.n;
+	if (largest)
+		*largest = big;
+}
+
+int mms_alloc_walk(mms_env *env, int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
+{
+	struct mms_alloc_state *a = env->alloc;
+	int rc = 0;
+	for (size_t i = 0; i < a->free.n && !rc; i++)
+		rc = fn(ctx, a->free.r[i].start, a->free.r[i].n, 0);
+	for (size_t i = 0; i < a->pending.n && !rc; i++)
+		rc = fn(ctx, a->pending.r[i].start, a->pending.r[i].n, 1);
+	for (size_t i = 0; i < a->txn_free.n && !rc; i++)
+		rc = fn(ctx, a->txn_free.r[i].start, a->txn_free.r[i].n, 1);
+	return rc;
+}
+
+uint64_t mms_alloc_used_end(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t end = env->meta.file_pages;
+	if (a->free.n && a->free.r[a->free.n - 1].start + a->free.r[a->free.n - 1].n == end)
+		end = a->free.r[a->free.n - 1].start;
+	return end;
+}
+
+void mms_alloc_set_limit(mms_env *env, uint64_t limit)
+{
+	env->alloc->limit = limit;
+}
+
+int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t end = mms_alloc_used_end(env);
+	if (end < MMS_META_PAGES)
+		end = MMS_META_PAGES;
+	if (end < env->meta.file_pages) {
+		int rc = rs_remove(&a->free, end, env->meta.file_pages - end);
+		if (rc)
+			return rc;
+		rs_remove(&a->punch, end, env->meta.file_pages - end);
+		env->meta.file_pages = end;
+	}
+	*newpages = end;
+	return 0;
+}

@@ -1,0 +1,556 @@
+/*
+ * check.c - the consistency checker behind `mmstore check`.
+ *
+ * One pass over everything the meta reaches, trusting nothing:
+ *   - the meta pages (a rejected slot is reported even if the other one
+ *     opened the store);
+ *   - every tree page: checksum, structure, level, key order, and that its
+ *     keys lie within the bounds its parent gives it;
+ *   - every item: lengths, inode records, names (hash, validity, target,
+ *     parent), extents (bounds, overlaps inside a value, page counts),
+ *     xattr values (bounds, checksum), orphans;
+ *   - reachability: every live inode is named once and its chain of
+ *     parents reaches the root;
+ *   - space: every page of the file is exactly one of meta, tree, data,
+ *     blob, free or pending; the counters in the meta match.
+ * Each problem goes to the report callback with where it is.
+ */
+#include "mms_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+struct ck_inode {
+	uint64_t ino;       /* 0: empty slot */
+	uint64_t parent;
+	uint64_t size;
+	uint64_t pages;     /* recorded */
+	uint64_t counted;   /* found in the EXTENT tree */
+	uint32_t mode;
+	uint32_t flags;
+	uint32_t names;     /* NAME items pointing at it */
+	uint8_t orphan;     /* has an ORPHAN item */
+};
+
+struct ck {
+	mms_env *env;
+	mms_problem_fn report;
+	void *rctx;
+	mms_progress_fn progress;
+	void *pctx;
+	uint64_t problems;
+	uint8_t *owner;        /* a byte per page: what uses it (CK_*) */
+	uint64_t pages;
+	struct ck_inode *inodes;
+	size_t icap, icount;
+	uint64_t tree_pages, data_pages, blob_pages;
+	uint64_t visited, total;
+	uint64_t prev_ino, prev_end; /* last extent seen: its inode, logical end page */
+};
+
+enum { CK_NONE, CK_META, CK_TREE, CK_DATA, CK_BLOB, CK_FREE, CK_PENDING, CK_FREELIST };
+static const char *const ck_what[] = {
+	"nothing", "a meta page", "a tree page", "a data extent", "an xattr value",
+	"the free list", "the pending list", "the free-list blob"
+};
+
+static void ck_problem(struct ck *ck, const char *fmt_where, const char *what, ...)
+	__attribute__((format(printf, 3, 4)));
+static void ck_problem(struct ck *ck, const char *where, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ck->problems++;
+	if (ck->report)
+		ck->report(ck->rctx, where, msg);
+}
+
+/* Claim pages [pg, pg+n) for `what`; overlaps and bounds are problems. */
+static void ck_claim(struct ck *ck, uint64_t pg, uint64_t n, int what, const char *where)
+{
+	if (n == 0 || pg >= ck->pages || n > ck->pages - pg) {
+		ck_problem(ck, where, "pages %llu+%llu lie outside the file (%llu pages)",
+		           (unsigned long long)pg, (unsigned long long)n, (unsigned long long)ck->pages);
+		return;
+	}
+	uint64_t reported = 0;
+	for (uint64_t i = pg; i < pg + n; i++) {
+		if (ck->owner[i] != CK_NONE) {
+			if (reported++ < 1)
+				ck_problem(ck, where, "page %llu is %s and also %s", (unsigned long long)i,
+				           ck_what[what], ck_what[ck->owner[i]]);
+			continue;
+		}
+		ck->owner[i] = (uint8_t)what;
+	}
+}
+
+/* ---- inode table ------------------------------------------------------------- */
+
+static size_t ck_slot(struct ck *ck, uint64_t ino)
+{
+	size_t i = (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 17) & (ck->icap - 1);
+	while (ck->inodes[i].ino && ck->inodes[i].ino != ino)
+		i = (i + 1) & (ck->icap - 1);
+	return i;
+}
+
+static struct ck_inode *ck_find(struct ck *ck, uint64_t ino)
+{
+	if (!ck->icap)
+		return NULL;
+	struct ck_inode *in = &ck->inodes[ck_slot(ck, ino)];
+	return in->ino ? in : NULL;
+}
+
+static struct ck_inode *ck_add(struct ck *ck, uint64_t ino)
+{
+	if ((ck->icount + 1) * 2 > ck->icap) {
+		size_t ncap = ck->icap ? ck->icap * 2 : 1024;
+		struct ck_inode *old = ck->inodes;
+		size_t ocap = ck->icap;
+		ck->inodes = calloc(ncap, sizeof(*ck->inodes));
+		if (!ck->inodes) {
+			ck->inodes = old;
+			return NULL;
+		}
+		ck->icap = ncap;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i].ino)
+				ck->inodes[ck_slot(ck, old[i].ino)] = old[i];
+		free(old);
+	}
+	struct ck_inode *in = &ck->inodes[ck_slot(ck, ino)];
+	in->ino = ino;
+	ck->icount++;
+	return in;
+}
+
+/* ---- tree pages -------------------------------------------------------------- */
+
+static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	if (c)
+		return c;
+	return al < bl ? -1 : al > bl;
+}
+
+typedef void (*ck_item_fn)(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                           uint64_t pgno);
+
+/* Walk a subtree; keys must lie in [lo, hi) (NULL: unbounded). */
+static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint8_t *lo, size_t lol,
+                   const uint8_t *hi, size_t hil, ck_item_fn fn, int depth)
+{
+	char where[96];
+	int rc = 0;
+	snprintf(where, sizeof(where), "page %llu (%s tree)", (unsigned long long)pgno, mms_tree_name(tree));
+	if (depth >= MMS_BT_MAXDEPTH) {
+		ck_problem(ck, where, "tree deeper than %d levels", MMS_BT_MAXDEPTH);
+		return 0;
+	}
+	if (pgno < ck->pages && ck->owner[pgno] == CK_TREE) {
+		ck_problem(ck, where, "reached twice: the tree has a cycle or shared page");
+		return 0;
+	}
+	const uint8_t *p = mms_page_get(ck->env, pgno, &rc);
+	if (!p) {
+		ck_problem(ck, where, "%s", mms_errdetail(ck->env));
+		if (pgno < ck->pages && ck->owner[pgno] == CK_NONE)
+			ck->owner[pgno] = CK_TREE; /* do not report it again as leaked */
+		return 0;
+	}
+	ck_claim(ck, pgno, 1, CK_TREE, where);
+	ck->tree_pages++;
+	if (p[5] != tree)
+		ck_problem(ck, where, "belongs to the %s tree", mms_tree_name(p[5]));
+	unsigned plevel = mms_get_le16(p + 26);
+	if (level >= 0 && (int)plevel != level)
+		ck_problem(ck, where, "level %u where %d was expected", plevel, level);
+	if (ck->progress && (++ck->visited & 255) == 0 &&
+	    ck->progress(ck->pctx, ck->visited, ck->total))
+		return ECANCELED;
+	unsigned n = mms_bt_page_count(p);
+	const void *pk = NULL;
+	size_t pkl = 0;
+	if (p[4] == MMS_PG_LEAF) {
+		for (unsigned i = 0; i < n; i++) {
+			const void *k, *v;
+			size_t kl, vl;
+			mms_bt_page_item(p, i, &k, &kl, &v, &vl);
+			if (pk && key_cmp(pk, pkl, k, kl) >= 0)
+				ck_problem(ck, where, "item %u is out of order", i);
+			if ((lo && key_cmp(k, kl, lo, lol) < 0) || (hi && key_cmp(k, kl, hi, hil) >= 0))
+				ck_problem(ck, where, "item %u lies outside the range its parent gives", i);
+			pk = k;
+			pkl = kl;
+			fn(ck, k, kl, v, vl, pgno);
+		}
+		return 0;
+	}
+	/* copy the children and separators: the page pointer may not outlive
+	 * the walk's other page reads if the map is replaced (it is not, but
+	 * keys are needed after recursion anyway) */
+	struct { uint64_t child; size_t kl; uint8_t k[MMS_BT_KEY_MAX]; } *kids = malloc(n * sizeof(*kids));
+	if (!kids)
+		return ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		const void *k, *v;
+		size_t kl, vl;
+		mms_bt_page_item(p, i, &k, &kl, &v, &vl);
+		kids[i].child = mms_get_le64(v);
+		kids[i].kl = kl;
+		memcpy(kids[i].k, k, kl);
+		if (i > 1 && key_cmp(kids[i - 1].k, kids[i - 1].kl, k, kl) >= 0)
+			ck_problem(ck, where, "separator %u is out of order", i);
+		if (i > 0 && ((lo && key_cmp(k, kl, lo, lol) < 0) || (hi && key_cmp(k, kl, hi, hil) >= 0)))
+			ck_problem(ck, where, "separator %u lies outside the range its parent gives", i);
+	}
+	for (unsigned i = 0; i < n && !rc; i++) {
+		const uint8_t *clo = i ? kids[i].k : lo;
+		size_t clol = i ? kids[i].kl : lol;
+		const uint8_t *chi = i + 1 < n ? kids[i + 1].k : hi;
+		size_t chil = i + 1 < n ? kids[i + 1].kl : hil;
+		rc = ck_page(ck, tree, kids[i].child, (int)plevel - 1, clo, clol, chi, chil, fn, depth + 1);
+	}
+	free(kids);
+	return rc;
+}
+
+/* ---- items ---------------------------------------------------------------------- */
+
+static void ck_where_item(char *buf, size_t len, uint64_t pgno, const char *tree, uint64_t ino)
+{
+	snprintf(buf, len, "page %llu (%s tree), inode %llu", (unsigned long long)pgno, tree,
+	         (unsigned long long)ino);
+}
+
+static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                          uint64_t pgno)
+{
+	char where[128];
+	uint64_t ino = kl == 8 ? mms_get_be64(k) : 0;
+	ck_where_item(where, sizeof(where), pgno, "inode", ino);
+	if (kl != 8 || vl < MMS_INODE_REC) {
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	struct mms_inode in;
+	mms_inode_decode(ino, v, &in);
+	if (ino == 0 || ino >= ck->env->meta.next_ino)
+		ck_problem(ck, where, "inode number beyond the next one to allocate (%llu)",
+		           (unsigned long long)ck->env->meta.next_ino);
+	uint32_t type = in.mode & S_IFMT;
+	if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFIFO && type != S_IFSOCK)
+		ck_problem(ck, where, "unknown type in mode %o", in.mode);
+	size_t inl = vl - MMS_INODE_REC;
+	if (in.flags & MMS_INO_INLINE) {
+		if (inl > MMS_INLINE_MAX || inl != in.size)
+			ck_problem(ck, where, "inline value of %zu bytes for size %llu", inl,
+			           (unsigned long long)in.size);
+	} else if (inl) {
+		ck_problem(ck, where, "%zu stray bytes after the record", inl);
+	}
+	if (in.size > MMS_SIZE_MAX)
+		ck_problem(ck, where, "size %llu beyond the limit", (unsigned long long)in.size);
+	struct ck_inode *c = ck_add(ck, ino);
+	if (!c)
+		return;
+	c->parent = in.parent;
+	c->size = in.size;
+	c->pages = in.pages;
+	c->mode = in.mode;
+	c->flags = in.flags;
+}
+
+static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                         uint64_t pgno)
+{
+	char where[400];
+	if (kl < 17 || vl < 12) {
+		snprintf(where, sizeof(where), "page %llu (name tree)", (unsigned long long)pgno);
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	uint64_t parent = mms_get_be64(k), hash = mms_get_be64(k + 8), ino = mms_get_le64(v);
+	const char *name = (const char *)k + 16;
+	size_t nl = kl - 16;
+	snprintf(where, sizeof(where), "page %llu (name tree), entry '%.*s' in directory %llu",
+	         (unsigned long long)pgno, (int)(nl > 200 ? 200 : nl), name, (unsigned long long)parent);
+	if (mms_name_valid(name, nl))
+		ck_problem(ck, where, "invalid name");
+	if (mms_name_hash(name, nl) != hash)
+		ck_problem(ck, where, "stored hash does not match the name");
+	struct ck_inode *p = ck_find(ck, parent), *c = ck_find(ck, ino);
+	if (!p)
+		ck_problem(ck, where, "the directory does not exist");
+	else if ((p->mode & S_IFMT) != S_IFDIR)
+		ck_problem(ck, where, "the parent is not a directory");
+	if (!c) {
+		ck_problem(ck, where, "points at inode %llu, which does not exist", (unsigned long long)ino);
+		return;
+	}
+	c->names++;
+	if (c->parent != parent)
+		ck_problem(ck, where, "inode %llu records parent %llu", (unsigned long long)ino,
+		           (unsigned long long)c->parent);
+	if ((mms_get_le32(v + 8) & S_IFMT) != (c->mode & S_IFMT))
+		ck_problem(ck, where, "entry type %o differs from inode %llu's %o", mms_get_le32(v + 8) & S_IFMT,
+		           (unsigned long long)ino, c->mode & S_IFMT);
+}
+
+
+
+static void ck_extent_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                           uint64_t pgno)
+{
+	char where[160];
+	if (kl != 16 || vl != 16) {
+		snprintf(where, sizeof(where), "page %llu (extent tree)", (unsigned long long)pgno);
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	uint64_t ino = mms_get_be64(k), lp = mms_get_be64(k + 8);
+	uint64_t phys = mms_get_le64(v), n = mms_get_le64(v + 8);
+	snprintf(where, sizeof(where), "page %llu (extent tree), inode %llu at byte %llu",
+	         (unsigned long long)pgno, (unsigned long long)ino,
+	         (unsigned long long)(lp * MMS_PAGE_SIZE));
+	ck_claim(ck, phys, n, CK_DATA, where);
+	ck->data_pages += n;
+	struct ck_inode *c = ck_find(ck, ino);
+	if (!c) {
+		ck_problem(ck, where, "the inode does not exist");
+		return;
+	}
+	c->counted += n;
+	if (c->flags & MMS_INO_INLINE)
+		ck_problem(ck, where, "an inline value also has extents");
+	if ((c->mode & S_IFMT) != S_IFREG && (c->mode & S_IFMT) != S_IFLNK)
+		ck_problem(ck, where, "extent of an inode that holds no bytes (mode %o)", c->mode);
+	if (ck->prev_ino == ino && lp < ck->prev_end)
+		ck_problem(ck, where, "overlaps the previous extent of the value");
+	if (lp * MMS_PAGE_SIZE >= c->size)
+		ck_problem(ck, where, "extent past the end of the value (size %llu)", (unsigned long long)c->size);
+	ck->prev_ino = ino;
+	ck->prev_end = lp + n;
+}
+
+static void ck_xattr_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                          uint64_t pgno)
+{
+	char where[400];
+	if (kl < 9 || vl < 1) {
+		snprintf(where, sizeof(where), "page %llu (xattr tree)", (unsigned long long)pgno);
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	uint64_t ino = mms_get_be64(k);
+	snprintf(where, sizeof(where), "page %llu (xattr tree), inode %llu, attribute '%.*s'",
+	         (unsigned long long)pgno, (unsigned long long)ino, (int)(kl - 8), (const char *)k + 8);
+	if (!ck_find(ck, ino))
+		ck_problem(ck, where, "the inode does not exist");
+	if (v[0] == 0) {
+		if (vl - 1 > MMS_XATTR_INLINE_MAX)
+			ck_problem(ck, where, "inline value of %zu bytes", vl - 1);
+		return;
+	}
+	if (v[0] != 1 || vl != 17) {
+		ck_problem(ck, where, "unknown value kind %u (%zu bytes)", v[0], vl);
+		return;
+	}
+	uint64_t pg = mms_get_le64(v + 1);
+	uint32_t len = mms_get_le32(v + 9), crc = mms_get_le32(v + 13);
+	uint64_t n = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+	if (len > MMS_XATTR_VALUE_MAX) {
+		ck_problem(ck, where, "value of %u bytes beyond the limit", len);
+		return;
+	}
+	ck_claim(ck, pg, n ? n : 1, CK_BLOB, where);
+	ck->blob_pages += n ? n : 1;
+	if (pg >= ck->pages || (n ? n : 1) > ck->pages - pg)
+		return;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return;
+	if (mms_blob_read(ck->env, pg, buf, len))
+		ck_problem(ck, where, "%s", mms_errdetail(ck->env));
+	else if (mms_crc32c(0, buf, len) != crc)
+		ck_problem(ck, where, "value checksum mismatch (at page %llu)", (unsigned long long)pg);
+	free(buf);
+}
+
+static void ck_orphan_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                           uint64_t pgno)
+{
+	char where[128];
+	(void)v;
+	uint64_t ino = kl == 8 ? mms_get_be64(k) : 0;
+	ck_where_item(where, sizeof(where), pgno, "orphan", ino);
+	if (kl != 8 || vl != 0) {
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	struct ck_inode *c = ck_find(ck, ino);
+	if (!c)
+		ck_problem(ck, where, "the inode does not exist");
+	else if (c->parent != 0)
+		ck_problem(ck, where, "the inode is still named (parent %llu)", (unsigned long long)c->parent);
+	else
+		c->orphan = 1;
+}
+
+static int ck_free_run(void *vck, uint64_t pg, uint64_t n, int pending)
+{
+	struct ck *ck = vck;
+	char where[64];
+	snprintf(where, sizeof(where), pending ? "pending list" : "free list");
+	ck_claim(ck, pg, n, pending ? CK_PENDING : CK_FREE, where);
+	return 0;
+}
+
+/* ---- the whole walk --------------------------------------------------------------- */
+
+static void ck_reachability(struct ck *ck)
+{
+	char where[96];
+	uint64_t keys = 0, dirs = 0, orphans = 0;
+	for (size_t i = 0; i < ck->icap; i++) {
+		struct ck_inode *c = &ck->inodes[i];
+		if (!c->ino)
+			continue;
+		snprintf(where, sizeof(where), "inode %llu", (unsigned long long)c->ino);
+		int is_dir = (c->mode & S_IFMT) == S_IFDIR;
+		if (c->ino == MMS_ROOT_INO) {
+			if (!is_dir)
+				ck_problem(ck, where, "the root is not a directory");
+			if (c->names)
+				ck_problem(ck, where, "the root has a name");
+			dirs++;
+			continue;
+		}
+		if (c->parent == 0) {
+			orphans++;
+			if (!c->orphan)
+				ck_problem(ck, where, "unnamed and not in the orphan list (leaked)");
+			if (c->names)
+				ck_problem(ck, where, "unlinked but still named");
+		} else {
+			if (c->names != 1)
+				ck_problem(ck, where, "has %u names (expected 1)", c->names);
+			if (is_dir)
+				dirs++;
+			else
+				keys++;
+			/* the parent chain must reach the root */
+			uint64_t p = c->parent, steps = 0;
+			while (p != MMS_ROOT_INO && steps++ <= ck->icount) {
+				struct ck_inode *pp = ck_find(ck, p);
+				if (!pp || (pp->mode & S_IFMT) != S_IFDIR) {
+					ck_problem(ck, where, "ancestor %llu is missing or not a directory",
+					           (unsigned long long)p);
+					break;
+				}
+				p = pp->parent;
+			}
+			if (p != MMS_ROOT_INO && steps > ck->icount)
+				ck_problem(ck, where, "its chain of parents loops");
+		}
+		if (!is_dir && !(c->flags & MMS_INO_INLINE) && c->counted != c->pages)
+			ck_problem(ck, where, "records %llu data pages, extents hold %llu",
+			           (unsigned long long)c->pages, (unsigned long long)c->counted);
+	}
+	if (!ck_find(ck, MMS_ROOT_INO))
+		ck_problem(ck, "inode 1", "the root directory is missing");
+	struct mms_meta *m = &ck->env->meta;
+	if (keys != m->keys || dirs != m->dirs || orphans != m->orphans)
+		ck_problem(ck, "meta", "counts %llu keys, %llu directories, %llu orphans; found %llu, %llu, %llu",
+		           (unsigned long long)m->keys, (unsigned long long)m->dirs, (unsigned long long)m->orphans,
+		           (unsigned long long)keys, (unsigned long long)dirs, (unsigned long long)orphans);
+}
+
+int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn progress, void *pctx,
+              uint64_t *nproblems)
+{
+	struct ck ck = { .env = env, .report = report, .rctx = rctx, .progress = progress, .pctx = pctx };
+	struct stat st;
+	int rc = 0;
+
+	if (env->txn_active && !(env->flags & MMS_RDONLY)) {
+		/* check what is committed: the open transaction's pages are not on disk */
+		rc = mms_commit(env);
+		if (rc)
+			return rc;
+	}
+	ck.pages = env->meta.file_pages;
+	ck.total = env->meta.tree_pages ? env->meta.tree_pages : 1;
+	ck.owner = calloc(ck.pages ? ck.pages : 1, 1);
+	if (!ck.owner)
+		return ENOMEM;
+	for (int s = 0; s < 2; s++) {
+		char where[16];
+		snprintf(where, sizeof(where), "meta %d", s);
+		if (env->meta_problem[s][0])
+			ck_problem(&ck, where, "%s", env->meta_problem[s]);
+	}
+	if (fstat(env->fd, &st) == 0 && (uint64_t)st.st_size < ck.pages * MMS_PAGE_SIZE)
+		ck_problem(&ck, "store file", "%llu bytes, shorter than the %llu the meta records",
+		           (unsigned long long)st.st_size, (unsigned long long)(ck.pages * MMS_PAGE_SIZE));
+	ck_claim(&ck, 0, MMS_META_PAGES, CK_META, "meta");
+
+	static const ck_item_fn fns[MMS_NTREES] = {
+		[MMS_TREE_INODE] = ck_inode_item, [MMS_TREE_NAME] = ck_name_item,
+		[MMS_TREE_EXTENT] = ck_extent_item, [MMS_TREE_XATTR] = ck_xattr_item,
+		[MMS_TREE_ORPHAN] = ck_orphan_item,
+	};
+	/* inodes first: the other trees are checked against them */
+	for (int t = 0; t < MMS_NTREES && !rc; t++)
+		if (env->meta.root[t])
+			rc = ck_page(&ck, t, env->meta.root[t], -1, NULL, 0, NULL, 0, fns[t], 0);
+	if (rc == ECANCELED) {
+		rc = 0;
+		goto out;
+	}
+	if (rc)
+		goto out;
+	ck_reachability(&ck);
+	if (env->meta.free_blob) {
+		ck_claim(&ck, env->meta.free_blob, env->meta.free_blob_pages, CK_FREELIST, "free-list blob");
+		ck.blob_pages += env->meta.free_blob_pages;
+	}
+	mms_alloc_walk(env, ck_free_run, &ck);
+
+	/* every page accounted for */
+	for (uint64_t i = 0; i < ck.pages;) {
+		if (ck.owner[i] != CK_NONE) {
+			i++;
+			continue;
+		}
+		uint64_t j = i;
+		while (j < ck.pages && ck.owner[j] == CK_NONE)
+			j++;
+		char where[64];
+		snprintf(where, sizeof(where), "pages %llu-%llu", (unsigned long long)i, (unsigned long long)(j - 1));
+		ck_problem(&ck, where, "neither in use nor free (leaked)");
+		i = j;
+	}
+	struct mms_meta *m = &env->meta;
+	if (ck.tree_pages != m->tree_pages || ck.data_pages != m->data_pages || ck.blob_pages != m->blob_pages)
+		ck_problem(&ck, "meta", "counts %llu tree, %llu data, %llu blob pages; found %llu, %llu, %llu",
+		           (unsigned long long)m->tree_pages, (unsigned long long)m->data_pages,
+		           (unsigned long long)m->blob_pages, (unsigned long long)ck.tree_pages,
+		           (unsigned long long)ck.data_pages, (unsigned long long)ck.blob_pages);
+	if (progress)
+		progress(pctx, ck.total, ck.total);
+out:
+	free(ck.owner);
+	free(ck.inodes);
+	if (!rc)
+		*nproblems = ck.problems;
+	return rc;
+}

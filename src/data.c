@@ -1,0 +1,1125 @@
+/*
+ * data.c - value bytes: inline values, extents, read/write/truncate,
+ * fallocate, SEEK_DATA/SEEK_HOLE and mapping.
+ *
+ * A value is stored in one of three ways:
+ *   - empty-or-hole-only: no inline bytes and no extents (size may be > 0:
+ *     then it is all hole);
+ *   - inline (MMS_INO_INLINE): the bytes follow the inode record in the
+ *     INODE item, size <= MMS_INLINE_MAX, and inline length == size;
+ *   - extents: EXTENT items be64 ino + be64 first logical page ->
+ *     le64 physical page + le64 npages.  Logical pages not covered by an
+ *     extent are holes and read as zeros.
+ *
+ * Invariants kept here:
+ *   - Extents of one inode never overlap; every extent has npages > 0 and
+ *     lies inside the file (checked on every read from the tree).
+ *   - Bytes of an allocated page that lie past `size` are zero, so growing a
+ *     value never exposes old bytes (truncate down zeroes the tail of the
+ *     last kept page; new pages are zero wherever the write does not cover).
+ *   - inode.pages is exactly the number of pages the extents hold.
+ *   - New pages are written before the extent items that reference them;
+ *     space is reserved (mms_reserve) before the first change, so MMS_FULL
+ *     leaves the store as it was.
+ */
+#define _GNU_SOURCE
+#include "mms_int.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MMS_DATA_PAGE ((uint64_t)MMS_PAGE_SIZE)
+/* Logical pages a value may span: MMS_SIZE_MAX / page size. */
+#define MMS_DATA_MAX_LPAGES (MMS_SIZE_MAX >> MMS_PAGE_SHIFT)
+/* Assumed depth of the INODE tree when reserving space for its path. */
+#define MMS_DATA_INODE_PATH 6u
+
+/* One decoded extent: logical pages [lpage, lpage+npages) at ppage. */
+struct mms_data_ext {
+	uint64_t lpage, ppage, npages;
+};
+
+static const uint8_t mms_data_zeros[MMS_PAGE_SIZE];
+
+/* ---- Small helpers ------------------------------------------------------- */
+
+static uint64_t mms_data_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t mms_data_max(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* Pages needed to hold `bytes` bytes (bytes <= MMS_SIZE_MAX: no overflow). */
+static uint64_t mms_data_pages_for(uint64_t bytes)
+{
+	return (bytes + MMS_DATA_PAGE - 1) >> MMS_PAGE_SHIFT;
+}
+
+static void mms_data_key(uint8_t key[16], uint64_t ino, uint64_t lpage)
+{
+	mms_put_be64(key, ino);
+	mms_put_be64(key + 8, lpage);
+}
+
+static bool mms_data_isdir(const struct mms_inode *in)
+{
+	return S_ISDIR(in->mode);
+}
+
+/*
+ * Tree pages a call may need beyond the data pages: a copy of the INODE
+ * tree's path and, when `items` EXTENT items are inserted, changed or
+ * deleted, copies of that tree's path (depth levels), a split at each level
+ * and a leaf per 16 items.  A pure overwrite needs only the first part.
+ */
+static uint64_t mms_data_overhead(int depth, uint64_t items)
+{
+	uint64_t d = depth > 0 ? (uint64_t)depth : 1;
+	if (items == 0)
+		return MMS_DATA_INODE_PATH;
+	return MMS_DATA_INODE_PATH + 2 * (d + 1) + items / 16 + 1;
+}
+
+/* Time stamps of a change of the bytes. */
+static void mms_data_touch(struct mms_inode *in)
+{
+	int64_t now = mms_now_ns();
+	in->mtime = now;
+	in->ctime = now;
+}
+
+/* ---- File I/O ------------------------------------------------------------ */
+
+static int mms_data_pread(mms_env *env, uint64_t ino, void *buf, size_t n, uint64_t pos)
+{
+	uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t r = pread(env->fd, p, n, (off_t)pos);
+		if (r < 0) {
+			int err = errno;
+			if (err == EINTR)
+				continue;
+			return mms_fail(env, err, "ino %llu: reading %zu bytes at byte %llu of the store: %s",
+			                (unsigned long long)ino, n, (unsigned long long)pos, strerror(err));
+		}
+		if (r == 0)
+			return mms_fail(env, MMS_CORRUPT,
+			                "ino %llu: the store file ends before byte %llu of an extent",
+			                (unsigned long long)ino, (unsigned long long)pos);
+		p += r;
+		n -= (size_t)r;
+		pos += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Write n bytes at file byte pos; buf NULL writes zeros. */
+static int mms_data_pwrite(mms_env *env, uint64_t ino, const void *buf, uint64_t n, uint64_t pos)
+{
+	const uint8_t *p = buf;
+	while (n > 0) {
+		size_t chunk;
+		const void *src;
+		if (p) {
+			chunk = (size_t)mms_data_min(n, (uint64_t)1 << 30);
+			src = p;
+		} else {
+			chunk = (size_t)mms_data_min(n, sizeof mms_data_zeros);
+			src = mms_data_zeros;
+		}
+		ssize_t r = pwrite(env->fd, src, chunk, (off_t)pos);
+		if (r < 0) {
+			int err = errno;
+			if (err == EINTR)
+				continue;
+			return mms_fail(env, err, "ino %llu: writing %zu bytes at byte %llu of the store: %s",
+			                (unsigned long long)ino, chunk, (unsigned long long)pos, strerror(err));
+		}
+		if (r == 0)
+			return mms_fail(env, EIO, "ino %llu: writing at byte %llu of the store made no progress",
+			                (unsigned long long)ino, (unsigned long long)pos);
+		if (p)
+			p += r;
+		n -= (uint64_t)r;
+		pos += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* ---- Extent items -------------------------------------------------------- */
+
+/*
+ * Decode the item under a cursor.  *mine = false (and 0) when the item
+ * belongs to another inode; a malformed or out-of-bounds extent of this
+ * inode is MMS_CORRUPT.
+ */
+static int mms_data_decode(mms_env *env, uint64_t ino, const struct mms_bt_cursor *c,
+                           struct mms_data_ext *ext, bool *mine)
+{
+	const void *key, *val;
+	size_t klen, vlen;
+	mms_bt_item(c, &key, &klen, &val, &vlen);
+	if (klen != 16)
+		return mms_fail(env, MMS_CORRUPT, "extent tree: item with a %zu-byte key near ino %llu",
+		                klen, (unsigned long long)ino);
+	if (mms_get_be64(key) != ino) {
+		*mine = false;
+		return 0;
+	}
+	uint64_t lpage = mms_get_be64((const uint8_t *)key + 8);
+	if (vlen != 16)
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: extent at logical page %llu: value of %zu bytes, not 16",
+		                (unsigned long long)ino, (unsigned long long)lpage, vlen);
+	uint64_t ppage = mms_get_le64(val);
+	uint64_t npages = mms_get_le64((const uint8_t *)val + 8);
+	if (npages == 0)
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: extent at logical page %llu: no pages",
+		                (unsigned long long)ino, (unsigned long long)lpage);
+	if (lpage > MMS_DATA_MAX_LPAGES || npages > MMS_DATA_MAX_LPAGES - lpage)
+		return mms_fail(env, MMS_CORRUPT,
+		                "ino %llu: extent at logical page %llu: %llu pages pass the size limit",
+		                (unsigned long long)ino, (unsigned long long)lpage,
+		                (unsigned long long)npages);
+	if (ppage < MMS_META_PAGES || ppage > UINT64_MAX - npages ||
+	    ppage + npages > env->meta.file_pages)
+		return mms_fail(env, MMS_CORRUPT,
+		                "ino %llu: extent at logical page %llu: pages %llu..%llu outside the file (%llu pages)",
+		                (unsigned long long)ino, (unsigned long long)lpage,
+		                (unsigned long long)ppage, (unsigned long long)(ppage + npages - 1),
+		                (unsigned long long)env->meta.file_pages);
+	char what[96];
+	snprintf(what, sizeof what, "ino %llu: extent at logical page %llu",
+	         (unsigned long long)ino, (unsigned long long)lpage);
+	int rc = mms_check_run(env, ppage, npages, what);
+	if (rc)
+		return rc;
+	ext->lpage = lpage;
+	ext->ppage = ppage;
+	ext->npages = npages;
+	*mine = true;
+	return 0;
+}
+
+/*
+ * Position c on the first extent of `ino` that ends after logical page
+ * `lpage` (it covers lpage, or starts after it).  *found = false when there
+ * is none.
+ */
+static int mms_data_find(mms_env *env, uint64_t ino, uint64_t lpage,
+                         struct mms_bt_cursor *c, struct mms_data_ext *ext, bool *found)
+{
+	uint8_t key[16];
+	bool mine = false;
+	int rc;
+
+	*found = false;
+	mms_data_key(key, ino, lpage);
+	rc = mms_bt_seek(c, env, MMS_TREE_EXTENT, key, sizeof key, MMS_BT_LE);
+	if (rc == 0) {
+		rc = mms_data_decode(env, ino, c, ext, &mine);
+		if (rc)
+			return rc;
+		if (mine && ext->lpage + ext->npages > lpage) {
+			*found = true;
+			return 0;
+		}
+		rc = mms_bt_next(c);
+	} else if (rc == MMS_NOTFOUND) {
+		rc = mms_bt_seek(c, env, MMS_TREE_EXTENT, key, sizeof key, MMS_BT_GE);
+	}
+	if (rc == MMS_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	rc = mms_data_decode(env, ino, c, ext, &mine);
+	if (rc)
+		return rc;
+	*found = mine;
+	return 0;
+}
+
+/*
+ * Move c to the next extent of `ino`; `prev` is the current one (its end
+ * must not pass the next one's start).  *found = false at the end.
+ */
+static int mms_data_next(mms_env *env, uint64_t ino, struct mms_bt_cursor *c,
+                         struct mms_data_ext *ext, bool *found)
+{
+	uint64_t prev_end = ext->lpage + ext->npages;
+	struct mms_data_ext next;
+	bool mine = false;
+	int rc;
+
+	*found = false;
+	rc = mms_bt_next(c);
+	if (rc == MMS_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	rc = mms_data_decode(env, ino, c, &next, &mine);
+	if (rc || !mine)
+		return rc;
+	if (next.lpage < prev_end)
+		return mms_fail(env, MMS_CORRUPT,
+		                "ino %llu: extent at logical page %llu: overlaps the extent before it (ending at page %llu)",
+		                (unsigned long long)ino, (unsigned long long)next.lpage,
+		                (unsigned long long)prev_end);
+	*ext = next;
+	*found = true;
+	return 0;
+}
+
+static int mms_data_put_ext(mms_env *env, uint64_t ino, const struct mms_data_ext *ext)
+{
+	uint8_t key[16], val[16];
+	mms_data_key(key, ino, ext->lpage);
+	mms_put_le64(val, ext->ppage);
+	mms_put_le64(val + 8, ext->npages);
+	return mms_bt_put(env, MMS_TREE_EXTENT, key, sizeof key, val, sizeof val);
+}
+
+static int mms_data_del_ext(mms_env *env, uint64_t ino, uint64_t lpage)
+{
+	uint8_t key[16];
+	mms_data_key(key, ino, lpage);
+	return mms_bt_del(env, MMS_TREE_EXTENT, key, sizeof key);
+}
+
+/*
+ * Survey logical pages [p0, p1): how many are holes, how many separate
+ * holes, how many extents overlap, and the EXTENT tree's depth (for
+ * mms_data_overhead).
+ */
+struct mms_data_survey {
+	uint64_t hole_pages, holes, extents;
+	int depth;
+};
+
+static int mms_data_scan(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
+                         struct mms_data_survey *sv)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	bool found;
+	uint64_t page = p0;
+	int rc;
+
+	memset(sv, 0, sizeof *sv);
+	memset(&c, 0, sizeof c);
+	rc = mms_data_find(env, ino, p0, &c, &ext, &found);
+	if (rc)
+		return rc;
+	sv->depth = c.depth;
+	while (page < p1) {
+		if (!found || ext.lpage >= p1) {
+			sv->hole_pages += p1 - page;
+			sv->holes++;
+			break;
+		}
+		if (ext.lpage > page) {
+			sv->hole_pages += ext.lpage - page;
+			sv->holes++;
+		}
+		sv->extents++;
+		page = mms_data_max(page, ext.lpage + ext.npages);
+		if (page >= p1)
+			break;
+		rc = mms_data_next(env, ino, &c, &ext, &found);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- Inodes ------------------------------------------------------------- */
+
+/*
+ * Read inode `ino` for a data call.  Inline bytes are checked against the
+ * size and, when `copy` is given, copied there (MMS_INLINE_MAX bytes), since
+ * the pointer into page memory dies with the first change.
+ */
+static int mms_data_inode(mms_env *env, uint64_t ino, struct mms_inode *in,
+                          const uint8_t **inl, uint8_t *copy)
+{
+	const void *p = NULL;
+	size_t len = 0;
+	int rc = mms_inode_get(env, ino, in, &p, &len);
+	if (rc)
+		return rc;
+	if (in->flags & MMS_INO_INLINE) {
+		if (len != in->size || len > MMS_INLINE_MAX || (len > 0 && !p))
+			return mms_fail(env, MMS_CORRUPT, "ino %llu: %zu inline bytes for a size of %llu",
+			                (unsigned long long)ino, len, (unsigned long long)in->size);
+	} else {
+		len = 0;
+		p = NULL;
+	}
+	if (in->size > MMS_SIZE_MAX)
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: size %llu beyond the limit",
+		                (unsigned long long)ino, (unsigned long long)in->size);
+	if (copy && len)
+		memcpy(copy, p, len);
+	if (inl)
+		*inl = copy && len ? copy : p;
+	return 0;
+}
+
+/*
+ * Move an inline value to a fresh one-page extent at logical page 0.  The
+ * caller reserved the page and writes the inode afterwards.
+ */
+static int mms_data_uninline(mms_env *env, struct mms_inode *in, const uint8_t *bytes)
+{
+	uint8_t page[MMS_PAGE_SIZE];
+	struct mms_data_ext ext = { 0, 0, 1 };
+	int rc;
+
+	memset(page, 0, sizeof page);
+	memcpy(page, bytes, (size_t)in->size);
+	rc = mms_alloc(env, 1, MMS_ALLOC_DATA, &ext.ppage);
+	if (rc)
+		return rc;
+	rc = mms_data_pwrite(env, in->ino, page, sizeof page, ext.ppage << MMS_PAGE_SHIFT);
+	if (rc == 0)
+		rc = mms_data_put_ext(env, in->ino, &ext);
+	if (rc) {
+		mms_free(env, ext.ppage, 1, MMS_ALLOC_DATA);
+		return rc;
+	}
+	in->flags &= ~MMS_INO_INLINE;
+	in->pages = 1;
+	return 0;
+}
+
+/* ---- Filling ranges ----------------------------------------------------- */
+
+/*
+ * Write what belongs in the new pages [lpage, lpage+n) at ppage: the bytes
+ * of buf (value bytes [off, off+len)) where it covers them, zeros elsewhere.
+ * buf NULL: the pages are zeroed.
+ */
+static int mms_data_write_new(mms_env *env, uint64_t ino, uint64_t ppage, uint64_t lpage,
+                              uint64_t n, const uint8_t *buf, uint64_t off, uint64_t len)
+{
+	if (!buf)
+		return mms_zero_pages(env, ppage, n);
+	uint64_t rs = lpage << MMS_PAGE_SHIFT, re = (lpage + n) << MMS_PAGE_SHIFT;
+	uint64_t ds = mms_data_max(off, rs), de = mms_data_min(off + len, re);
+	uint64_t phys = ppage << MMS_PAGE_SHIFT;
+	int rc = 0;
+
+	if (ds > rs)
+		rc = mms_data_pwrite(env, ino, NULL, ds - rs, phys);
+	if (rc == 0 && de > ds)
+		rc = mms_data_pwrite(env, ino, buf + (ds - off), de - ds, phys + (ds - rs));
+	if (rc == 0 && re > mms_data_max(de, ds))
+		rc = mms_data_pwrite(env, ino, NULL, re - mms_data_max(de, ds),
+		                     phys + (mms_data_max(de, ds) - rs));
+	return rc;
+}
+
+/*
+ * Make logical pages [p0, p1) allocated, writing buf (value bytes
+ * [off, off+len)) into them: in place inside existing extents, into new
+ * pages for holes.  buf NULL: allocate only (new pages zeroed, existing
+ * bytes kept).  A hole right after an extent is first grown in place
+ * (mms_alloc_at), so sequential writes make few extents.  *added gets the
+ * pages allocated; *changed becomes true at the first change of state.
+ */
+static int mms_data_fill(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
+                         const uint8_t *buf, uint64_t off, uint64_t len,
+                         uint64_t *added, bool *changed)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext, prev = { 0, 0, 0 };
+	bool found, have_prev = false;
+	uint64_t page = p0;
+	int rc;
+
+	memset(&c, 0, sizeof c);
+	/* An extent ending exactly at p0 is where a hole at p0 would grow from. */
+	if (p0 > 0) {
+		rc = mms_data_find(env, ino, p0 - 1, &c, &ext, &found);
+		if (rc)
+			return rc;
+		if (found && ext.lpage <= p0 - 1 && ext.lpage + ext.npages == p0) {
+			prev = ext;
+			have_prev = true;
+		}
+	}
+	rc = mms_data_find(env, ino, p0, &c, &ext, &found);
+	if (rc)
+		return rc;
+	while (page < p1) {
+		if (found && ext.lpage <= page) {
+			/* Inside an extent: write in place. */
+			uint64_t stop = mms_data_min(ext.lpage + ext.npages, p1);
+			if (buf) {
+				uint64_t bs = mms_data_max(off, page << MMS_PAGE_SHIFT);
+				uint64_t be = mms_data_min(off + len, stop << MMS_PAGE_SHIFT);
+				if (be > bs) {
+					rc = mms_data_pwrite(env, ino, buf + (bs - off), be - bs,
+					                     (ext.ppage << MMS_PAGE_SHIFT) +
+					                     (bs - (ext.lpage << MMS_PAGE_SHIFT)));
+					if (rc)
+						return rc;
+				}
+			}
+			prev = ext;
+			have_prev = true;
+			page = stop;
+			if (page < p1) {
+				rc = mms_data_next(env, ino, &c, &ext, &found);
+				if (rc)
+					return rc;
+			}
+			continue;
+		}
+		/* A hole [page, hole_end): allocate it piece by piece. */
+		uint64_t hole_end = found ? mms_data_min(ext.lpage, p1) : p1;
+		while (page < hole_end) {
+			uint64_t want = hole_end - page, got = 0, ppage = 0;
+			if (have_prev && prev.lpage + prev.npages == page) {
+				ppage = prev.ppage + prev.npages;
+				rc = mms_alloc_at(env, ppage, want, MMS_ALLOC_DATA, &got);
+				if (rc)
+					return rc;
+				if (got > want)
+					return mms_fail(env, MMS_CORRUPT, "ino %llu: allocator returned %llu pages for %llu",
+					                (unsigned long long)ino, (unsigned long long)got,
+					                (unsigned long long)want);
+				if (got)
+					*changed = true;
+			}
+			if (got) {
+				rc = mms_data_write_new(env, ino, ppage, page, got, buf, off, len);
+				if (rc)
+					return rc;
+				prev.npages += got;
+			} else {
+				rc = mms_alloc_some(env, want, MMS_ALLOC_DATA, &ppage, &got);
+				if (rc)
+					return rc;
+				*changed = true;
+				if (got == 0 || got > want)
+					return mms_fail(env, MMS_CORRUPT, "ino %llu: allocator returned %llu pages for %llu",
+					                (unsigned long long)ino, (unsigned long long)got,
+					                (unsigned long long)want);
+				rc = mms_data_write_new(env, ino, ppage, page, got, buf, off, len);
+				if (rc)
+					return rc;
+				prev.lpage = page;
+				prev.ppage = ppage;
+				prev.npages = got;
+				have_prev = true;
+			}
+			/* The bytes are in place: now reference them. */
+			rc = mms_data_put_ext(env, ino, &prev);
+			if (rc)
+				return rc;
+			*added += got;
+			page += got;
+		}
+		/* The tree changed: the cursor is stale. */
+		if (page < p1) {
+			rc = mms_data_find(env, ino, page, &c, &ext, &found);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Write buf (value bytes [off, off+len); NULL: zeros) over the allocated
+ * parts of that range, in place; holes are left alone.
+ */
+static int mms_data_overwrite(mms_env *env, uint64_t ino, const uint8_t *buf,
+                              uint64_t off, uint64_t len)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	bool found;
+	uint64_t end = off + len;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	memset(&c, 0, sizeof c);
+	rc = mms_data_find(env, ino, off >> MMS_PAGE_SHIFT, &c, &ext, &found);
+	while (rc == 0 && found && (ext.lpage << MMS_PAGE_SHIFT) < end) {
+		uint64_t es = ext.lpage << MMS_PAGE_SHIFT;
+		uint64_t bs = mms_data_max(off, es);
+		uint64_t be = mms_data_min(end, (ext.lpage + ext.npages) << MMS_PAGE_SHIFT);
+		if (be > bs) {
+			rc = mms_data_pwrite(env, ino, buf ? buf + (bs - off) : NULL, be - bs,
+			                     (ext.ppage << MMS_PAGE_SHIFT) + (bs - es));
+			if (rc)
+				break;
+		}
+		rc = mms_data_next(env, ino, &c, &ext, &found);
+	}
+	return rc;
+}
+
+/*
+ * Free logical pages [a, b): delete, shorten or split the extents there.
+ * *freed gets the pages freed.
+ */
+static int mms_data_remove(mms_env *env, uint64_t ino, uint64_t a, uint64_t b,
+                           uint64_t *freed, bool *changed)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	bool found;
+	int rc;
+
+	memset(&c, 0, sizeof c);
+	while (a < b) {
+		rc = mms_data_find(env, ino, a, &c, &ext, &found);
+		if (rc)
+			return rc;
+		if (!found || ext.lpage >= b)
+			break;
+		uint64_t s = ext.lpage, e = ext.lpage + ext.npages;
+		uint64_t cs = mms_data_max(s, a), ce = mms_data_min(e, b);
+		*changed = true;
+		if (s < cs) {
+			struct mms_data_ext head = { s, ext.ppage, cs - s };
+			rc = mms_data_put_ext(env, ino, &head);
+		} else {
+			rc = mms_data_del_ext(env, ino, s);
+		}
+		if (rc == 0 && ce < e) {
+			struct mms_data_ext tail = { ce, ext.ppage + (ce - s), e - ce };
+			rc = mms_data_put_ext(env, ino, &tail);
+		}
+		if (rc)
+			return rc;
+		mms_free(env, ext.ppage + (cs - s), ce - cs, MMS_ALLOC_DATA);
+		*freed += ce - cs;
+		a = ce;
+	}
+	return 0;
+}
+
+/* ---- Walking a range (read, map) ---------------------------------------- */
+
+/* Called for each piece in order; nonzero stops (a value > 0: done). */
+typedef int (*mms_data_piece_fn)(void *ctx, const struct mms_extent *piece);
+
+/*
+ * Describe value bytes [off, end) (end <= size) of an extent-based value as
+ * holes and extent pieces.  Adjacent extents give separate pieces.
+ */
+static int mms_data_walk(mms_env *env, uint64_t ino, uint64_t off, uint64_t end,
+                         mms_data_piece_fn fn, void *ctx)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	struct mms_extent piece;
+	bool found;
+	uint64_t pos = off;
+	int rc;
+
+	if (off >= end)
+		return 0;
+	memset(&c, 0, sizeof c);
+	rc = mms_data_find(env, ino, off >> MMS_PAGE_SHIFT, &c, &ext, &found);
+	if (rc)
+		return rc;
+	while (pos < end) {
+		memset(&piece, 0, sizeof piece);
+		piece.logical = pos;
+		uint64_t es = found ? ext.lpage << MMS_PAGE_SHIFT : end;
+		if (es > pos) {
+			piece.length = mms_data_min(es, end) - pos;
+			piece.flags = MMS_MAP_HOLE;
+		} else {
+			uint64_t ee = (ext.lpage + ext.npages) << MMS_PAGE_SHIFT;
+			piece.length = mms_data_min(ee, end) - pos;
+			piece.physical = (ext.ppage << MMS_PAGE_SHIFT) + (pos - es);
+		}
+		rc = fn(ctx, &piece);
+		if (rc)
+			return rc > 0 ? 0 : rc;
+		pos += piece.length;
+		if (!(piece.flags & MMS_MAP_HOLE) && pos < end) {
+			rc = mms_data_next(env, ino, &c, &ext, &found);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+struct mms_data_read_ctx {
+	mms_env *env;
+	uint64_t ino, off;
+	uint8_t *buf;
+};
+
+static int mms_data_read_piece(void *ctx, const struct mms_extent *piece)
+{
+	struct mms_data_read_ctx *r = ctx;
+	uint8_t *dst = r->buf + (piece->logical - r->off);
+	if (piece->flags & MMS_MAP_HOLE) {
+		memset(dst, 0, (size_t)piece->length);
+		return 0;
+	}
+	return mms_data_pread(r->env, r->ino, dst, (size_t)piece->length, piece->physical);
+}
+
+struct mms_data_map_ctx {
+	struct mms_extent *ext;
+	size_t max, count;
+};
+
+static int mms_data_map_piece(void *ctx, const struct mms_extent *piece)
+{
+	struct mms_data_map_ctx *m = ctx;
+	m->ext[m->count++] = *piece;
+	return m->count == m->max ? 1 : 0;
+}
+
+/* ---- Public calls ------------------------------------------------------- */
+
+int mms_read(mms_env *env, uint64_t ino, void *buf, size_t len, uint64_t off, size_t *nread)
+{
+	struct mms_inode in;
+	const uint8_t *inl = NULL;
+	int rc = mms_data_inode(env, ino, &in, &inl, NULL);
+	if (rc)
+		return rc;
+	if (mms_data_isdir(&in))
+		return mms_fail(env, MMS_ISDIR, "ino %llu: is a directory", (unsigned long long)ino);
+	if (off >= in.size || len == 0) {
+		*nread = 0;
+		return 0;
+	}
+	size_t n = (size_t)mms_data_min(len, in.size - off);
+	if (in.flags & MMS_INO_INLINE) {
+		memcpy(buf, inl + off, n);
+	} else {
+		struct mms_data_read_ctx r = { env, ino, off, buf };
+		rc = mms_data_walk(env, ino, off, off + n, mms_data_read_piece, &r);
+		if (rc)
+			return rc;
+	}
+	*nread = n;
+	return 0;
+}
+
+int mms_map(mms_env *env, uint64_t ino, uint64_t off, uint64_t len,
+            struct mms_extent *ext, size_t max, size_t *count)
+{
+	struct mms_inode in;
+	const uint8_t *inl = NULL;
+	int rc = mms_data_inode(env, ino, &in, &inl, NULL);
+	if (rc)
+		return rc;
+	if (mms_data_isdir(&in))
+		return mms_fail(env, MMS_ISDIR, "ino %llu: is a directory", (unsigned long long)ino);
+	if (off >= in.size || len == 0 || max == 0) {
+		*count = 0;
+		return 0;
+	}
+	uint64_t end = off + mms_data_min(len, in.size - off);
+	if (in.flags & MMS_INO_INLINE) {
+		memset(&ext[0], 0, sizeof ext[0]);
+		ext[0].logical = off;
+		ext[0].length = end - off;
+		ext[0].data = inl + off;
+		ext[0].flags = MMS_MAP_INLINE;
+		*count = 1;
+		return 0;
+	}
+	struct mms_data_map_ctx m = { ext, max, 0 };
+	rc = mms_data_walk(env, ino, off, end, mms_data_map_piece, &m);
+	if (rc)
+		return rc;
+	*count = m.count;
+	return 0;
+}
+
+int mms_seek(mms_env *env, uint64_t ino, uint64_t off, int whence, uint64_t *result)
+{
+	struct mms_inode in;
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	bool found;
+	int rc;
+
+	if (whence != MMS_SEEK_DATA && whence != MMS_SEEK_HOLE)
+		return mms_fail(env, MMS_INVAL, "ino %llu: seek mode %d is neither SEEK_DATA nor SEEK_HOLE",
+		                (unsigned long long)ino, whence);
+	rc = mms_data_inode(env, ino, &in, NULL, NULL);
+	if (rc)
+		return rc;
+	if (mms_data_isdir(&in))
+		return mms_fail(env, MMS_ISDIR, "ino %llu: is a directory", (unsigned long long)ino);
+	if (off >= in.size)
+		return mms_fail(env, MMS_NXIO, "ino %llu: offset %llu is at or past the size %llu",
+		                (unsigned long long)ino, (unsigned long long)off,
+		                (unsigned long long)in.size);
+	if (in.flags & MMS_INO_INLINE) {
+		*result = whence == MMS_SEEK_DATA ? off : in.size;
+		return 0;
+	}
+	memset(&c, 0, sizeof c);
+	rc = mms_data_find(env, ino, off >> MMS_PAGE_SHIFT, &c, &ext, &found);
+	if (rc)
+		return rc;
+	if (whence == MMS_SEEK_DATA) {
+		if (!found || (ext.lpage << MMS_PAGE_SHIFT) >= in.size)
+			return mms_fail(env, MMS_NXIO, "ino %llu: no data after offset %llu",
+			                (unsigned long long)ino, (unsigned long long)off);
+		*result = mms_data_max(off, ext.lpage << MMS_PAGE_SHIFT);
+		return 0;
+	}
+	/* SEEK_HOLE: the first page at or after off that no extent covers. */
+	uint64_t page = off >> MMS_PAGE_SHIFT;
+	while (found && ext.lpage <= page && (page << MMS_PAGE_SHIFT) < in.size) {
+		page = ext.lpage + ext.npages;
+		rc = mms_data_next(env, ino, &c, &ext, &found);
+		if (rc)
+			return rc;
+	}
+	*result = mms_data_min(mms_data_max(off, page << MMS_PAGE_SHIFT), in.size);
+	return 0;
+}
+
+int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t off)
+{
+	uint8_t inl[MMS_INLINE_MAX];
+	const uint8_t *old = NULL;
+	struct mms_inode in;
+	struct mms_data_survey sv;
+	bool changed = false;
+	uint64_t added = 0;
+	int rc;
+
+	rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	rc = mms_data_inode(env, ino, &in, &old, inl);
+	if (rc)
+		return rc;
+	if (mms_data_isdir(&in))
+		return mms_fail(env, MMS_ISDIR, "ino %llu: is a directory", (unsigned long long)ino);
+	if (off > MMS_SIZE_MAX || len > MMS_SIZE_MAX - off)
+		return mms_fail(env, MMS_TOOBIG, "ino %llu: writing %zu bytes at %llu passes the size limit %llu",
+		                (unsigned long long)ino, len, (unsigned long long)off,
+		                (unsigned long long)MMS_SIZE_MAX);
+	if (len == 0)
+		return 0;
+	uint64_t end = off + len;
+	uint64_t newsize = mms_data_max(in.size, end);
+	bool is_inline = (in.flags & MMS_INO_INLINE) != 0;
+
+	if (newsize <= MMS_INLINE_MAX && (is_inline || in.pages == 0)) {
+		/* Stays (or becomes) inline.  A value without pages is all hole. */
+		uint8_t val[MMS_INLINE_MAX];
+		memset(val, 0, sizeof val);
+		if (is_inline)
+			memcpy(val, old, (size_t)in.size);
+		memcpy(val + off, buf, len);
+		rc = mms_reserve(env, mms_data_overhead(0, 0));
+		if (rc)
+			return rc;
+		in.size = newsize;
+		mms_data_touch(&in);
+		rc = mms_inode_put(env, &in, val, (size_t)newsize);
+		goto out;
+	}
+
+	uint64_t p0 = off >> MMS_PAGE_SHIFT, p1 = mms_data_pages_for(end);
+	rc = mms_data_scan(env, ino, p0, p1, &sv);
+	if (rc)
+		return rc;
+	rc = mms_reserve(env, sv.hole_pages + (is_inline ? 1 : 0) +
+	                 mms_data_overhead(sv.depth, sv.holes + (is_inline ? 1 : 0)));
+	if (rc)
+		return rc;
+	if (is_inline) {
+		if (in.size > 0) {
+			rc = mms_data_uninline(env, &in, old);
+			changed = true;
+			if (rc)
+				goto out;
+		} else {
+			in.flags &= ~MMS_INO_INLINE;
+		}
+	}
+	rc = mms_data_fill(env, ino, p0, p1, buf, off, len, &added, &changed);
+	if (rc)
+		goto out;
+	changed = true;
+	in.size = newsize;
+	in.pages += added;
+	mms_data_touch(&in);
+	rc = mms_inode_put(env, &in, NULL, 0);
+out:
+	if (rc && changed)
+		mms_txn_poison(env);
+	return rc;
+}
+
+int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
+{
+	uint8_t inl[MMS_INLINE_MAX];
+	const uint8_t *old = NULL;
+	struct mms_inode in;
+	struct mms_data_survey sv;
+	bool changed = false;
+	uint64_t freed = 0;
+	int rc;
+
+	rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	rc = mms_data_inode(env, ino, &in, &old, inl);
+	if (rc)
+		return rc;
+	if (mms_data_isdir(&in))
+		return mms_fail(env, MMS_ISDIR, "ino %llu: is a directory", (unsigned long long)ino);
+	if (size > MMS_SIZE_MAX)
+		return mms_fail(env, MMS_TOOBIG, "ino %llu: size %llu passes the limit %llu",
+		                (unsigned long long)ino, (unsigned long long)size,
+		                (unsigned long long)MMS_SIZE_MAX);
+
+	if (in.flags & MMS_INO_INLINE) {
+		if (size <= MMS_INLINE_MAX) {
+			uint8_t val[MMS_INLINE_MAX];
+			memset(val, 0, sizeof val);
+			memcpy(val, old, (size_t)mms_data_min(in.size, size));
+			rc = mms_reserve(env, mms_data_overhead(0, 0));
+			if (rc)
+				return rc;
+			in.size = size;
+			if (size == 0)
+				in.flags &= ~MMS_INO_INLINE;
+			mms_data_touch(&in);
+			rc = mms_inode_put(env, &in, size ? val : NULL, (size_t)size);
+			goto out;
+		}
+		/* Grows past inline: the bytes move to page 0, the rest is hole. */
+		rc = mms_reserve(env, 1 + mms_data_overhead(0, 1));
+		if (rc)
+			return rc;
+		changed = true;
+		rc = mms_data_uninline(env, &in, old);
+		if (rc)
+			goto out;
+	} else {
+		/* Free every page past the new end, and zero the tail of the last. */
+		uint64_t keep = mms_data_pages_for(size);
+		rc = mms_data_scan(env, ino, keep, MMS_DATA_MAX_LPAGES, &sv);
+		if (rc)
+			return rc;
+		rc = mms_reserve(env, mms_data_overhead(sv.depth, sv.extents));
+		if (rc)
+			return rc;
+		if (size < in.size && (size & (MMS_DATA_PAGE - 1))) {
+			uint64_t stop = mms_data_min(keep << MMS_PAGE_SHIFT, in.size);
+			rc = mms_data_overwrite(env, ino, NULL, size, stop - size);
+			if (rc)
+				return rc;
+		}
+		if (sv.extents) {
+			rc = mms_data_remove(env, ino, keep, MMS_DATA_MAX_LPAGES, &freed, &changed);
+			if (rc)
+				goto out;
+		}
+		if (freed > in.pages) {
+			rc = mms_fail(env, MMS_CORRUPT, "ino %llu: freed %llu pages but the inode counts %llu",
+			              (unsigned long long)ino, (unsigned long long)freed,
+			              (unsigned long long)in.pages);
+			goto out;
+		}
+		in.pages -= freed;
+	}
+	changed = true;
+	in.size = size;
+	mms_data_touch(&in);
+	rc = mms_inode_put(env, &in, NULL, 0);
+out:
+	if (rc && changed)
+		mms_txn_poison(env);
+	return rc;
+}
+
+/* fallocate(PUNCH_HOLE|KEEP_SIZE): whole pages freed, partial ones zeroed. */
+static int mms_data_punch(mms_env *env, struct mms_inode *in, const uint8_t *old,
+                          uint64_t off, uint64_t end)
+{
+	struct mms_data_survey sv;
+	bool changed = false;
+	uint64_t freed = 0;
+	int rc;
+
+	if (in->flags & MMS_INO_INLINE) {
+		uint8_t val[MMS_INLINE_MAX];
+		memcpy(val, old, (size_t)in->size);
+		if (off < in->size)
+			memset(val + off, 0, (size_t)(mms_data_min(end, in->size) - off));
+		rc = mms_reserve(env, mms_data_overhead(0, 0));
+		if (rc)
+			return rc;
+		mms_data_touch(in);
+		rc = mms_inode_put(env, in, val, (size_t)in->size);
+		if (rc)
+			mms_txn_poison(env);
+		return rc;
+	}
+
+	uint64_t a = mms_data_pages_for(off), b = end >> MMS_PAGE_SHIFT;
+	rc = mms_data_scan(env, in->ino, off >> MMS_PAGE_SHIFT, mms_data_pages_for(end), &sv);
+	if (rc)
+		return rc;
+	rc = mms_reserve(env, mms_data_overhead(sv.depth, sv.extents + 2));
+	if (rc)
+		return rc;
+	/* Zero the covered bytes of partial pages (bytes past size are zero). */
+	if (a > b) {
+		rc = mms_data_overwrite(env, in->ino, NULL, off, end - off);
+	} else {
+		rc = mms_data_overwrite(env, in->ino, NULL, off, (a << MMS_PAGE_SHIFT) - off);
+		if (rc == 0)
+			rc = mms_data_overwrite(env, in->ino, NULL, b << MMS_PAGE_SHIFT,
+			                        end - (b << MMS_PAGE_SHIFT));
+		if (rc == 0 && a < b)
+			rc = mms_data_remove(env, in->ino, a, b, &freed, &changed);
+	}
+	if (rc)
+		goto out;
+	if (freed > in->pages) {
+		rc = mms_fail(env, MMS_CORRUPT, "ino %llu: freed %llu pages but the inode counts %llu",
+		              (unsigned long long)in->ino, (unsigned long long)freed,
+		              (unsigned long long)in->pages);
+		goto out;
+	}
+	changed = true;
+	in->pages -= freed;
+	mms_data_touch(in);
+	rc = mms_inode_put(env, in, NULL, 0);
+out:
+	if (rc && changed)
+		mms_txn_poison(env);
+	return rc;
+}
+
+int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint64_t len)
+{
+	uint8_t inl[MMS_INLINE_MAX];
+	const uint8_t *old = NULL;
+	struct mms_inode in;
+	struct mms_data_survey sv;
+	bool changed = false;
+	uint64_t added = 0;
+	int rc;
+
+	rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	if (mode & ~(MMS_FALLOC_KEEP_SIZE | MMS_FALLOC_PUNCH_HOLE))
+		return mms_fail(env, MMS_INVAL, "ino %llu: unknown fallocate mode 0x%x",
+		                (unsigned long long)ino, mode);
+	if ((mode & MMS_FALLOC_PUNCH_HOLE) && !(mode & MMS_FALLOC_KEEP_SIZE))
+		return mms_fail(env, MMS_INVAL, "ino %llu: PUNCH_HOLE needs KEEP_SIZE",
+		                (unsigned long long)ino);
+	if (len == 0)
+		return mms_fail(env, MMS_INVAL, "ino %llu: fallocate of 0 bytes", (unsigned long long)ino);
+	rc = mms_data_inode(env, ino, &in, &old, inl);
+	if (rc)
+		return rc;
+	if (mms_data_isdir(&in))
+		return mms_fail(env, MMS_ISDIR, "ino %llu: is a directory", (unsigned long long)ino);
+	if (off > MMS_SIZE_MAX || len > MMS_SIZE_MAX - off)
+		return mms_fail(env, MMS_TOOBIG, "ino %llu: range of %llu bytes at %llu passes the size limit %llu",
+		                (unsigned long long)ino, (unsigned long long)len,
+		                (unsigned long long)off, (unsigned long long)MMS_SIZE_MAX);
+	uint64_t end = off + len;
+	if (mode & MMS_FALLOC_PUNCH_HOLE)
+		return mms_data_punch(env, &in, old, off, end);
+
+	uint64_t newsize = (mode & MMS_FALLOC_KEEP_SIZE) ? in.size : mms_data_max(in.size, end);
+	bool is_inline = (in.flags & MMS_INO_INLINE) != 0;
+	if (is_inline && end <= MMS_INLINE_MAX) {
+		/* Inline bytes need no pages: only the size may grow. */
+		if (newsize == in.size)
+			return 0;
+		uint8_t val[MMS_INLINE_MAX];
+		memset(val, 0, sizeof val);
+		memcpy(val, old, (size_t)in.size);
+		rc = mms_reserve(env, mms_data_overhead(0, 0));
+		if (rc)
+			return rc;
+		in.size = newsize;
+		mms_data_touch(&in);
+		rc = mms_inode_put(env, &in, val, (size_t)newsize);
+		goto out;
+	}
+
+	uint64_t p0 = off >> MMS_PAGE_SHIFT, p1 = mms_data_pages_for(end);
+	rc = mms_data_scan(env, ino, p0, p1, &sv);
+	if (rc)
+		return rc;
+	rc = mms_reserve(env, sv.hole_pages + (is_inline ? 1 : 0) +
+	                 mms_data_overhead(sv.depth, sv.holes + 1));
+	if (rc)
+		return rc;
+	if (is_inline) {
+		changed = true;
+		rc = mms_data_uninline(env, &in, old);
+		if (rc)
+			goto out;
+	}
+	rc = mms_data_fill(env, ino, p0, p1, NULL, off, len, &added, &changed);
+	if (rc)
+		goto out;
+	if (added == 0 && newsize == in.size && !changed)
+		return 0;
+	changed = true;
+	in.pages += added;
+	if (newsize != in.size) {
+		in.size = newsize;
+		mms_data_touch(&in);
+	} else {
+		in.ctime = mms_now_ns();
+	}
+	rc = mms_inode_put(env, &in, NULL, 0);
+out:
+	if (rc && changed)
+		mms_txn_poison(env);
+	return rc;
+}
+
+int mms_data_free_all(mms_env *env, struct mms_inode *in)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	bool found;
+	int rc;
+
+	memset(&c, 0, sizeof c);
+	for (;;) {
+		rc = mms_data_find(env, in->ino, 0, &c, &ext, &found);
+		if (rc)
+			return rc;
+		if (!found)
+			break;
+		rc = mms_data_del_ext(env, in->ino, ext.lpage);
+		if (rc)
+			return rc;
+		mms_free(env, ext.ppage, ext.npages, MMS_ALLOC_DATA);
+	}
+	in->pages = 0;
+	in->flags &= ~MMS_INO_INLINE;
+	return 0;
+}

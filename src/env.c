@@ -1,0 +1,656 @@
+/*
+ * env.c - opening a store, its meta pages, and the commit rule.
+ *
+ * Pages 0 and 1 are meta pages (layout in doc/FORMAT.md).  Each carries a
+ * checksum, a generation, the id of the boot it was written under and a
+ * `synced` flag.  Open picks the newest valid meta that can be trusted:
+ * a synced one, or one written during the current boot (an unsynced meta
+ * from an earlier boot may point at pages that never reached the disk).
+ *
+ * The commit rule:
+ *   commit  write the dirty tree pages and the free list, then a meta page
+ *           (unsynced) into the commit slot.  Survives a crash of the
+ *           process: pwrite() has handed everything to the kernel.
+ *   sync    commit, fdatasync, write the same meta marked synced into the
+ *           commit slot, fdatasync; the slots then swap roles.  Survives a
+ *           crash of the machine.
+ * Commits never overwrite the slot that holds the last synced meta, so a
+ * torn or lost meta write always leaves a trusted meta to fall back to, and
+ * alloc.c never reuses a page that meta reaches before the next sync.
+ */
+#define _GNU_SOURCE
+#include "mms_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char mms_magic[8] = { 'M', 'M', 'S', 'T', 'O', 'R', 'E', 0 };
+#define MMS_META_SYNCED 0x1u
+
+static __thread char mms_open_msg[512];
+
+/* ---- errors --------------------------------------------------------------- */
+
+const char *mms_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case MMS_NOTFOUND: return "not found";
+	case MMS_EXISTS: return "already exists";
+	case MMS_FULL: return "store is full (max_size reached)";
+	case MMS_CORRUPT: return "store is damaged";
+	case MMS_LOCKED: return "store is locked by another process";
+	case MMS_NAMETOOLONG: return "name too long";
+	case MMS_BADNAME: return "invalid name";
+	case MMS_NOTDIR: return "not a directory";
+	case MMS_ISDIR: return "is a directory";
+	case MMS_NOTEMPTY: return "directory not empty";
+	case MMS_READONLY: return "store is open read-only";
+	case MMS_NOTSTORE: return "not a store file";
+	case MMS_VERSION: return "unsupported store format version";
+	case MMS_BADTXN: return "an earlier change failed; roll back first";
+	case MMS_TOOBIG: return "too large";
+	case MMS_NODATA: return "no such attribute";
+	case MMS_RANGE: return "buffer too small";
+	case MMS_INVAL: return "invalid argument";
+	case MMS_LOOP: return "cannot move a directory into itself";
+	case MMS_TRUNCATED: return "store file is truncated";
+	case MMS_BUSY: return "in use";
+	case MMS_NOTLINK: return "not a symlink";
+	case MMS_NXIO: return "no data or hole past the offset";
+	}
+	if (err > 0)
+		return strerror(err);
+	return "unknown error";
+}
+
+int mms_fail(mms_env *env, int err, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&env->detail_lock);
+	va_start(ap, fmt);
+	vsnprintf(env->detail, sizeof(env->detail), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&env->detail_lock);
+	return err;
+}
+
+const char *mms_errdetail(mms_env *env)
+{
+	return env->detail;
+}
+
+const char *mms_open_detail(void)
+{
+	return mms_open_msg;
+}
+
+static int mms_open_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int mms_open_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(mms_open_msg, sizeof(mms_open_msg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+int64_t mms_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int mms_txn_enter(mms_env *env)
+{
+	if (env->flags & MMS_RDONLY)
+		return mms_fail(env, MMS_READONLY, "the store is open read-only");
+	if (env->txn_bad)
+		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
+	env->txn_active = 1;
+	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void mms_txn_poison(mms_env *env)
+{
+	env->txn_bad = 1;
+}
+
+const char *mms_path(mms_env *env) { return env->path; }
+int mms_fd(mms_env *env) { return env->fd; }
+int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
+
+/* ---- meta pages ------------------------------------------------------------ */
+
+static void mms_read_boot_id(uint8_t out[16])
+{
+	char buf[64] = "";
+	const char *forced = getenv("MMS_BOOT_ID"); /* tests simulate a reboot */
+	if (forced) {
+		snprintf(buf, sizeof(buf), "%s", forced);
+	} else {
+		int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t r = read(fd, buf, sizeof(buf) - 1);
+			buf[r > 0 ? r : 0] = 0;
+			close(fd);
+		}
+	}
+	uint32_t h[4];
+	for (int i = 0; i < 4; i++)
+		h[i] = mms_crc32c((uint32_t)i * 0x9E3779B9u, buf, strlen(buf));
+	memcpy(out, h, 16);
+}
+
+/* Encode env->meta into bytes 0..207 of pg and checksum the page. */
+static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
+{
+	const struct mms_meta *m = &env->meta;
+	memcpy(pg, mms_magic, 8);
+	mms_put_le32(pg + 12, MMS_FORMAT_VERSION);
+	mms_put_le32(pg + 16, MMS_PAGE_SIZE);
+	mms_put_le32(pg + 20, synced ? MMS_META_SYNCED : 0);
+	mms_put_le64(pg + 24, m->generation);
+	mms_put_le64(pg + 32, m->synced_generation);
+	memcpy(pg + 40, env->boot_id, 16);
+	memcpy(pg + 56, m->uuid, 16);
+	mms_put_le64(pg + 72, m->file_pages);
+	mms_put_le64(pg + 80, m->max_pages);
+	mms_put_le64(pg + 88, m->next_ino);
+	mms_put_le64(pg + 96, m->created_ns);
+	for (int t = 0; t < MMS_NTREES; t++)
+		mms_put_le64(pg + 104 + 8 * t, m->root[t]);
+	mms_put_le64(pg + 144, m->keys);
+	mms_put_le64(pg + 152, m->dirs);
+	mms_put_le64(pg + 160, m->orphans);
+	mms_put_le64(pg + 168, m->tree_pages);
+	mms_put_le64(pg + 176, m->data_pages);
+	mms_put_le64(pg + 184, m->blob_pages);
+	mms_put_le64(pg + 192, m->free_blob);
+	mms_put_le64(pg + 200, m->free_blob_pages);
+	mms_put_le32(pg + 8, 0);
+	mms_put_le32(pg + 8, mms_crc32c(0, pg, MMS_PAGE_SIZE));
+}
+
+/* Validate a meta page; on success fill *m.  Writes a reason into why. */
+static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, char *why, size_t whylen)
+{
+	uint8_t copy[MMS_PAGE_SIZE];
+	if (memcmp(pg, mms_magic, 8)) {
+		snprintf(why, whylen, "bad magic");
+		return MMS_NOTSTORE;
+	}
+	memcpy(copy, pg, MMS_PAGE_SIZE);
+	mms_put_le32(copy + 8, 0);
+	uint32_t want = mms_get_le32(pg + 8), got = mms_crc32c(0, copy, MMS_PAGE_SIZE);
+	if (want != got) {
+		snprintf(why, whylen, "checksum mismatch (stored %08x, computed %08x)", want, got);
+		return MMS_CORRUPT;
+	}
+	if (mms_get_le32(pg + 12) != MMS_FORMAT_VERSION) {
+		snprintf(why, whylen, "format version %u (this build reads %u)", mms_get_le32(pg + 12),
+		         MMS_FORMAT_VERSION);
+		return MMS_VERSION;
+	}
+	if (mms_get_le32(pg + 16) != MMS_PAGE_SIZE) {
+		snprintf(why, whylen, "page size %u", mms_get_le32(pg + 16));
+		return MMS_CORRUPT;
+	}
+	memset(m, 0, sizeof(*m));
+	m->generation = mms_get_le64(pg + 24);
+	m->synced_generation = mms_get_le64(pg + 32);
+	memcpy(m->uuid, pg + 56, 16);
+	m->file_pages = mms_get_le64(pg + 72);
+	m->max_pages = mms_get_le64(pg + 80);
+	m->next_ino = mms_get_le64(pg + 88);
+	m->created_ns = mms_get_le64(pg + 96);
+	for (int t = 0; t < MMS_NTREES; t++)
+		m->root[t] = mms_get_le64(pg + 104 + 8 * t);
+	m->keys = mms_get_le64(pg + 144);
+	m->dirs = mms_get_le64(pg + 152);
+	m->orphans = mms_get_le64(pg + 160);
+	m->tree_pages = mms_get_le64(pg + 168);
+	m->data_pages = mms_get_le64(pg + 176);
+	m->blob_pages = mms_get_le64(pg + 184);
+	m->free_blob = mms_get_le64(pg + 192);
+	m->free_blob_pages = mms_get_le64(pg + 200);
+	if (m->file_pages < MMS_META_PAGES || m->file_pages > (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4 ||
+	    (m->max_pages && m->max_pages < MMS_META_PAGES) || m->next_ino <= MMS_ROOT_INO) {
+		snprintf(why, whylen, "implausible sizes (file %llu pages, max %llu, next inode %llu)",
+		         (unsigned long long)m->file_pages, (unsigned long long)m->max_pages,
+		         (unsigned long long)m->next_ino);
+		return MMS_CORRUPT;
+	}
+	for (int t = 0; t < MMS_NTREES; t++) {
+		if (m->root[t] && (m->root[t] < MMS_META_PAGES || m->root[t] >= m->file_pages)) {
+			snprintf(why, whylen, "%s tree root %llu outside the file", mms_tree_name(t),
+			         (unsigned long long)m->root[t]);
+			return MMS_CORRUPT;
+		}
+	}
+	if (!m->root[MMS_TREE_INODE]) {
+		snprintf(why, whylen, "no inode tree");
+		return MMS_CORRUPT;
+	}
+	return 0;
+}
+
+static int mms_pwrite_page(mms_env *env, const uint8_t *pg, uint64_t pgno)
+{
+	for (;;) {
+		ssize_t w = pwrite(env->fd, pg, MMS_PAGE_SIZE, (off_t)(pgno * MMS_PAGE_SIZE));
+		if (w == MMS_PAGE_SIZE)
+			return 0;
+		if (w < 0 && errno == EINTR)
+			continue;
+		return mms_fail(env, w < 0 ? errno : EIO, "cannot write meta page %llu", (unsigned long long)pgno);
+	}
+}
+
+static int mms_datasync(mms_env *env)
+{
+	if (fdatasync(env->fd) < 0)
+		return mms_fail(env, errno, "fdatasync failed");
+	return 0;
+}
+
+/* ---- commit, sync, rollback ------------------------------------------------ */
+
+int mms_commit(mms_env *env)
+{
+	if (env->flags & MMS_RDONLY)
+		return 0;
+	if (env->txn_bad)
+		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
+	if (!env->txn_active)
+		return 0;
+	uint8_t *pg = NULL;
+	if (posix_memalign((void **)&pg, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
+		return ENOMEM;
+	memset(pg, 0, MMS_PAGE_SIZE);
+	int rc = mms_alloc_commit(env, pg);
+	if (!rc)
+		rc = mms_pager_flush(env);
+	if (rc) {
+		/* the in-memory free state already moved on: only a rollback,
+		 * which reloads it from the committed meta, is safe now */
+		mms_txn_poison(env);
+		goto out;
+	}
+	env->meta.generation++;
+	mms_meta_encode(env, pg, 0);
+	rc = mms_pwrite_page(env, pg, (uint64_t)env->commit_slot);
+	if (rc) {
+		env->meta.generation--;
+		mms_txn_poison(env);
+		goto out;
+	}
+	memcpy(env->meta_page, pg, MMS_PAGE_SIZE);
+	env->committed = env->meta;
+	env->txn_active = 0;
+	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
+out:
+	free(pg);
+	return rc;
+}
+
+int mms_sync(mms_env *env)
+{
+	if (env->flags & MMS_RDONLY)
+		return 0;
+	int rc = mms_commit(env);
+	if (rc)
+		return rc;
+	if (mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED)
+		return 0; /* nothing since the last sync */
+	rc = mms_datasync(env);
+	if (rc)
+		return rc;
+	env->meta.synced_generation = env->meta.generation;
+	uint8_t *pg = env->meta_page;
+	mms_meta_encode(env, pg, 1);
+	rc = mms_pwrite_page(env, pg, (uint64_t)env->commit_slot);
+	if (!rc)
+		rc = mms_datasync(env);
+	if (rc) {
+		/* the slot may hold either meta: both describe the same state */
+		mms_put_le32(pg + 20, 0);
+		return rc;
+	}
+	env->committed = env->meta;
+	env->commit_slot ^= 1;
+	mms_alloc_synced(env);
+	return 0;
+}
+
+int mms_rollback(mms_env *env)
+{
+	if (env->flags & MMS_RDONLY)
+		return 0;
+	mms_pager_discard(env);
+	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
+	uint64_t grown = env->meta.file_pages;
+	env->meta = env->committed;
+	if (grown > env->meta.file_pages &&
+	    ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0) {
+		/* a longer file is harmless: its tail is unused */
+	}
+	int rc = mms_alloc_rollback(env, env->meta_page);
+	if (rc)
+		return rc;
+	env->txn_active = 0;
+	env->txn_bad = 0;
+	return 0;
+}
+
+/* ---- open and close ---------------------------------------------------------- */
+
+static void mms_env_free(mms_env *env)
+{
+	mms_holds_free(env);
+	mms_alloc_close(env);
+	mms_pager_close(env);
+	if (env->fd >= 0)
+		close(env->fd);
+	pthread_mutex_destroy(&env->detail_lock);
+	free(env->meta_page);
+	free(env->path);
+	free(env);
+}
+
+/* Initialize a new, empty store in env->fd. */
+static int mms_create_store(mms_env *env, const struct mms_options *o)
+{
+	uint64_t init = o->initial_size ? o->initial_size : (1u << 20);
+	uint64_t pages = (init + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+	uint64_t maxp = o->max_size / MMS_PAGE_SIZE;
+	if (pages < 16)
+		pages = 16;
+	if (o->max_size && maxp < 16)
+		return mms_open_fail(MMS_INVAL, "max_size %llu is below the minimum of 64 KiB",
+		                     (unsigned long long)o->max_size);
+	if (maxp && pages > maxp)
+		pages = maxp;
+	if (ftruncate(env->fd, (off_t)(pages * MMS_PAGE_SIZE)) < 0)
+		return mms_open_fail(errno, "cannot size the new store: %s", strerror(errno));
+	struct mms_meta *m = &env->meta;
+	memset(m, 0, sizeof(*m));
+	m->file_pages = pages;
+	m->max_pages = maxp;
+	m->next_ino = MMS_ROOT_INO + 1;
+	m->created_ns = (uint64_t)mms_now_ns();
+	if (getrandom(m->uuid, sizeof(m->uuid), 0) != (ssize_t)sizeof(m->uuid)) {
+		uint64_t t = m->created_ns ^ (uint64_t)getpid();
+		memcpy(m->uuid, &t, 8);
+	}
+	env->committed = *m;
+	uint8_t *pg = env->meta_page;
+	memset(pg, 0, MMS_PAGE_SIZE);
+	mms_put_le32(pg + 208, 1);
+	mms_put_le64(pg + 224, MMS_META_PAGES);
+	mms_put_le32(pg + 232, (uint32_t)(pages - MMS_META_PAGES));
+	int rc = mms_alloc_open(env, pg, 1);
+	if (!rc)
+		rc = mms_pager_open(env);
+	if (!rc)
+		rc = mms_txn_enter(env);
+	if (!rc)
+		rc = mms_inode_create_root(env);
+	if (!rc)
+		rc = mms_sync(env);
+	if (rc)
+		return mms_open_fail(rc, "cannot initialize the store: %s", env->detail);
+	/* the other slot gets the same synced meta, so either can be lost */
+	rc = mms_pwrite_page(env, env->meta_page, (uint64_t)env->commit_slot);
+	if (!rc)
+		rc = mms_datasync(env);
+	if (rc)
+		return mms_open_fail(rc, "cannot initialize the store: %s", env->detail);
+	return 0;
+}
+
+/* Read both metas and choose one.  Fills env->meta, env->meta_page, commit_slot. */
+static int mms_choose_meta(mms_env *env, uint64_t file_bytes, int *synced)
+{
+	uint8_t *pgs = NULL;
+	struct mms_meta m[2];
+	int ok[2] = { 0, 0 }, trusted[2] = { 0, 0 }, rcs[2] = { MMS_NOTSTORE, MMS_NOTSTORE };
+	int rc;
+
+	if (posix_memalign((void **)&pgs, MMS_PAGE_SIZE, 2 * MMS_PAGE_SIZE))
+		return ENOMEM;
+	memset(pgs, 0, 2 * MMS_PAGE_SIZE);
+	ssize_t r = pread(env->fd, pgs, 2 * MMS_PAGE_SIZE, 0);
+	if (r < 0) {
+		rc = mms_open_fail(errno, "cannot read: %s", strerror(errno));
+		goto out;
+	}
+	for (int s = 0; s < 2; s++) {
+		char why[160];
+		if ((uint64_t)r < (uint64_t)(s + 1) * MMS_PAGE_SIZE) {
+			snprintf(env->meta_problem[s], sizeof(env->meta_problem[s]),
+			         "missing (the file has only %zd bytes)", r);
+			rcs[s] = s == 0 && r < 8 ? MMS_NOTSTORE : MMS_TRUNCATED;
+			if (r >= 8 && memcmp(pgs, mms_magic, 8))
+				rcs[s] = MMS_NOTSTORE;
+			continue;
+		}
+		rcs[s] = mms_meta_decode(pgs + s * MMS_PAGE_SIZE, &m[s], why, sizeof(why));
+		if (rcs[s]) {
+			snprintf(env->meta_problem[s], sizeof(env->meta_problem[s]), "%s", why);
+			continue;
+		}
+		ok[s] = 1;
+		uint32_t flags = mms_get_le32(pgs + s * MMS_PAGE_SIZE + 20);
+		trusted[s] = (flags & MMS_META_SYNCED) ||
+		             !memcmp(pgs + s * MMS_PAGE_SIZE + 40, env->boot_id, 16);
+		/* an untrusted meta is not damage: it is the expected state after
+		 * a machine crash, and check does not report it */
+	}
+	int c = -1;
+	for (int s = 0; s < 2; s++)
+		if (ok[s] && trusted[s] && (c < 0 || m[s].generation > m[c].generation))
+			c = s;
+	if (c < 0) {
+		rc = rcs[0] == MMS_NOTSTORE && rcs[1] == MMS_NOTSTORE ? MMS_NOTSTORE
+		   : (rcs[0] == MMS_VERSION || rcs[1] == MMS_VERSION) ? MMS_VERSION
+		   : (rcs[0] == MMS_TRUNCATED || rcs[1] == MMS_TRUNCATED) && file_bytes < 2 * MMS_PAGE_SIZE
+		         ? MMS_TRUNCATED : MMS_CORRUPT;
+		if (file_bytes == 0)
+			rc = mms_open_fail(MMS_NOTSTORE, "the file is empty");
+		else if ((ok[0] && !trusted[0]) || (ok[1] && !trusted[1]))
+			rc = mms_open_fail(MMS_CORRUPT, "no meta page was synced before the last reboot");
+		else
+			rc = mms_open_fail(rc, "meta 0: %s; meta 1: %s", env->meta_problem[0][0] ? env->meta_problem[0] : "ok",
+			                   env->meta_problem[1][0] ? env->meta_problem[1] : "ok");
+		goto out;
+	}
+	if (m[c].file_pages * MMS_PAGE_SIZE > file_bytes) {
+		rc = mms_open_fail(MMS_TRUNCATED, "the file has %llu bytes but meta %d records %llu",
+		                   (unsigned long long)file_bytes, c,
+		                   (unsigned long long)(m[c].file_pages * MMS_PAGE_SIZE));
+		goto out;
+	}
+	env->meta = m[c];
+	env->committed = m[c];
+	memcpy(env->meta_page, pgs + c * MMS_PAGE_SIZE, MMS_PAGE_SIZE);
+	*synced = (mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED) != 0;
+	/* commits go to the slot that does not hold the last synced meta */
+	env->commit_slot = *synced ? 1 - c : c;
+	rc = 0;
+out:
+	free(pgs);
+	return rc;
+}
+
+int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
+{
+	static const struct mms_options defaults = { 0, 0, 0, 0 };
+	const struct mms_options *o = opts ? opts : &defaults;
+	int rdonly = (o->flags & MMS_RDONLY) != 0, created = 0, rc, synced = 0;
+	struct stat st;
+
+	mms_open_msg[0] = 0;
+	if (!path || !*path)
+		return mms_open_fail(MMS_INVAL, "no path given");
+	if (rdonly && (o->flags & MMS_CREATE))
+		return mms_open_fail(MMS_INVAL, "cannot create a store read-only");
+	mms_env *env = calloc(1, sizeof(*env));
+	if (!env)
+		return ENOMEM;
+	env->fd = -1;
+	pthread_mutex_init(&env->detail_lock, NULL);
+	env->flags = o->flags;
+	env->path = strdup(path);
+	if (!env->path || posix_memalign((void **)&env->meta_page, MMS_PAGE_SIZE, MMS_PAGE_SIZE)) {
+		rc = ENOMEM;
+		goto fail;
+	}
+	mms_read_boot_id(env->boot_id);
+
+	int oflags = (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	if (o->flags & MMS_CREATE) {
+		env->fd = open(path, oflags | O_CREAT | O_EXCL, o->mode ? o->mode : 0644);
+		if (env->fd >= 0)
+			created = 1;
+		else if (errno == EEXIST && (o->flags & MMS_EXCL)) {
+			rc = mms_open_fail(MMS_EXISTS, "the file already exists");
+			goto fail;
+		}
+	}
+	if (env->fd < 0)
+		env->fd = open(path, oflags);
+	if (env->fd < 0) {
+		rc = errno == ENOENT ? MMS_NOTFOUND : errno;
+		mms_open_fail(rc, "%s", strerror(errno));
+		goto fail;
+	}
+	if (flock(env->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? MMS_LOCKED : errno;
+		mms_open_fail(rc, rc == MMS_LOCKED ? "another process has it open %s"
+		                                   : "cannot lock it: %s",
+		              rc == MMS_LOCKED ? (rdonly ? "read-write" : "") : strerror(errno));
+		if (created)
+			unlink(path);
+		goto fail;
+	}
+	if (fstat(env->fd, &st) < 0) {
+		rc = mms_open_fail(errno, "cannot stat: %s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = mms_open_fail(MMS_NOTSTORE, "not a regular file");
+		goto fail;
+	}
+	if (created) {
+		rc = mms_create_store(env, o);
+		if (rc) {
+			unlink(path);
+			goto fail;
+		}
+		*envp = env;
+		return 0;
+	}
+	rc = mms_choose_meta(env, (uint64_t)st.st_size, &synced);
+	if (rc)
+		goto fail;
+	if (!rdonly && (uint64_t)st.st_size > env->meta.file_pages * MMS_PAGE_SIZE &&
+	    ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0) {
+		rc = mms_open_fail(errno, "cannot drop the unused tail: %s", strerror(errno));
+		goto fail;
+	}
+	rc = mms_pager_open(env);
+	if (!rc)
+		rc = mms_alloc_open(env, env->meta_page, synced);
+	if (rc) {
+		mms_open_fail(rc, "%s", env->detail[0] ? env->detail : mms_strerror(rc));
+		goto fail;
+	}
+	if (!rdonly) {
+		/* A meta left by a crashed process: make it the synced state, so
+		 * what it freed becomes reusable and nothing older is needed. */
+		if (!synced)
+			rc = mms_sync(env);
+		if (!rc && env->meta.orphans) {
+			rc = mms_orphans_reclaim(env);
+			if (!rc)
+				rc = mms_sync(env);
+		}
+		if (rc) {
+			mms_open_fail(rc, "cannot recover: %s", env->detail);
+			goto fail;
+		}
+	}
+	*envp = env;
+	return 0;
+fail:
+	mms_env_free(env);
+	return rc;
+}
+
+int mms_close(mms_env *env)
+{
+	int rc = 0;
+	if (!env)
+		return 0;
+	if (!(env->flags & MMS_RDONLY)) {
+		if (env->txn_bad)
+			mms_rollback(env);
+		rc = mms_sync(env);
+	}
+	mms_env_free(env);
+	return rc;
+}
+
+/* ---- store-wide ---------------------------------------------------------------- */
+
+int mms_stats(mms_env *env, struct mms_info *info)
+{
+	struct stat st;
+	uint64_t freep, pend, nruns, largest;
+	memset(info, 0, sizeof(*info));
+	mms_alloc_totals(env, &freep, &pend, &nruns, &largest);
+	info->page_size = MMS_PAGE_SIZE;
+	info->format_version = MMS_FORMAT_VERSION;
+	info->file_size = env->meta.file_pages * MMS_PAGE_SIZE;
+	if (fstat(env->fd, &st) == 0)
+		info->disk_size = (uint64_t)st.st_blocks * 512;
+	info->max_size = env->meta.max_pages * MMS_PAGE_SIZE;
+	info->tree_bytes = env->meta.tree_pages * MMS_PAGE_SIZE;
+	info->data_bytes = env->meta.data_pages * MMS_PAGE_SIZE;
+	info->used_bytes = (MMS_META_PAGES + env->meta.tree_pages + env->meta.data_pages +
+	                    env->meta.blob_pages) * MMS_PAGE_SIZE;
+	info->free_bytes = freep * MMS_PAGE_SIZE;
+	info->pending_bytes = pend * MMS_PAGE_SIZE;
+	info->free_extents = nruns;
+	info->fragmentation = freep ? 1.0 - (double)largest / (double)freep : 0.0;
+	info->keys = env->meta.keys;
+	info->dirs = env->meta.dirs;
+	info->orphans = env->meta.orphans;
+	info->generation = env->meta.generation;
+	info->synced_generation = env->meta.synced_generation;
+	info->next_ino = env->meta.next_ino;
+	return 0;
+}
+
+int mms_set_max_size(mms_env *env, uint64_t max_size)
+{
+	int rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	uint64_t pages = max_size / MMS_PAGE_SIZE;
+	if (max_size && pages < env->meta.file_pages)
+		return mms_fail(env, MMS_INVAL, "max_size %llu is below the file's size of %llu bytes",
+		                (unsigned long long)max_size,
+		                (unsigned long long)(env->meta.file_pages * MMS_PAGE_SIZE));
+	env->meta.max_pages = pages;
+	return 0;
+}

@@ -1,0 +1,368 @@
+/*
+ * mms_int.h - libmms internals shared by the engine's modules.
+ *
+ * Module map (one job each):
+ *   crc32c.c  checksums of pages and blobs
+ *   pager.c   the file map (read-only mmap of the store), page verification,
+ *             the dirty-page table of the open transaction, blobs, growth
+ *   alloc.c   free space: the free set, pending sets, reservation
+ *   btree.c   copy-on-write B+trees with byte-string keys (memcmp order)
+ *   env.c     open/close, meta pages, locking, commit, sync, rollback, stats
+ *   inode.c   inodes, names, directory cursors, holds/orphans, xattrs
+ *   data.c    value bytes: extents, inline data, read/write/truncate/...
+ *   vacuum.c  online compaction
+ *   check.c   the consistency checker
+ *   json.c    dump/load (public API only)
+ *
+ * Invariants every module keeps:
+ *   - A page reachable from the last committed meta or from the last synced
+ *     meta is never written.  Tree pages are copied on write (btree.c via
+ *     pager.c); data bytes are written in place only inside extents that the
+ *     current state references or that this transaction allocated.
+ *   - Every offset and length read from the file is bounds-checked before
+ *     use; a bad one is MMS_CORRUPT with a detail naming the page or key.
+ *   - A modifying call validates its arguments and reserves the space it may
+ *     need (mms_reserve) before its first change, so MMS_FULL and argument
+ *     errors leave the store untouched.  A failure after the first change
+ *     poisons the transaction (mms_txn_poison): later calls get MMS_BADTXN
+ *     until mms_rollback().
+ *
+ * The on-disk format is described in doc/FORMAT.md.
+ */
+#ifndef MMS_INT_H
+#define MMS_INT_H
+
+#include "mms.h"
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
+#include <pthread.h>
+
+/* ---- Byte order: the file is little-endian; tree keys are big-endian so
+ *      that memcmp() orders integers. */
+static inline uint16_t mms_get_le16(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint16_t)(b[0] | b[1] << 8);
+}
+static inline uint32_t mms_get_le32(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static inline uint64_t mms_get_le64(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint64_t)mms_get_le32(b) | (uint64_t)mms_get_le32(b + 4) << 32;
+}
+static inline void mms_put_le16(void *p, uint16_t v)
+{
+	uint8_t *b = p;
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+}
+static inline void mms_put_le32(void *p, uint32_t v)
+{
+	uint8_t *b = p;
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+}
+static inline void mms_put_le64(void *p, uint64_t v)
+{
+	mms_put_le32(p, (uint32_t)v);
+	mms_put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+static inline uint64_t mms_get_be64(const void *p)
+{
+	const uint8_t *b = p;
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | b[i];
+	return v;
+}
+static inline void mms_put_be64(void *p, uint64_t v)
+{
+	uint8_t *b = p;
+	for (int i = 7; i >= 0; i--) {
+		b[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+/* ---- Constants of the format ------------------------------------------- */
+#define MMS_FORMAT_VERSION 1u
+#define MMS_PAGE_SHIFT 12
+#define MMS_META_PAGES 2u   /* pages 0 and 1 */
+
+/* The trees.  Keys and values (integers in keys big-endian, in values
+ * little-endian):
+ *   INODE:  be64 ino                     -> inode record (MMS_INODE_REC) [+ inline bytes]
+ *   NAME:   be64 parent, be64 hash, name -> le64 ino, le32 mode (type bits)
+ *   EXTENT: be64 ino, be64 first logical page -> le64 physical page, le64 npages
+ *   XATTR:  be64 ino, name               -> u8 kind: 0 inline + bytes;
+ *                                           1 blob + le64 page, le32 len, le32 crc32c
+ *   ORPHAN: be64 ino                     -> (empty): unlinked, still held
+ */
+enum mms_tree {
+	MMS_TREE_INODE,
+	MMS_TREE_NAME,
+	MMS_TREE_EXTENT,
+	MMS_TREE_XATTR,
+	MMS_TREE_ORPHAN,
+	MMS_NTREES
+};
+
+#define MMS_BT_KEY_MAX 280u   /* longest key an item may have */
+#define MMS_BT_VAL_MAX 1152u  /* longest value an item may have */
+#define MMS_INODE_REC 80u     /* bytes of an encoded inode record */
+#define MMS_INLINE_MAX 1024u  /* values up to this size live in the inode item */
+#define MMS_XATTR_INLINE_MAX 1024u
+
+/* Host form of an inode record. */
+struct mms_inode {
+	uint64_t ino;
+	uint32_t mode, uid, gid, gen;
+	uint64_t size;        /* logical bytes */
+	int64_t atime, mtime, ctime; /* ns since the epoch */
+	uint64_t parent;      /* directory holding the name; 0 once unlinked */
+	uint64_t pages;       /* data pages allocated to the value (for st_blocks) */
+	uint32_t flags;       /* MMS_INO_* */
+};
+#define MMS_INO_INLINE 0x1u   /* the bytes follow the record in the item */
+
+/* ---- In-memory meta: the state a commit writes -------------------------- */
+struct mms_meta {
+	uint64_t generation;      /* of the commit that wrote it */
+	uint64_t synced_generation;
+	uint64_t file_pages;      /* length of the file in pages */
+	uint64_t max_pages;       /* 0: unlimited */
+	uint64_t next_ino;
+	uint64_t root[MMS_NTREES];/* root page of each tree, 0: empty tree */
+	uint64_t keys, dirs, orphans;
+	uint64_t tree_pages, data_pages, blob_pages; /* live pages by kind */
+	uint64_t free_blob;       /* first page of the persisted free list, 0: inline */
+	uint64_t free_blob_pages;
+	uint64_t created_ns;
+	uint8_t uuid[16];
+};
+
+/* Opaque per-module state. */
+struct mms_alloc_state;
+struct mms_pager_state;
+struct mms_holds;
+
+struct mms_env {
+	int fd;
+	char *path;
+	unsigned flags;               /* MMS_RDONLY ... */
+	struct mms_meta meta;         /* the state being changed */
+	struct mms_meta committed;    /* as of the last commit (rollback target) */
+	int commit_slot;              /* meta slot commits overwrite */
+	int txn_active;               /* something changed since the last commit */
+	int txn_bad;                  /* poisoned: MMS_BADTXN until rollback */
+	uint64_t epoch;               /* bumped by every change, commit, rollback */
+	uint8_t boot_id[16];
+	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
+	uint8_t *meta_page;           /* the last committed meta page (4096 bytes) */
+	struct mms_pager_state *pager;
+	struct mms_alloc_state *alloc;
+	struct mms_holds *holds;      /* inode.c: open counts */
+	pthread_mutex_t detail_lock;
+	char detail[512];             /* mms_errdetail() */
+};
+
+/* ---- env.c ---------------------------------------------------------------- */
+/* Record a detail for mms_errdetail(); returns `err` so callers can
+ * `return mms_fail(env, MMS_CORRUPT, "page %llu: ...", ...)`. */
+int mms_fail(mms_env *env, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Call at the start of every modifying call: MMS_READONLY, MMS_BADTXN, or 0
+ * (and marks the transaction active). */
+int mms_txn_enter(mms_env *env);
+/* A modifying call failed after its first change. */
+void mms_txn_poison(mms_env *env);
+/* Current time in ns since the epoch. */
+int64_t mms_now_ns(void);
+
+/* ---- crc32c.c ------------------------------------------------------------ */
+uint32_t mms_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ---- alloc.c ---------------------------------------------------------------
+ * Runs of pages.  Allocation is first fit by address, so the file stays
+ * compact; the file grows in segments when no free run fits.  Pages of an
+ * allocated run hold undefined bytes: callers that need zeros use
+ * mms_zero_pages(). */
+#define MMS_ALLOC_TREE 0x1u  /* counts as tree pages */
+#define MMS_ALLOC_DATA 0x2u  /* counts as data pages */
+#define MMS_ALLOC_BLOB 0x4u  /* counts as blob pages (xattr values, free list) */
+/* A contiguous run of exactly n pages.  MMS_FULL. */
+int mms_alloc(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno);
+/* A run of 1..n pages starting exactly at `at` if it is free (*got = 0 if
+ * not): to extend an extent in place. */
+int mms_alloc_at(mms_env *env, uint64_t at, uint64_t n, unsigned kind, uint64_t *got);
+/* A run of 1..n pages, the first free one (for data that may be split over
+ * several extents).  MMS_FULL. */
+int mms_alloc_some(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno, uint64_t *got);
+/* Free a run that the current state referenced.  Reused only when no
+ * committed or synced meta can reach it any more.  kind as allocated. */
+void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind);
+/* Make sure n more pages (plus the commit's own needs) can be allocated by
+ * this call without MMS_FULL; may sync to reclaim pending space.  0 or
+ * MMS_FULL (with a detail). */
+int mms_reserve(mms_env *env, uint64_t n);
+/* Make pages read as zeros (punch a hole, or write zeros). */
+int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n);
+
+/* ---- pager.c: blobs (multi-page byte strings outside the trees) ---------- */
+/* Allocate ceil(len/4096) pages, write `data`, return the first page. */
+int mms_blob_write(mms_env *env, const void *data, size_t len, uint64_t *pgno);
+/* Read a blob, bounds-checked against the file. */
+int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len);
+void mms_blob_free(mms_env *env, uint64_t pgno, size_t len);
+/* Page-granular bounds check of a run against the file: 0 or MMS_CORRUPT. */
+int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what);
+
+/* ---- btree.c -------------------------------------------------------------
+ * Values returned by get and by cursors point into page memory: valid until
+ * the next modifying call on the env.  Any modification invalidates every
+ * cursor of the env: re-seek after changing a tree. */
+#define MMS_BT_MAXDEPTH 16
+
+struct mms_bt_cursor {
+	mms_env *env;
+	int tree;
+	int depth;                      /* levels on the path; 0: not positioned */
+	uint64_t pgno[MMS_BT_MAXDEPTH]; /* [0] is the root */
+	int idx[MMS_BT_MAXDEPTH];
+};
+
+int mms_bt_get(mms_env *env, int tree, const void *key, size_t klen,
+               const void **val, size_t *vlen);
+/* Insert or replace.  klen 1..MMS_BT_KEY_MAX, vlen 0..MMS_BT_VAL_MAX. */
+int mms_bt_put(mms_env *env, int tree, const void *key, size_t klen,
+               const void *val, size_t vlen);
+/* MMS_NOTFOUND if absent. */
+int mms_bt_del(mms_env *env, int tree, const void *key, size_t klen);
+
+#define MMS_BT_GE 0 /* first item with key >= the key */
+#define MMS_BT_LE 1 /* last item with key <= the key */
+/* Position the cursor; MMS_NOTFOUND when no item qualifies. */
+int mms_bt_seek(struct mms_bt_cursor *c, mms_env *env, int tree,
+                const void *key, size_t klen, int mode);
+/* Position at the first item of the tree; MMS_NOTFOUND if empty. */
+int mms_bt_first(struct mms_bt_cursor *c, mms_env *env, int tree);
+int mms_bt_next(struct mms_bt_cursor *c); /* MMS_NOTFOUND at the end */
+int mms_bt_prev(struct mms_bt_cursor *c); /* MMS_NOTFOUND at the start */
+void mms_bt_item(const struct mms_bt_cursor *c, const void **key, size_t *klen,
+                 const void **val, size_t *vlen);
+/* Free every page of a tree (not the items' blobs). */
+void mms_bt_drop(mms_env *env, int tree);
+
+/* ---- inode.c ------------------------------------------------------------- */
+void mms_inode_decode(uint64_t ino, const void *rec, struct mms_inode *out);
+void mms_inode_encode(const struct mms_inode *in, void *rec);
+/* Read inode `ino`; *inl and *inl_len get its inline bytes (pointer into page
+ * memory; NULL/0 when none).  MMS_NOTFOUND, MMS_CORRUPT. */
+int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
+                  const void **inl, size_t *inl_len);
+/* Write inode (record + inline bytes, inl_len <= MMS_INLINE_MAX; the
+ * MMS_INO_INLINE flag is set from inl != NULL). */
+int mms_inode_put(mms_env *env, const struct mms_inode *in,
+                  const void *inl, size_t inl_len);
+void mms_inode_to_stat(const struct mms_inode *in, struct mms_stat *st);
+/* 64-bit hash of a name, the NAME tree's order. */
+uint64_t mms_name_hash(const char *name, size_t len);
+/* 0, MMS_BADNAME or MMS_NAMETOOLONG. */
+int mms_name_valid(const char *name, size_t len);
+void mms_holds_free(mms_env *env);
+/* Free every orphan (unlinked inodes left by a crash): read-write open. */
+int mms_orphans_reclaim(mms_env *env);
+/* Create the root directory (inode MMS_ROOT_INO, mode 0755, owned by the
+ * effective uid/gid) in a new store and count it in meta.dirs; sets
+ * meta.next_ino past it.  MMS_EXISTS if the root exists. */
+int mms_inode_create_root(mms_env *env);
+
+/* ---- data.c ------------------------------------------------------------- */
+/* Free all of an inode's value space (extents and inline bytes): used when
+ * an inode is deleted.  Does not write the inode. */
+int mms_data_free_all(mms_env *env, struct mms_inode *in);
+
+/* ---- vacuum.c / check.c need the tree walkers of btree.c ----------------- */
+/* Call fn for every page of a tree, parents before children, with its level
+ * (0: leaf).  Stops at the first nonzero return, which it returns. */
+typedef int (*mms_bt_page_fn)(void *ctx, uint64_t pgno, int level, const uint8_t *page);
+int mms_bt_walk(mms_env *env, int tree, mms_bt_page_fn fn, void *ctx);
+
+
+/* ---- Core plumbing: used by btree.c, env.c, vacuum.c, check.c only ------- */
+/* Tree page header (little-endian):
+ *   0 u32 crc32c of bytes 4..4095   4 u8 type (1 leaf, 2 branch)   5 u8 tree
+ *   6 u16 nitems   8 u64 page number (self)   16 u64 generation written
+ *   24 u16 heap (lowest offset used by items)   26 u16 level (0: leaf)
+ *   28 u32 reserved; then u16 slots (item offsets); items at the end:
+ *   u16 klen, u16 vlen, key, value.  A branch item's value is le64 child;
+ *   its first item's key is empty (minus infinity). */
+#define MMS_PG_HDR 32u
+#define MMS_PG_LEAF 1
+#define MMS_PG_BRANCH 2
+
+/* "inode", "name", ... for messages. */
+const char *mms_tree_name(int tree);
+int mms_pager_open(mms_env *env);    /* map the file (after the meta is chosen) */
+void mms_pager_close(mms_env *env);
+int mms_pager_remap(mms_env *env);   /* after the file grew past the map */
+/* A tree page for reading: the open transaction's copy if dirty, else the
+ * file's page, verified (checksum, self number, type) on first use.  NULL
+ * with *rc = MMS_CORRUPT (detail set) on damage. */
+const uint8_t *mms_page_get(mms_env *env, uint64_t pgno, int *rc);
+/* A writable copy of page pgno for this transaction: the same page if it is
+ * already dirty, else a new page (*newpgno) holding a copy; the old one is
+ * freed.  NULL with *rc on failure. */
+uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc);
+/* A new zeroed dirty page. */
+uint8_t *mms_page_new(mms_env *env, uint64_t *pgno, int *rc);
+/* Free a tree page (dropping its dirty copy if any). */
+void mms_page_free(mms_env *env, uint64_t pgno);
+/* Nonzero if page pgno is dirty in the open transaction. */
+int mms_page_is_dirty(mms_env *env, uint64_t pgno);
+/* Write every dirty page (checksummed) to the file; clear the table. */
+int mms_pager_flush(mms_env *env);
+/* Drop every dirty page (rollback). */
+void mms_pager_discard(mms_env *env);
+/* Grow the file to `pages` pages (ftruncate) and the map with it. */
+int mms_pager_grow(mms_env *env, uint64_t pages);
+
+int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced); /* load the free list */
+void mms_alloc_close(mms_env *env);
+/* Commit step 1: apply this transaction's frees, then choose where the free
+ * list goes (inline in the meta page or a blob) and serialize it into the
+ * meta page `metapg` / the blob.  Sets meta.free_blob*. */
+int mms_alloc_commit(mms_env *env, uint8_t *metapg);
+/* After a sync is durable: pending runs become free (punched). */
+void mms_alloc_synced(mms_env *env);
+/* Rollback: reload the free list of the committed meta page. */
+int mms_alloc_rollback(mms_env *env, const uint8_t *metapg);
+/* Free/pending totals in pages and the number and size of free runs. */
+void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp,
+                      uint64_t *nruns, uint64_t *largest);
+/* Call fn for every free and pending run (pending: 1).  For check.c. */
+int mms_alloc_walk(mms_env *env, int (*fn)(void *ctx, uint64_t pgno, uint64_t n, int pending), void *ctx);
+/* Largest page number + 1 in use (not free), for vacuum's truncation. */
+uint64_t mms_alloc_used_end(mms_env *env);
+/* Vacuum: allocate only below `limit` (0: no limit); grows nothing when set. */
+void mms_alloc_set_limit(mms_env *env, uint64_t limit);
+/* Vacuum: give the free tail [pages, file_pages) back: shrink meta.file_pages. */
+int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages);
+
+/* btree.c: structural check of a page (pager.c calls it when verifying). */
+int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen);
+/* btree.c: item count and items of a verified tree page (check.c). */
+unsigned mms_bt_page_count(const uint8_t *p);
+void mms_bt_page_item(const uint8_t *p, unsigned i, const void **k, size_t *kl,
+                      const void **v, size_t *vl);
+/* btree.c: copy every page of `tree` at or beyond page `limit` (vacuum). */
+int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t *moved);
+
+#endif /* MMS_INT_H */

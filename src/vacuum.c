@@ -1,0 +1,332 @@
+/*
+ * vacuum.c - online compaction.
+ *
+ * The target is a file just large enough for the live pages plus a small
+ * margin.  Everything at or past the target moves into free space below
+ * it: data extents are copied (the new run is written before the extent
+ * map points at it, the old run is freed, i.e. kept until the next sync),
+ * xattr blobs are rewritten, and tree pages are copied on write with the
+ * allocator limited to pages below the target.  Each batch is committed
+ * and synced, so a crash at any point finds a consistent store whose
+ * extra space is bounded by one batch; the file never grows.  At the end
+ * both meta slots are written with the smaller size, then the file is
+ * truncated (a meta never records more pages than the file has).
+ *
+ * Between batches the progress callback runs with everything committed: a
+ * caller that guards the env with a lock may release it there, so other
+ * calls can run during a long vacuum.  Vacuum re-reads its position after.
+ */
+#include "mms_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MMS_VAC_BATCH 16384ull /* pages moved per batch: 64 MiB */
+#define MMS_VAC_COPY (1u << 20)
+
+struct mms_vac {
+	mms_env *env;
+	mms_progress_fn progress;
+	void *ctx;
+	uint64_t target;   /* pages at or past this move */
+	uint64_t total;    /* pages to move, for progress */
+	uint64_t done;
+	uint64_t batch;    /* moved in this batch */
+	uint8_t *buf;
+	int stopped;
+};
+
+static int mms_vac_copy(mms_env *env, uint8_t *buf, uint64_t from, uint64_t to, uint64_t n)
+{
+	uint64_t bytes = n * MMS_PAGE_SIZE, off = 0;
+	while (off < bytes) {
+		size_t k = bytes - off > MMS_VAC_COPY ? MMS_VAC_COPY : (size_t)(bytes - off);
+		ssize_t r = pread(env->fd, buf, k, (off_t)(from * MMS_PAGE_SIZE + off));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return mms_fail(env, r < 0 ? errno : EIO, "vacuum: cannot read page %llu",
+			                (unsigned long long)(from + off / MMS_PAGE_SIZE));
+		size_t w = 0;
+		while (w < (size_t)r) {
+			ssize_t x = pwrite(env->fd, buf + w, (size_t)r - w, (off_t)(to * MMS_PAGE_SIZE + off + w));
+			if (x < 0 && errno == EINTR)
+				continue;
+			if (x < 0)
+				return mms_fail(env, errno, "vacuum: cannot write page %llu",
+				                (unsigned long long)(to + (off + w) / MMS_PAGE_SIZE));
+			w += (size_t)x;
+		}
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* End a batch: commit, sync (old copies become free), report progress. */
+static int mms_vac_checkpoint(struct mms_vac *v)
+{
+	int rc = mms_sync(v->env);
+	if (rc)
+		return rc;
+	v->batch = 0;
+	if (v->progress && v->progress(v->ctx, v->done, v->total))
+		v->stopped = 1;
+	return 0;
+}
+
+/* Move one data extent below the target, in pieces if need be. */
+static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, uint64_t n)
+{
+	mms_env *env = v->env;
+	uint64_t ino = mms_get_be64(key), lp = mms_get_be64(key + 8), moved = 0;
+	int rc = mms_check_run(env, phys, n, "vacuum: extent");
+	if (rc)
+		return rc;
+	while (moved < n) {
+		uint64_t np, got;
+		rc = mms_alloc_some(env, n - moved, MMS_ALLOC_DATA, &np, &got);
+		if (rc == MMS_FULL)
+			break; /* no room below the target: leave the rest */
+		if (rc)
+			return rc;
+		rc = mms_vac_copy(env, v->buf, phys + moved, np, got);
+		if (rc) {
+			mms_free(env, np, got, MMS_ALLOC_DATA);
+			return rc;
+		}
+		uint8_t k[16], val[16];
+		mms_put_be64(k, ino);
+		mms_put_be64(k + 8, lp + moved);
+		mms_put_le64(val, np);
+		mms_put_le64(val + 8, got);
+		rc = mms_bt_put(env, MMS_TREE_EXTENT, k, 16, val, 16);
+		if (rc) {
+			mms_txn_poison(env);
+			return rc;
+		}
+		moved += got;
+	}
+	if (moved < n) {
+		/* the unmoved tail stays an extent of its own */
+		uint8_t k[16], val[16];
+		mms_put_be64(k, ino);
+		mms_put_be64(k + 8, lp + moved);
+		mms_put_le64(val, phys + moved);
+		mms_put_le64(val + 8, n - moved);
+		if (moved && (rc = mms_bt_put(env, MMS_TREE_EXTENT, k, 16, val, 16))) {
+			mms_txn_poison(env);
+			return rc;
+		}
+	}
+	if (moved) {
+		/* mms_free counted the pages out; the new runs counted them in */
+		mms_free(env, phys, moved, MMS_ALLOC_DATA);
+	}
+	v->done += moved;
+	v->batch += moved;
+	return moved < n ? MMS_FULL : 0;
+}
+
+static int mms_vac_data(struct mms_vac *v)
+{
+	mms_env *env = v->env;
+	uint8_t pos[16] = { 0 };
+	for (;;) {
+		struct mms_bt_cursor c;
+		int rc = mms_bt_seek(&c, env, MMS_TREE_EXTENT, pos, 16, MMS_BT_GE);
+		uint8_t key[16];
+		uint64_t phys = 0, n = 0;
+		int found = 0;
+		while (rc == 0) {
+			const void *k, *val;
+			size_t kl, vl;
+			mms_bt_item(&c, &k, &kl, &val, &vl);
+			if (kl != 16 || vl != 16)
+				return mms_fail(env, MMS_CORRUPT, "vacuum: malformed extent item");
+			phys = mms_get_le64(val);
+			n = mms_get_le64((const uint8_t *)val + 8);
+			if (phys + n > v->target) {
+				memcpy(key, k, 16);
+				found = 1;
+				break;
+			}
+			rc = mms_bt_next(&c);
+		}
+		if (rc && rc != MMS_NOTFOUND)
+			return rc;
+		if (!found)
+			return 0;
+		/* the part below the target stays; move the rest */
+		uint64_t keep = phys < v->target ? v->target - phys : 0;
+		if (keep) {
+			uint8_t k2[16], val[16];
+			mms_put_be64(k2, mms_get_be64(key));
+			mms_put_be64(k2 + 8, mms_get_be64(key + 8));
+			mms_put_le64(val, phys);
+			mms_put_le64(val + 8, keep);
+			rc = mms_bt_put(env, MMS_TREE_EXTENT, k2, 16, val, 16);
+			if (rc)
+				return rc;
+			mms_put_be64(key + 8, mms_get_be64(key + 8) + keep);
+		}
+		rc = mms_vac_extent(v, key, phys + keep, n - keep);
+		if (rc == MMS_FULL)
+			return 0;
+		if (rc)
+			return rc;
+		/* continue after this extent */
+		memcpy(pos, key, 16);
+		mms_put_be64(pos + 8, mms_get_be64(key + 8) + (n - keep));
+		if (v->batch >= MMS_VAC_BATCH) {
+			if ((rc = mms_vac_checkpoint(v)) || v->stopped)
+				return rc;
+			mms_txn_enter(env);
+			mms_alloc_set_limit(env, v->target);
+		}
+	}
+}
+
+static int mms_vac_xattrs(struct mms_vac *v)
+{
+	mms_env *env = v->env;
+	uint8_t pos[MMS_BT_KEY_MAX];
+	size_t poslen = 1;
+	pos[0] = 0;
+	for (;;) {
+		struct mms_bt_cursor c;
+		int rc = mms_bt_seek(&c, env, MMS_TREE_XATTR, pos, poslen, MMS_BT_GE);
+		uint8_t key[MMS_BT_KEY_MAX];
+		size_t keylen = 0;
+		uint64_t pg = 0;
+		uint32_t len = 0, crc = 0;
+		int found = 0;
+		while (rc == 0) {
+			const void *k, *val;
+			size_t kl, vl;
+			mms_bt_item(&c, &k, &kl, &val, &vl);
+			const uint8_t *b = val;
+			if (vl == 17 && b[0] == 1) {
+				pg = mms_get_le64(b + 1);
+				len = mms_get_le32(b + 9);
+				crc = mms_get_le32(b + 13);
+				uint64_t np = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+				if (pg + (np ? np : 1) > v->target) {
+					memcpy(key, k, kl);
+					keylen = kl;
+					found = 1;
+					break;
+				}
+			}
+			rc = mms_bt_next(&c);
+		}
+		if (rc && rc != MMS_NOTFOUND)
+			return rc;
+		if (!found)
+			return 0;
+		uint8_t *data = malloc(len ? len : 1);
+		if (!data)
+			return ENOMEM;
+		uint64_t npg;
+		rc = mms_blob_read(env, pg, data, len);
+		if (!rc && mms_crc32c(0, data, len) != crc)
+			rc = mms_fail(env, MMS_CORRUPT, "vacuum: xattr value at page %llu: checksum mismatch",
+			              (unsigned long long)pg);
+		if (!rc)
+			rc = mms_blob_write(env, data, len, &npg);
+		free(data);
+		if (rc == MMS_FULL)
+			return 0;
+		if (rc)
+			return rc;
+		uint8_t val[17];
+		val[0] = 1;
+		mms_put_le64(val + 1, npg);
+		mms_put_le32(val + 9, len);
+		mms_put_le32(val + 13, crc);
+		rc = mms_bt_put(env, MMS_TREE_XATTR, key, keylen, val, 17);
+		if (rc) {
+			mms_txn_poison(env);
+			return rc;
+		}
+		mms_blob_free(env, pg, len);
+		v->done += (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+		/* continue after this key: append a zero byte */
+		if (keylen >= MMS_BT_KEY_MAX)
+			return 0;
+		memcpy(pos, key, keylen);
+		pos[keylen] = 0;
+		poslen = keylen + 1;
+	}
+}
+
+int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vacuum_result *res)
+{
+	struct mms_vac v = { .env = env, .progress = progress, .ctx = ctx };
+	int rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	uint64_t before = env->meta.file_pages;
+	/* everything freed so far becomes free */
+	rc = mms_sync(env);
+	if (rc)
+		return rc;
+	v.buf = malloc(MMS_VAC_COPY);
+	if (!v.buf)
+		return ENOMEM;
+	uint64_t live = MMS_META_PAGES + env->meta.tree_pages + env->meta.data_pages + env->meta.blob_pages;
+	uint64_t margin = live / 64 + 64;
+	v.target = live + margin;
+	v.total = env->meta.file_pages > v.target ? env->meta.file_pages - v.target : 0;
+	if (v.total) {
+		mms_txn_enter(env);
+		mms_alloc_set_limit(env, v.target);
+		rc = mms_vac_data(&v);
+		if (!rc && !v.stopped)
+			rc = mms_vac_xattrs(&v);
+		for (int t = 0; t < MMS_NTREES && !rc && !v.stopped; t++) {
+			uint64_t moved = 0;
+			rc = mms_bt_relocate(env, t, v.target, &moved);
+			v.done += moved;
+		}
+		mms_alloc_set_limit(env, 0);
+		if (rc) {
+			mms_rollback(env);
+			goto out;
+		}
+		/* the tree pages and free list written by this commit land below
+		 * the target too */
+		mms_alloc_set_limit(env, v.target);
+		rc = mms_sync(env);
+		mms_alloc_set_limit(env, 0);
+		if (rc)
+			goto out;
+	}
+	/* give the free tail back: record the smaller size in both metas first */
+	uint64_t newpages;
+	rc = mms_txn_enter(env);
+	if (!rc)
+		rc = mms_alloc_trim_tail(env, &newpages);
+	if (!rc && newpages < before) {
+		rc = mms_sync(env);
+		if (!rc) {
+			mms_txn_enter(env);
+			rc = mms_sync(env);
+		}
+		/* that commit may have grown the file again for its free list */
+		if (!rc && ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0)
+			rc = mms_fail(env, errno, "vacuum: cannot truncate the store file");
+	} else if (!rc) {
+		rc = mms_sync(env);
+	}
+	if (!rc && progress)
+		progress(ctx, v.total, v.total);
+	if (!rc && res) {
+		res->size_before = before * MMS_PAGE_SIZE;
+		res->size_after = env->meta.file_pages * MMS_PAGE_SIZE;
+		res->moved_bytes = v.done * MMS_PAGE_SIZE;
+	}
+out:
+	free(v.buf);
+	return rc;
+}

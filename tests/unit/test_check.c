@@ -1,0 +1,221 @@
+/*
+ * test_check.c - damaged, foreign and truncated store files; locking; the
+ * rule that an unsynced meta is not trusted after a reboot.  Open either
+ * falls back or refuses with the right code, check names the damage, and
+ * nothing crashes.
+ */
+#include "mms_int.h"
+#include "tap.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char problems[8192];
+static void on_problem(void *ctx, const char *where, const char *what)
+{
+	(void)ctx;
+	size_t l = strlen(problems);
+	snprintf(problems + l, sizeof(problems) - l, "%s: %s\n", where, what);
+}
+
+static void make_store(const char *path)
+{
+	mms_env *env;
+	struct mms_stat st;
+	char name[32];
+	uint8_t buf[20000];
+	memset(buf, 'x', sizeof(buf));
+	unlink(path);
+	if (mms_open(path, &(struct mms_options){ .flags = MMS_CREATE }, &env))
+		exit(1);
+	for (int i = 0; i < 300; i++) {
+		int l = snprintf(name, sizeof(name), "key-%d", i);
+		mms_mknod(env, MMS_ROOT_INO, name, (size_t)l, S_IFREG | 0644, 0, 0, &st);
+		mms_write(env, st.ino, buf, (size_t)(i * 61 % 20000), 0);
+	}
+	mms_close(env);
+}
+
+static void flip(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+	if (pread(fd, &b, 1, off) == 1) {
+		b ^= 0x5a;
+		if (pwrite(fd, &b, 1, off) != 1)
+			abort();
+	}
+	close(fd);
+}
+
+static uint64_t root_of(const char *path, int tree)
+{
+	mms_env *env;
+	uint64_t r = 0;
+	if (!mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env)) {
+		r = env->meta.root[tree];
+		mms_close(env);
+	}
+	return r;
+}
+
+static uint64_t check_file(const char *path, int *open_rc)
+{
+	mms_env *env;
+	uint64_t n = 0;
+	problems[0] = 0;
+	*open_rc = mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env);
+	if (*open_rc)
+		return 0;
+	if (mms_check(env, on_problem, NULL, NULL, NULL, &n))
+		n = ~0ull;
+	mms_close(env);
+	return n;
+}
+
+int main(void)
+{
+	tap_plan_none();
+	char *dir = tap_tmpdir();
+	char path[512], other[512];
+	int orc;
+	mms_env *env, *env2;
+	snprintf(path, sizeof(path), "%s/s.mms", dir);
+
+	make_store(path);
+	is_int(check_file(path, &orc), 0, "a fresh store checks clean");
+
+	/* meta 0 damaged: open falls back to meta 1, check names meta 0 */
+	flip(path, 100);
+	uint64_t n = check_file(path, &orc);
+	is_int(orc, 0, "damaged meta 0: the store still opens");
+	ok(n >= 1 && strstr(problems, "meta 0"), "check names meta 0: %s", problems);
+	flip(path, 100);
+
+	/* both metas damaged: refuses */
+	flip(path, 100);
+	flip(path, MMS_PAGE_SIZE + 100);
+	is_int(mms_open(path, NULL, &env), MMS_CORRUPT, "both metas damaged: MMS_CORRUPT");
+	ok(strstr(mms_open_detail(), "meta 0") && strstr(mms_open_detail(), "meta 1"), "detail names both: %s",
+	   mms_open_detail());
+	flip(path, 100);
+	flip(path, MMS_PAGE_SIZE + 100);
+
+	/* a tree page and an extent-tree page damaged: check names the page */
+	int trees[2] = { MMS_TREE_NAME, MMS_TREE_EXTENT };
+	for (int t = 0; t < 2; t++) {
+		uint64_t pg = root_of(path, trees[t]);
+		ok(pg >= 2, "%s tree root at page %llu", mms_tree_name(trees[t]), (unsigned long long)pg);
+		flip(path, (off_t)(pg * MMS_PAGE_SIZE + 2000));
+		n = check_file(path, &orc);
+		char want[64];
+		snprintf(want, sizeof(want), "page %llu", (unsigned long long)pg);
+		ok(orc == 0 && n >= 1 && strstr(problems, want), "damaged %s page: check names %s: %.300s",
+		   mms_tree_name(trees[t]), want, problems);
+		/* lookups fail cleanly, never crash */
+		if (!mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env)) {
+			struct mms_stat st;
+			int bad = 0;
+			for (int i = 0; i < 300; i++) {
+				char name[32];
+				int l = snprintf(name, sizeof(name), "key-%d", i);
+				int rc = mms_lookup(env, MMS_ROOT_INO, name, (size_t)l, &st);
+				if (rc == 0) {
+					uint8_t buf[20000];
+					size_t got;
+					rc = mms_read(env, st.ino, buf, sizeof(buf), 0, &got);
+				}
+				bad += rc == MMS_CORRUPT;
+			}
+			ok(bad > 0, "reads through the damaged page report MMS_CORRUPT (%d)", bad);
+			mms_close(env);
+		}
+		flip(path, (off_t)(pg * MMS_PAGE_SIZE + 2000));
+	}
+	is_int(check_file(path, &orc), 0, "restored store checks clean");
+
+	/* truncated at various lengths */
+	struct stat st;
+	stat(path, &st);
+	off_t cuts[] = { 0, 100, 4096, 8192, st.st_size / 2, st.st_size - 4096 };
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		snprintf(other, sizeof(other), "%s/cut%zu.mms", dir, i);
+		make_store(other);
+		if (truncate(other, cuts[i]))
+			abort();
+		int rc = mms_open(other, NULL, &env);
+		ok(rc == MMS_NOTSTORE || rc == MMS_TRUNCATED || rc == MMS_CORRUPT,
+		   "truncated at %lld: open refuses (%s: %s)", (long long)cuts[i], mms_strerror(rc), mms_open_detail());
+		if (!rc)
+			mms_close(env);
+	}
+
+	/* foreign files */
+	snprintf(other, sizeof(other), "%s/foreign", dir);
+	FILE *f = fopen(other, "w");
+	for (int i = 0; i < 20000; i++)
+		fputc(rand() & 0xff, f);
+	fclose(f);
+	is_int(mms_open(other, NULL, &env), MMS_NOTSTORE, "random bytes: MMS_NOTSTORE");
+	f = fopen(other, "w");
+	fclose(f);
+	is_int(mms_open(other, NULL, &env), MMS_NOTSTORE, "empty file: MMS_NOTSTORE");
+	snprintf(other, sizeof(other), "%s/missing", dir);
+	is_int(mms_open(other, NULL, &env), MMS_NOTFOUND, "missing file: MMS_NOTFOUND");
+
+	/* locking */
+	is_int(mms_open(path, NULL, &env), 0, "open read-write");
+	is_int(mms_open(path, NULL, &env2), MMS_LOCKED, "a second read-write opener: MMS_LOCKED");
+	is_int(mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env2), MMS_LOCKED,
+	       "a read-only opener while a writer holds it: MMS_LOCKED");
+	mms_close(env);
+	is_int(mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env), 0, "read-only");
+	is_int(mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env2), 0, "two read-only openers");
+	struct mms_stat sst;
+	is_int(mms_mknod(env, MMS_ROOT_INO, "x", 1, S_IFREG | 0644, 0, 0, &sst), MMS_READONLY,
+	       "writing a read-only store: MMS_READONLY");
+	mms_env *env3;
+	is_int(mms_open(path, NULL, &env3), MMS_LOCKED, "a writer while readers hold it: MMS_LOCKED");
+	mms_close(env);
+	mms_close(env2);
+
+	/* a commit survives a process crash; an unsynced commit does not
+	 * survive a reboot: the store opens at its last synced state */
+	is_int(mms_open(path, NULL, &env), 0, "open");
+	is_int(mms_mknod(env, MMS_ROOT_INO, "synced", 6, S_IFREG | 0644, 0, 0, &sst), 0, "create 'synced'");
+	is_int(mms_sync(env), 0, "sync");
+	is_int(mms_mknod(env, MMS_ROOT_INO, "committed", 9, S_IFREG | 0644, 0, 0, &sst), 0, "create 'committed'");
+	is_int(mms_commit(env), 0, "commit");
+	/* simulate a crash: copy the file as it is now, without closing */
+	snprintf(other, sizeof(other), "%s/crash.mms", dir);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "cp %s %s", path, other);
+	if (system(cmd))
+		abort();
+	mms_close(env);
+	is_int(mms_open(other, NULL, &env), 0, "after a process crash: opens");
+	is_int(mms_lookup(env, MMS_ROOT_INO, "committed", 9, &sst), 0, "the committed key is there");
+	mms_close(env);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", path, other);
+	/* redo: the copy was synced by the close; make a fresh unsynced state */
+	is_int(mms_open(path, NULL, &env), 0, "open");
+	is_int(mms_mknod(env, MMS_ROOT_INO, "late", 4, S_IFREG | 0644, 0, 0, &sst), 0, "create 'late'");
+	is_int(mms_commit(env), 0, "commit without sync");
+	if (system(cmd))
+		abort();
+	mms_close(env);
+	setenv("MMS_BOOT_ID", "another-boot", 1);
+	is_int(mms_open(other, NULL, &env), 0, "after a reboot: opens");
+	is_int(mms_lookup(env, MMS_ROOT_INO, "late", 4, &sst), MMS_NOTFOUND, "the unsynced key is gone");
+	is_int(mms_lookup(env, MMS_ROOT_INO, "committed", 9, &sst), 0, "the synced keys are there");
+	uint64_t np = 1;
+	problems[0] = 0;
+	is_int(mms_check(env, on_problem, NULL, NULL, NULL, &np), 0, "check");
+	ok(np == 0, "clean: %s", problems);
+	mms_close(env);
+	unsetenv("MMS_BOOT_ID");
+	return tap_done();
+}

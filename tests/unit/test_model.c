@@ -1,0 +1,2269 @@
+/*
+ * test_model.c - randomized model test of libmms.
+ *
+ * Runs thousands of random operations on a store and, side by side, on an
+ * in-memory model of what the store must hold (a tree of nodes: type,
+ * permission bits, owner, sparse bytes, xattrs, symlink target, holds).
+ * After every step the touched keys are compared; every CHECK_EVERY steps,
+ * and after every reopen, vacuum and rollback, everything is: every path
+ * resolves to the right inode, every byte reads back (through mms_map,
+ * mms_read and mms_seek), every xattr, every directory listing (with
+ * cookie resumption), the held orphans, and the store's counters.
+ * Operations that must fail are checked for their exact code and for the
+ * store being unchanged (and their out-parameters untouched).  After every
+ * reopen and vacuum mms_check() must report no problem.
+ *
+ * On the first disagreement the last OPLOG_TAIL operations are printed as
+ * TAP diagnostics and the test fails (and stops: later steps would only
+ * repeat the same difference).
+ *
+ * Environment:
+ *   MMS_SEED       seed of the run (default: from the clock and pid); always
+ *                  printed, so a failing run can be replayed exactly.
+ *   MMS_MODEL_OPS  number of random operations (default DEFAULT_OPS).
+ *   MMS_MODEL_TRACE=1  print every operation as it runs.
+ *
+ * Rollback and in-place writes.  mms_rollback() keeps the bytes written over
+ * data that existed at the last commit (data is written in place).  The
+ * model does not try to predict which bytes those are.  Instead, a rollback
+ * is issued only when no data operation (write, truncate, fallocate, punch)
+ * touched, since the last commit, an inode that existed at that commit;
+ * when one did, the step commits instead.  Then the store must be exactly
+ * the model copy taken at the last commit.  Holds live in memory only, so
+ * they are all released before a rollback, and a rollback is also skipped
+ * when the last commit contained held orphans (their hold would be gone).
+ */
+#define _GNU_SOURCE
+#include "mms.h"
+#include "tap.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG 4096u               /* page size of the store and of the model */
+#define DEFAULT_OPS 4000       /* steps when MMS_MODEL_OPS is not set */
+#define CHECK_EVERY 50         /* a full comparison every this many steps */
+#define OPLOG_SIZE 64          /* operations remembered */
+#define OPLOG_TAIL 20          /* operations printed on a mismatch */
+#define MAXNODES 400           /* model slots (the namespace stays smaller) */
+#define MAXDEPTH 4             /* directories below the root */
+#define MAXXATTRS 8
+#define INLINE_LIMIT 1024u     /* MMS_INLINE_MAX of the engine (sizes around it) */
+#define LISTMAX 1024           /* directory entries a listing may return */
+
+/* ---- Deterministic random numbers (splitmix64) ---------------------------- */
+
+static uint64_t rng_state;
+
+/* Next 64 random bits. */
+static uint64_t rng_next(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* A number in [0, n), 0 when n is 0. */
+static uint64_t rng_below(uint64_t n)
+{
+	return n ? rng_next() % n : 0;
+}
+
+/* A number in [lo, hi]. */
+static uint64_t rng_range(uint64_t lo, uint64_t hi)
+{
+	return lo + rng_below(hi - lo + 1);
+}
+
+/* True with probability pct percent. */
+static bool rng_pct(unsigned pct)
+{
+	return rng_below(100) < pct;
+}
+
+/* Fill buf with random bytes. */
+static void rng_fill(uint8_t *buf, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		uint64_t v = rng_next();
+		for (int k = 0; k < 8 && i < len; k++, v >>= 8)
+			buf[i++] = (uint8_t)v;
+	}
+}
+
+/* ---- Sparse bytes of the model ------------------------------------------------
+ * A value is its size plus the pages that were ever written, sorted by
+ * index; absent pages read as zeros.  Bytes at and past `size` are always
+ * zero (truncation clears them), so growing the size exposes zeros. */
+
+struct mpage {
+	uint64_t idx;
+	uint8_t *b; /* PG bytes */
+};
+
+struct mdata {
+	uint64_t size;
+	struct mpage *pg;
+	size_t n, cap;
+};
+
+/* Index of the first page with idx >= `idx`. */
+static size_t md_lower(const struct mdata *d, uint64_t idx)
+{
+	size_t lo = 0, hi = d->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->pg[mid].idx < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The page `idx`, created (zeroed) when absent. */
+static uint8_t *md_page(struct mdata *d, uint64_t idx)
+{
+	size_t at = md_lower(d, idx);
+	if (at < d->n && d->pg[at].idx == idx)
+		return d->pg[at].b;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 8;
+		d->pg = realloc(d->pg, d->cap * sizeof *d->pg);
+		if (!d->pg)
+			abort();
+	}
+	memmove(d->pg + at + 1, d->pg + at, (d->n - at) * sizeof *d->pg);
+	d->pg[at].idx = idx;
+	d->pg[at].b = calloc(1, PG);
+	if (!d->pg[at].b)
+		abort();
+	d->n++;
+	return d->pg[at].b;
+}
+
+/* Store `len` bytes at `off`, growing the size. */
+static void md_write(struct mdata *d, uint64_t off, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		uint64_t o = off + done;
+		size_t in = (size_t)(o % PG);
+		size_t n = PG - in < len - done ? PG - in : len - done;
+		memcpy(md_page(d, o / PG) + in, buf + done, n);
+		done += n;
+	}
+	if (off + len > d->size)
+		d->size = off + len;
+}
+
+/* Make [off, off+len) zeros (the size does not change). */
+static void md_zero(struct mdata *d, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+	for (size_t i = md_lower(d, off / PG); i < d->n; i++) {
+		uint64_t ps = d->pg[i].idx * PG, pe = ps + PG;
+		if (ps >= end)
+			break;
+		uint64_t s = off > ps ? off : ps, e = end < pe ? end : pe;
+		if (s < e)
+			memset(d->pg[i].b + (s - ps), 0, (size_t)(e - s));
+	}
+}
+
+/* Set the size: shrinking zeroes and drops the tail. */
+static void md_truncate(struct mdata *d, uint64_t size)
+{
+	if (size < d->size) {
+		md_zero(d, size, d->size - size);
+		size_t keep = md_lower(d, (size + PG - 1) / PG);
+		for (size_t i = keep; i < d->n; i++)
+			free(d->pg[i].b);
+		d->n = keep;
+	}
+	d->size = size;
+}
+
+/* Copy [off, off+len) into out (zeros for holes and past the size). */
+static void md_read(const struct mdata *d, uint64_t off, size_t len, uint8_t *out)
+{
+	memset(out, 0, len);
+	uint64_t end = off + len;
+	for (size_t i = md_lower(d, off / PG); i < d->n; i++) {
+		uint64_t ps = d->pg[i].idx * PG, pe = ps + PG;
+		if (ps >= end)
+			break;
+		uint64_t s = off > ps ? off : ps, e = end < pe ? end : pe;
+		if (s < e)
+			memcpy(out + (s - off), d->pg[i].b + (s - ps), (size_t)(e - s));
+	}
+}
+
+/* Offset of some nonzero byte below the size, or UINT64_MAX. */
+static uint64_t md_some_nonzero(const struct mdata *d)
+{
+	if (d->n == 0)
+		return UINT64_MAX;
+	size_t start = (size_t)rng_below(d->n);
+	for (size_t k = 0; k < d->n; k++) {
+		const struct mpage *p = &d->pg[(start + k) % d->n];
+		for (size_t j = 0; j < PG; j++)
+			if (p->b[j] && p->idx * PG + j < d->size)
+				return p->idx * PG + j;
+	}
+	return UINT64_MAX;
+}
+
+static void md_free(struct mdata *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->pg[i].b);
+	free(d->pg);
+	memset(d, 0, sizeof *d);
+}
+
+static void md_copy(struct mdata *dst, const struct mdata *src)
+{
+	dst->size = src->size;
+	dst->n = dst->cap = src->n;
+	dst->pg = src->n ? malloc(src->n * sizeof *dst->pg) : NULL;
+	for (size_t i = 0; i < src->n; i++) {
+		dst->pg[i].idx = src->pg[i].idx;
+		dst->pg[i].b = malloc(PG);
+		if (!dst->pg[i].b)
+			abort();
+		memcpy(dst->pg[i].b, src->pg[i].b, PG);
+	}
+}
+
+/* ---- The model ------------------------------------------------------------------ */
+
+enum mtype { T_NONE, T_FILE, T_DIR, T_LINK, T_FIFO };
+
+#define P_ROOT (-1)   /* parent of the root */
+#define P_ORPHAN (-2) /* parent of an unlinked, still held inode */
+
+struct mxattr {
+	char name[MMS_XATTR_NAME_MAX];
+	size_t nlen;
+	uint8_t *val;
+	size_t vlen;
+};
+
+struct mnode {
+	int type;                  /* enum mtype; T_NONE: free slot */
+	int parent;                /* slot of the directory, P_ROOT, P_ORPHAN */
+	char name[MMS_NAME_MAX];
+	size_t nlen;
+	uint64_t ino;
+	uint32_t perm, uid, gid;
+	struct mdata data;         /* T_FILE */
+	char *target;              /* T_LINK */
+	size_t tlen;
+	struct mxattr xa[MAXXATTRS];
+	size_t nxa;
+	int holds;                 /* mms_hold() count */
+};
+
+struct model {
+	struct mnode n[MAXNODES];  /* slot 0 is the root */
+};
+
+static uint32_t type_bits(int type)
+{
+	switch (type) {
+	case T_FILE: return S_IFREG;
+	case T_DIR: return S_IFDIR;
+	case T_LINK: return S_IFLNK;
+	case T_FIFO: return S_IFIFO;
+	}
+	return 0;
+}
+
+static const char *type_name(int type)
+{
+	switch (type) {
+	case T_FILE: return "file";
+	case T_DIR: return "dir";
+	case T_LINK: return "symlink";
+	case T_FIFO: return "fifo";
+	}
+	return "none";
+}
+
+/* Named: present in the namespace (the root included). */
+static bool m_named(const struct model *m, int i)
+{
+	return m->n[i].type != T_NONE && m->n[i].parent != P_ORPHAN;
+}
+
+static void node_free(struct mnode *n)
+{
+	md_free(&n->data);
+	free(n->target);
+	for (size_t i = 0; i < n->nxa; i++)
+		free(n->xa[i].val);
+	memset(n, 0, sizeof *n);
+}
+
+static void m_free(struct model *m)
+{
+	for (int i = 0; i < MAXNODES; i++)
+		node_free(&m->n[i]);
+}
+
+/* Deep copy (dst is freed first). */
+static void m_copy(struct model *dst, const struct model *src)
+{
+	m_free(dst);
+	for (int i = 0; i < MAXNODES; i++) {
+		const struct mnode *s = &src->n[i];
+		struct mnode *d = &dst->n[i];
+		*d = *s;
+		md_copy(&d->data, &s->data);
+		if (s->target) {
+			d->target = malloc(s->tlen);
+			memcpy(d->target, s->target, s->tlen);
+		}
+		for (size_t k = 0; k < s->nxa; k++) {
+			d->xa[k].val = malloc(s->xa[k].vlen + 1);
+			memcpy(d->xa[k].val, s->xa[k].val, s->xa[k].vlen);
+		}
+	}
+}
+
+/* The slot of `name` in directory `dir`, or -1. */
+static int m_child(const struct model *m, int dir, const char *name, size_t nlen)
+{
+	for (int i = 1; i < MAXNODES; i++)
+		if (m->n[i].type != T_NONE && m->n[i].parent == dir &&
+		    m->n[i].nlen == nlen && memcmp(m->n[i].name, name, nlen) == 0)
+			return i;
+	return -1;
+}
+
+static int m_nchildren(const struct model *m, int dir)
+{
+	int c = 0;
+	for (int i = 1; i < MAXNODES; i++)
+		if (m->n[i].type != T_NONE && m->n[i].parent == dir)
+			c++;
+	return c;
+}
+
+/* Directories from the root to i (root: 0). */
+static int m_depth(const struct model *m, int i)
+{
+	int d = 0;
+	while (i > 0) {
+		i = m->n[i].parent;
+		d++;
+	}
+	return d;
+}
+
+/* True if a is b or an ancestor of b (both named). */
+static bool m_is_ancestor(const struct model *m, int a, int b)
+{
+	for (int i = b; i >= 0; i = m->n[i].parent)
+		if (i == a)
+			return true;
+	return false;
+}
+
+/* The path of named slot i ("" for the root) into buf; returns its length. */
+static size_t m_path(const struct model *m, int i, char *buf, size_t cap)
+{
+	if (i <= 0) {
+		buf[0] = '\0';
+		return 0;
+	}
+	size_t len = m_path(m, m->n[i].parent, buf, cap);
+	if (len)
+		buf[len++] = '/';
+	if (len + m->n[i].nlen + 1 > cap)
+		abort();
+	memcpy(buf + len, m->n[i].name, m->n[i].nlen);
+	len += m->n[i].nlen;
+	buf[len] = '\0';
+	return len;
+}
+
+/* A free slot (aborts the test when the model is full). */
+static int m_alloc(struct model *m)
+{
+	for (int i = 1; i < MAXNODES; i++)
+		if (m->n[i].type == T_NONE)
+			return i;
+	return -1;
+}
+
+/* Remove a name: the inode lives on as an orphan while held. */
+static void m_unlink(struct model *m, int i)
+{
+	if (m->n[i].holds > 0)
+		m->n[i].parent = P_ORPHAN;
+	else
+		node_free(&m->n[i]);
+}
+
+static int m_find_xattr(const struct mnode *n, const char *name, size_t nlen)
+{
+	for (size_t k = 0; k < n->nxa; k++)
+		if (n->xa[k].nlen == nlen && memcmp(n->xa[k].name, name, nlen) == 0)
+			return (int)k;
+	return -1;
+}
+
+/* Slot holding inode `ino`, or -1. */
+static int m_find_ino(const struct model *m, uint64_t ino)
+{
+	for (int i = 0; i < MAXNODES; i++)
+		if (m->n[i].type != T_NONE && m->n[i].ino == ino)
+			return i;
+	return -1;
+}
+
+/* ---- Test state ------------------------------------------------------------------ */
+
+static mms_env *env;
+static char store_path[4200];
+static struct model cur;        /* what the store must hold now */
+static struct model snap;       /* as of the last commit */
+static uint64_t seed;
+static long step;
+static bool failed;
+static bool touched_committed;  /* a data op hit an inode of the last commit */
+static bool dirty;              /* a successful change since the last commit */
+static uint64_t max_ino_seen;       /* largest inode number ever handed out */
+static uint64_t max_ino_txn;        /* ... by a create since the last commit */
+static uint64_t max_ino_committed;  /* largest that was part of a committed state */
+static bool noted_ino_reuse;
+static uint64_t last_generation;
+
+/* Counters, printed at the end. */
+static long n_ops[32];
+static long n_expected_errors, n_full_checks, n_reopens, n_rollbacks,
+	n_rollbacks_skipped, n_commits, n_vacuums, n_checks;
+
+static char oplog[OPLOG_SIZE][400];
+static bool trace;              /* MMS_MODEL_TRACE: print every operation */
+static long oplog_count;
+
+/* Printable form of a byte string: rotating static buffers. */
+static const char *esc(const char *s, size_t len)
+{
+	static char bufs[8][128];
+	static int which;
+	char *out = bufs[which++ % 8];
+	size_t o = 0;
+	for (size_t i = 0; i < len && o < 100; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (i == 20 && len > 40) {
+			o += (size_t)snprintf(out + o, 128 - o, "...(%zu bytes)", len);
+			break;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, 128 - o, "\\x%02x", c);
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* Printable path of slot i. */
+static const char *pathname(const struct model *m, int i)
+{
+	char p[MMS_PATH_MAX + 1];
+	size_t len = m_path(m, i, p, sizeof p);
+	if (len == 0)
+		return "/";
+	return esc(p, len);
+}
+
+/* Remember the operation about to run. */
+__attribute__((format(printf, 1, 2)))
+static void logop(const char *fmt, ...)
+{
+	char *slot = oplog[oplog_count++ % OPLOG_SIZE];
+	int n = snprintf(slot, sizeof oplog[0], "step %ld: ", step);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(slot + n, sizeof oplog[0] - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (trace)
+		tap_diag("%s", slot);
+}
+
+/* Record the first mismatch: the log tail, then a failed check. */
+__attribute__((format(printf, 1, 2)))
+static void fail(const char *fmt, ...)
+{
+	if (failed)
+		return;
+	failed = true;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	long first = oplog_count > OPLOG_TAIL ? oplog_count - OPLOG_TAIL : 0;
+	tap_diag("last %ld operations (seed %" PRIu64 "):", oplog_count - first, seed);
+	for (long k = first; k < oplog_count; k++)
+		tap_diag("  %s", oplog[k % OPLOG_SIZE]);
+	tap_diag("mismatch: %s", msg);
+	ok(0, "step %ld (seed %" PRIu64 "): %s", step, seed, msg);
+}
+
+/* A return code as "-30700 (no such ...)". */
+static const char *rcname(int rc)
+{
+	static char bufs[4][160];
+	static int which;
+	char *b = bufs[which++ % 4];
+	snprintf(b, sizeof bufs[0], "%d (%s)", rc, mms_strerror(rc));
+	return b;
+}
+
+/* rc must be one of the n codes in want (0 for success). */
+static bool expect_rc(const char *what, int rc, const int *want, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (rc == want[k])
+			return true;
+	char list[400];
+	size_t o = 0;
+	for (int k = 0; k < n && o < sizeof list - 100; k++)
+		o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", k ? " or " : "",
+		                      rcname(want[k]));
+	fail("%s returned %s, expected %s%s%s", what, rcname(rc), list,
+	     env && rc ? ": " : "", env && rc ? mms_errdetail(env) : "");
+	return false;
+}
+
+static bool expect1(const char *what, int rc, int want)
+{
+	return expect_rc(what, rc, &want, 1);
+}
+
+/* ---- Comparing the store with the model ----------------------------------------- */
+
+/* Compare the store bytes of inode `ino` with d (size, map, reads, seek). */
+static bool check_bytes(uint64_t ino, const struct mdata *d, const char *who)
+{
+	struct mms_stat st;
+	int rc = mms_getattr(env, ino, &st);
+	if (rc) {
+		fail("getattr %s (ino %" PRIu64 "): %s", who, ino, rcname(rc));
+		return false;
+	}
+	if (st.size != d->size) {
+		fail("%s: size %" PRIu64 ", model %" PRIu64, who, st.size, d->size);
+		return false;
+	}
+	size_t bufcap = 256 * 1024;
+	uint8_t *got = malloc(bufcap), *want = malloc(bufcap);
+	bool good = false;
+	if (!got || !want)
+		abort();
+
+	/* 1. The map covers [0, size) with consecutive pieces; the data pieces
+	 *    read back as the model; a spot in each hole reads as zeros. */
+	uint64_t off = 0, pieces = 0, databytes = 0;
+	while (off < d->size) {
+		struct mms_extent ext[64];
+		size_t cnt = 0;
+		rc = mms_map(env, ino, off, d->size - off, ext, 64, &cnt);
+		if (rc) {
+			fail("map %s at %" PRIu64 ": %s", who, off, rcname(rc));
+			goto out;
+		}
+		if (cnt == 0 || cnt > 64) {
+			fail("map %s at %" PRIu64 " (size %" PRIu64 "): %zu pieces", who, off,
+			     d->size, cnt);
+			goto out;
+		}
+		for (size_t k = 0; k < cnt; k++) {
+			const struct mms_extent *e = &ext[k];
+			if (e->logical != off || e->length == 0 || e->length > d->size - off) {
+				fail("map %s: piece %zu is [%" PRIu64 ", +%" PRIu64 "), expected to start at %"
+				     PRIu64 " and end by %" PRIu64, who, k, e->logical, e->length, off,
+				     d->size);
+				goto out;
+			}
+			if (e->flags & MMS_MAP_HOLE) {
+				uint64_t at = off + rng_below(e->length);
+				size_t n = e->length - (at - off) < 64 ? (size_t)(e->length - (at - off)) : 64;
+				size_t nr = 0;
+				rc = mms_read(env, ino, got, n, at, &nr);
+				md_read(d, at, n, want);
+				if (rc || nr != n || memcmp(got, want, n) != 0) {
+					fail("%s: hole read at %" PRIu64 " (+%zu): rc %s, nread %zu, bytes %s",
+					     who, at, n, rcname(rc), nr,
+					     memcmp(got, want, n) ? "differ" : "agree");
+					goto out;
+				}
+			} else if (e->flags & MMS_MAP_INLINE) {
+				if (e->length > bufcap || !e->data) {
+					fail("map %s: inline piece of %" PRIu64 " bytes, data %p", who,
+					     e->length, e->data);
+					goto out;
+				}
+				md_read(d, off, (size_t)e->length, want);
+				if (memcmp(e->data, want, (size_t)e->length) != 0) {
+					fail("map %s: inline bytes at %" PRIu64 " differ from the model",
+					     who, off);
+					goto out;
+				}
+			} else {
+				databytes += e->length;
+				if (databytes > (256u << 20)) {
+					fail("map %s: more than 256 MiB of data extents (model has %zu pages)",
+					     who, d->n);
+					goto out;
+				}
+				for (uint64_t p = 0; p < e->length; p += bufcap) {
+					size_t n = e->length - p < bufcap ? (size_t)(e->length - p) : bufcap;
+					size_t nr = 0;
+					rc = mms_read(env, ino, got, n, off + p, &nr);
+					if (rc || nr != n) {
+						fail("read %s at %" PRIu64 " (+%zu): %s, nread %zu", who,
+						     off + p, n, rcname(rc), nr);
+						goto out;
+					}
+					md_read(d, off + p, n, want);
+					if (memcmp(got, want, n) != 0) {
+						size_t x = 0;
+						while (got[x] == want[x])
+							x++;
+						fail("%s: byte %" PRIu64 " is 0x%02x, model 0x%02x (data piece [%"
+						     PRIu64 ", +%" PRIu64 ") at file offset %" PRIu64 ")", who,
+						     off + p + x, got[x], want[x], e->logical, e->length,
+						     e->physical);
+						goto out;
+					}
+				}
+			}
+			off += e->length;
+		}
+		pieces += cnt;
+		if (pieces > 1000000) {
+			fail("map %s: more than a million pieces for size %" PRIu64, who, d->size);
+			goto out;
+		}
+	}
+
+	/* 2. Every page the model ever wrote reads back through mms_read. */
+	for (size_t i = 0; i < d->n; i++) {
+		uint64_t at = d->pg[i].idx * PG;
+		if (at >= d->size)
+			break;
+		size_t n = d->size - at < PG ? (size_t)(d->size - at) : PG;
+		size_t nr = 0;
+		rc = mms_read(env, ino, got, n, at, &nr);
+		if (rc || nr != n) {
+			fail("read %s at %" PRIu64 " (+%zu): %s, nread %zu", who, at, n, rcname(rc), nr);
+			goto out;
+		}
+		if (memcmp(got, d->pg[i].b, n) != 0) {
+			size_t x = 0;
+			while (got[x] == d->pg[i].b[x])
+				x++;
+			fail("%s: byte %" PRIu64 " reads 0x%02x, model 0x%02x", who, at + x, got[x],
+			     d->pg[i].b[x]);
+			goto out;
+		}
+	}
+
+	/* 3. Reads are short only at the end. */
+	{
+		uint64_t at = d->size > 10 ? d->size - 10 : 0;
+		size_t nr = 12345;
+		rc = mms_read(env, ino, got, 100, at, &nr);
+		if (rc || nr != d->size - at) {
+			fail("read %s of 100 at %" PRIu64 " (size %" PRIu64 "): %s, nread %zu", who,
+			     at, d->size, rcname(rc), nr);
+			goto out;
+		}
+		nr = 12345;
+		rc = mms_read(env, ino, got, 100, d->size + rng_below(3 * PG), &nr);
+		if (rc || nr != 0) {
+			fail("read %s past the end (size %" PRIu64 "): %s, nread %zu", who, d->size,
+			     rcname(rc), nr);
+			goto out;
+		}
+	}
+
+	/* 4. seek: a nonzero byte is data; nothing follows the end. */
+	{
+		uint64_t res = 0;
+		uint64_t at = md_some_nonzero(d);
+		if (at != UINT64_MAX) {
+			rc = mms_seek(env, ino, at, MMS_SEEK_DATA, &res);
+			if (rc || res != at) {
+				fail("seek_data %s at %" PRIu64 " (a nonzero byte): %s, result %" PRIu64,
+				     who, at, rcname(rc), res);
+				goto out;
+			}
+			rc = mms_seek(env, ino, at, MMS_SEEK_HOLE, &res);
+			if (rc || res <= at || res > d->size) {
+				fail("seek_hole %s at %" PRIu64 " (a nonzero byte, size %" PRIu64
+				     "): %s, result %" PRIu64, who, at, d->size, rcname(rc), res);
+				goto out;
+			}
+		}
+		rc = mms_seek(env, ino, d->size, rng_pct(50) ? MMS_SEEK_DATA : MMS_SEEK_HOLE, &res);
+		if (rc != MMS_NXIO) {
+			fail("seek %s at its size %" PRIu64 ": %s, expected MMS_NXIO", who, d->size,
+			     rcname(rc));
+			goto out;
+		}
+	}
+	good = true;
+out:
+	free(got);
+	free(want);
+	return good;
+}
+
+/* Compare the xattrs of inode `ino` with node n. */
+static bool check_xattrs(uint64_t ino, const struct mnode *n, const char *who)
+{
+	size_t total = 0, len = 0;
+	for (size_t k = 0; k < n->nxa; k++)
+		total += n->xa[k].nlen + 1;
+	int rc = mms_listxattr(env, ino, NULL, 0, &len);
+	if (rc || len != total) {
+		fail("listxattr %s (size only): %s, length %zu, model %zu", who, rcname(rc), len, total);
+		return false;
+	}
+	char *list = malloc(total + 1);
+	uint8_t *val = malloc(MMS_XATTR_VALUE_MAX + 1);
+	bool good = false;
+	if (!list || !val)
+		abort();
+	len = 0;
+	rc = mms_listxattr(env, ino, list, total + 1, &len);
+	if (rc || len != total) {
+		fail("listxattr %s: %s, length %zu, model %zu", who, rcname(rc), len, total);
+		goto out;
+	}
+	bool seen[MAXXATTRS] = { false };
+	for (size_t o = 0; o < total;) {
+		const char *nm = list + o;
+		size_t nl = strnlen(nm, total - o);
+		int k = m_find_xattr(n, nm, nl);
+		if (nl == total - o || k < 0 || seen[k]) {
+			fail("listxattr %s: unexpected or repeated name '%s'", who, esc(nm, nl));
+			goto out;
+		}
+		seen[k] = true;
+		o += nl + 1;
+	}
+	if (total >= 2) {
+		rc = mms_listxattr(env, ino, list, total - 1, &len);
+		if (!expect1("listxattr with a short buffer", rc, MMS_RANGE))
+			goto out;
+	}
+	for (size_t k = 0; k < n->nxa; k++) {
+		const struct mxattr *x = &n->xa[k];
+		size_t vl = 0;
+		rc = mms_getxattr(env, ino, x->name, x->nlen, NULL, 0, &vl);
+		if (rc || vl != x->vlen) {
+			fail("getxattr %s %s (size only): %s, length %zu, model %zu", who,
+			     esc(x->name, x->nlen), rcname(rc), vl, x->vlen);
+			goto out;
+		}
+		if (x->vlen == 0)
+			continue;
+		vl = 0;
+		rc = mms_getxattr(env, ino, x->name, x->nlen, val, MMS_XATTR_VALUE_MAX + 1, &vl);
+		if (rc || vl != x->vlen || memcmp(val, x->val, vl) != 0) {
+			fail("getxattr %s %s: %s, length %zu (model %zu), bytes %s", who,
+			     esc(x->name, x->nlen), rcname(rc), vl, x->vlen,
+			     rc || vl != x->vlen ? "-" : "differ");
+			goto out;
+		}
+		if (x->vlen >= 2) {
+			rc = mms_getxattr(env, ino, x->name, x->nlen, val, x->vlen - 1, &vl);
+			if (!expect1("getxattr with a short buffer", rc, MMS_RANGE))
+				goto out;
+		}
+	}
+	rc = mms_getxattr(env, ino, "user.absent", 11, val, 16, &len);
+	if (!expect1("getxattr of an absent name", rc, MMS_NODATA))
+		goto out;
+	good = true;
+out:
+	free(list);
+	free(val);
+	return good;
+}
+
+/* Compare a stat with the node (identity, type, permissions, owner). */
+static bool check_stat(const struct mms_stat *st, const struct mnode *n, uint32_t nlink,
+                       const char *who)
+{
+	if (st->ino != n->ino || (st->mode & S_IFMT) != type_bits(n->type) ||
+	    (st->mode & 07777) != n->perm || st->uid != n->uid || st->gid != n->gid ||
+	    st->nlink != nlink) {
+		fail("%s: store has ino %" PRIu64 " mode 0%o uid %u gid %u nlink %u; model ino %"
+		     PRIu64 " %s mode 0%o uid %u gid %u nlink %u", who, st->ino, st->mode, st->uid,
+		     st->gid, st->nlink, n->ino, type_name(n->type), n->perm, n->uid, n->gid, nlink);
+		return false;
+	}
+	return true;
+}
+
+/* Compare the contents of a node found at inode n->ino. */
+static bool check_contents(const struct mnode *n, const char *who)
+{
+	if (n->type == T_FILE && !check_bytes(n->ino, &n->data, who))
+		return false;
+	if (n->type == T_LINK) {
+		char buf[MMS_SYMLINK_MAX + 1];
+		size_t len = 0;
+		int rc = mms_readlink(env, n->ino, buf, sizeof buf, &len);
+		if (rc || len != n->tlen || memcmp(buf, n->target, len) != 0) {
+			fail("readlink %s: %s, %zu bytes, model %zu bytes%s", who, rcname(rc), len,
+			     n->tlen, rc || len != n->tlen ? "" : " (bytes differ)");
+			return false;
+		}
+		if (n->tlen >= 2) {
+			rc = mms_readlink(env, n->ino, buf, n->tlen - 1, &len);
+			if (!expect1("readlink with a short buffer", rc, MMS_RANGE))
+				return false;
+		}
+	}
+	if (n->type != T_LINK || n->nxa)
+		return check_xattrs(n->ino, n, who);
+	return true;
+}
+
+/* Compare named slot i: path resolution, lookup, attributes, contents. */
+static bool check_node(const struct model *m, int i)
+{
+	const struct mnode *n = &m->n[i];
+	char path[MMS_PATH_MAX + 1];
+	size_t plen = m_path(m, i, path, sizeof path);
+	const char *who = pathname(m, i);
+	struct mms_stat st;
+	int rc = mms_resolve(env, path, plen, &st);
+	if (rc) {
+		fail("resolve '%s': %s, model has a %s (ino %" PRIu64 ")", who, rcname(rc),
+		     type_name(n->type), n->ino);
+		return false;
+	}
+	if (!check_stat(&st, n, 1, who))
+		return false;
+	if (i > 0) {
+		struct mms_stat st2;
+		rc = mms_lookup(env, m->n[n->parent].ino, n->name, n->nlen, &st2);
+		if (rc || st2.ino != n->ino) {
+			fail("lookup '%s' in its directory: %s, ino %" PRIu64 ", model %" PRIu64, who,
+			     rcname(rc), rc ? 0 : st2.ino, n->ino);
+			return false;
+		}
+	}
+	return check_contents(n, who);
+}
+
+/* `name` must not exist in directory slot `dir`. */
+static bool check_absent(const struct model *m, int dir, const char *name, size_t nlen)
+{
+	struct mms_stat st;
+	int rc = mms_lookup(env, m->n[dir].ino, name, nlen, &st);
+	int want = m->n[dir].type == T_DIR ? MMS_NOTFOUND : MMS_NOTDIR;
+	if (rc != want) {
+		fail("lookup '%s' in %s: %s, but the model has no such name (expected %s)",
+		     esc(name, nlen), pathname(m, dir), rc ? rcname(rc) : "found", rcname(want));
+		return false;
+	}
+	return true;
+}
+
+/* A freed inode (unlinked, not held) must be gone. */
+static bool check_gone(uint64_t ino, const char *who)
+{
+	struct mms_stat st;
+	int rc = mms_getattr(env, ino, &st);
+	if (rc != MMS_NOTFOUND) {
+		fail("getattr of %s (ino %" PRIu64 ", unlinked and not held): %s, expected "
+		     "MMS_NOTFOUND", who, ino, rcname(rc));
+		return false;
+	}
+	return true;
+}
+
+/* An orphan (unlinked, held) keeps its attributes and bytes, nlink 0. */
+static bool check_orphan(const struct mnode *n)
+{
+	char who[64];
+	snprintf(who, sizeof who, "orphan ino %" PRIu64, n->ino);
+	struct mms_stat st;
+	int rc = mms_getattr(env, n->ino, &st);
+	if (rc) {
+		fail("getattr %s: %s", who, rcname(rc));
+		return false;
+	}
+	return check_stat(&st, n, 0, who) && check_contents(n, who);
+}
+
+struct lent {
+	uint64_t ino, cookie;
+	uint32_t mode;
+	char name[MMS_NAME_MAX];
+	size_t nlen;
+};
+
+/* List directory `ino` from `cookie` into ents (at most LISTMAX). */
+static int list_dir(uint64_t ino, uint64_t cookie, struct lent *ents, int *count)
+{
+	mms_cursor *cur = NULL;
+	int rc = mms_dir_open(env, ino, cookie, &cur);
+	if (rc)
+		return rc;
+	int n = 0;
+	struct mms_dirent de;
+	while ((rc = mms_dir_next(cur, &de)) == 0) {
+		if (n == LISTMAX || de.namelen == 0 || de.namelen > MMS_NAME_MAX) {
+			rc = MMS_INVAL;
+			break;
+		}
+		ents[n].ino = de.ino;
+		ents[n].cookie = de.cookie;
+		ents[n].mode = de.mode;
+		memcpy(ents[n].name, de.name, de.namelen);
+		ents[n].nlen = de.namelen;
+		n++;
+	}
+	mms_dir_close(cur);
+	if (rc != MMS_NOTFOUND)
+		return rc;
+	*count = n;
+	return 0;
+}
+
+/* The listing of directory slot `dir` equals its model children. */
+static bool check_listing(const struct model *m, int dir)
+{
+	static struct lent ents[LISTMAX], tail[LISTMAX];
+	const char *who = pathname(m, dir);
+	int n = 0, nt = 0;
+	int rc = list_dir(m->n[dir].ino, 0, ents, &n);
+	if (rc) {
+		fail("listing %s: %s", who, rcname(rc));
+		return false;
+	}
+	int want = m_nchildren(m, dir);
+	for (int k = 0; k < n; k++) {
+		int c = m_child(m, dir, ents[k].name, ents[k].nlen);
+		if (c < 0 || m->n[c].ino != ents[k].ino ||
+		    (ents[k].mode & S_IFMT) != type_bits(m->n[c].type) ||
+		    ents[k].cookie < MMS_COOKIE_MIN) {
+			fail("listing %s: entry '%s' ino %" PRIu64 " mode 0%o cookie %" PRIu64
+			     " is not in the model%s", who, esc(ents[k].name, ents[k].nlen),
+			     ents[k].ino, ents[k].mode, ents[k].cookie,
+			     c < 0 ? "" : " as such (ino/type/cookie differ)");
+			return false;
+		}
+		for (int j = 0; j < k; j++)
+			if (ents[j].nlen == ents[k].nlen &&
+			    memcmp(ents[j].name, ents[k].name, ents[k].nlen) == 0) {
+				fail("listing %s: '%s' returned twice", who,
+				     esc(ents[k].name, ents[k].nlen));
+				return false;
+			}
+	}
+	if (n != want) {
+		fail("listing %s: %d entries, model has %d", who, n, want);
+		return false;
+	}
+	if (n >= 2) {
+		int j = (int)rng_below((uint64_t)n - 1);
+		rc = list_dir(m->n[dir].ino, ents[j].cookie, tail, &nt);
+		bool same = rc == 0 && nt == n - j - 1;
+		for (int k = 0; same && k < nt; k++)
+			same = tail[k].ino == ents[j + 1 + k].ino;
+		if (!same) {
+			fail("listing %s resumed after entry %d of %d (cookie %" PRIu64 "): %s, %d "
+			     "entries, expected the %d that followed", who, j, n, ents[j].cookie,
+			     rcname(rc), nt, n - j - 1);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The store's counters agree with the model. */
+static bool check_counts(const struct model *m)
+{
+	struct mms_info info;
+	int rc = mms_stats(env, &info);
+	if (rc) {
+		fail("stats: %s", rcname(rc));
+		return false;
+	}
+	uint64_t keys = 0, dirs = 0, orphans = 0;
+	for (int i = 0; i < MAXNODES; i++) {
+		if (m->n[i].type == T_NONE)
+			continue;
+		if (m->n[i].parent == P_ORPHAN)
+			orphans++;
+		else if (m->n[i].type == T_DIR)
+			dirs++;
+		else
+			keys++;
+	}
+	/* Whether held orphans count as keys is not specified: both are accepted. */
+	if ((info.keys != keys && info.keys != keys + orphans) || info.dirs != dirs ||
+	    info.orphans != orphans) {
+		fail("stats: keys %" PRIu64 " dirs %" PRIu64 " orphans %" PRIu64 "; model keys %"
+		     PRIu64 " dirs %" PRIu64 " orphans %" PRIu64, info.keys, info.dirs,
+		     info.orphans, keys, dirs, orphans);
+		return false;
+	}
+	return true;
+}
+
+/* Compare everything. */
+static bool check_full(const struct model *m)
+{
+	n_full_checks++;
+	for (int i = 0; i < MAXNODES; i++) {
+		const struct mnode *n = &m->n[i];
+		if (n->type == T_NONE)
+			continue;
+		if (n->parent == P_ORPHAN) {
+			if (!check_orphan(n))
+				return false;
+			continue;
+		}
+		if (!check_node(m, i))
+			return false;
+		if (n->type == T_DIR && !check_listing(m, i))
+			return false;
+	}
+	/* Extra slashes are ignored by resolve. */
+	int i = (int)rng_below(MAXNODES);
+	if (m_named(m, i)) {
+		char path[MMS_PATH_MAX + 1], slashy[MMS_PATH_MAX + 8];
+		size_t len = m_path(m, i, path, sizeof path);
+		int sl = snprintf(slashy, sizeof slashy, "//%s/", path);
+		(void)len;
+		struct mms_stat st;
+		int rc = mms_resolve(env, slashy, (size_t)sl, &st);
+		if (rc || st.ino != m->n[i].ino) {
+			fail("resolve '/%s/' with extra slashes: %s", pathname(m, i), rcname(rc));
+			return false;
+		}
+	}
+	return check_counts(m);
+}
+
+static uint64_t check_problems;
+
+static void on_problem(void *ctx, const char *where, const char *what)
+{
+	(void)ctx;
+	if (check_problems++ < 20)
+		tap_diag("mms_check: %s: %s", where, what);
+}
+
+/* mms_check must walk the store and find nothing. */
+static bool run_check(const char *when)
+{
+	uint64_t np = 0;
+	check_problems = 0;
+	n_checks++;
+	int rc = mms_check(env, on_problem, NULL, NULL, NULL, &np);
+	if (rc || np != 0) {
+		fail("mms_check %s: %s, %" PRIu64 " problems", when, rcname(rc), np);
+		return false;
+	}
+	return true;
+}
+
+/* ---- Choosing names and targets --------------------------------------------------- */
+
+static char longname[MMS_NAME_MAX];
+
+struct bytes {
+	const char *s;
+	size_t len;
+};
+
+static const struct bytes namepool[] = {
+	{ "a", 1 }, { "b", 1 }, { "c", 1 }, { "d", 1 }, { "e", 1 }, { "f", 1 },
+	{ "x y", 3 }, { "\xc3\xbc", 2 }, { "\xff\x01", 2 }, { "...", 3 }, { ".h", 2 },
+	{ longname, MMS_NAME_MAX },
+};
+#define NNAMES (sizeof namepool / sizeof namepool[0])
+
+static char longxattr[MMS_XATTR_NAME_MAX];
+
+static const struct bytes xnamepool[] = {
+	{ "user.a", 6 }, { "user.b", 6 }, { "user.c", 6 }, { "user.dtype", 10 },
+	{ "trusted.t", 9 }, { longxattr, MMS_XATTR_NAME_MAX },
+};
+#define NXNAMES (sizeof xnamepool / sizeof xnamepool[0])
+
+static struct bytes pick_name(void)
+{
+	/* The long name is rarer: paths stay readable. */
+	if (rng_pct(4))
+		return namepool[NNAMES - 1];
+	return namepool[rng_below(NNAMES - 1)];
+}
+
+/* Random named slot whose type is in `types` (bit per enum mtype). */
+static int pick_node(const struct model *m, unsigned types, bool root_ok)
+{
+	int cand[MAXNODES], n = 0;
+	for (int i = root_ok ? 0 : 1; i < MAXNODES; i++)
+		if (m_named(m, i) && (types & (1u << m->n[i].type)))
+			cand[n++] = i;
+	return n ? cand[rng_below((uint64_t)n)] : -1;
+}
+
+/* Random orphan slot, or -1. */
+static int pick_orphan(const struct model *m)
+{
+	int cand[MAXNODES], n = 0;
+	for (int i = 1; i < MAXNODES; i++)
+		if (m->n[i].type != T_NONE && m->n[i].parent == P_ORPHAN)
+			cand[n++] = i;
+	return n ? cand[rng_below((uint64_t)n)] : -1;
+}
+
+#define B(t) (1u << (t))
+#define ANYTYPE (B(T_FILE) | B(T_DIR) | B(T_LINK) | B(T_FIFO))
+
+/* A file to change the bytes of: named mostly, sometimes an orphan. */
+static int pick_file(const struct model *m)
+{
+	int i = -1;
+	if (rng_pct(15))
+		i = pick_orphan(m);
+	if (i < 0)
+		i = pick_node(m, B(T_FILE), false);
+	return i;
+}
+
+/* A directory for a new name; sometimes a non-directory (MMS_NOTDIR). */
+static int pick_parent(const struct model *m)
+{
+	if (rng_pct(4)) {
+		int f = pick_node(m, B(T_FILE) | B(T_LINK) | B(T_FIFO), false);
+		if (f >= 0)
+			return f;
+	}
+	int d = pick_node(m, B(T_DIR), true);
+	return m_depth(m, d) >= MAXDEPTH ? 0 : d;
+}
+
+/* An offset for data operations, biased to interesting places. */
+static uint64_t pick_offset(uint64_t size)
+{
+	switch (rng_below(12)) {
+	case 0: return 0;
+	case 1: return rng_range(INLINE_LIMIT - 8, INLINE_LIMIT + 8);
+	case 2: return rng_range(1, 4) * PG - rng_below(9);
+	case 3: return rng_range(1, 4) * PG + rng_below(9);
+	case 4: return size;
+	case 5: return size > 8 ? size - rng_range(1, 8) : 0;
+	case 6: return rng_pct(80) ? rng_range(1, 64) << 20 : rng_range(1, 1024) << 30;
+	default: return rng_below(size + 3 * PG);
+	}
+}
+
+/* A length for data operations: small, near the inline limit, page-sized. */
+static size_t pick_length(void)
+{
+	switch (rng_below(8)) {
+	case 0: return (size_t)rng_range(1, 16);
+	case 1: return (size_t)rng_range(1, 200);
+	case 2: return (size_t)rng_range(INLINE_LIMIT - 8, INLINE_LIMIT + 8);
+	case 3: return (size_t)rng_range(PG - 8, PG + 8);
+	case 4: return (size_t)rng_range(2 * PG - 8, 3 * PG + 8);
+	case 5: return (size_t)rng_range(1, 20000);
+	case 6: return rng_pct(10) ? (size_t)rng_range(100000, 300000) : (size_t)rng_range(1, 4000);
+	default: return (size_t)rng_range(1, 3000);
+	}
+}
+
+static uint32_t pick_perm(bool dir)
+{
+	static const uint32_t perms[] = { 0644, 0600, 0755, 0700, 0444, 01777, 04755 };
+	if (rng_pct(20))
+		return (uint32_t)rng_below(07777 + 1);
+	uint32_t p = perms[rng_below(sizeof perms / sizeof perms[0])];
+	return dir && p == 0644 ? 0755 : p;
+}
+
+/* Note a data change of slot i for the rollback rule. */
+static void touch_data(int i)
+{
+	if (m_find_ino(&snap, cur.n[i].ino) >= 0)
+		touched_committed = true;
+}
+
+/* Check a newly created inode number: never one that existed before. */
+static bool check_new_ino(uint64_t ino, const char *who)
+{
+	if (ino <= max_ino_committed || m_find_ino(&cur, ino) >= 0) {
+		fail("%s got inode %" PRIu64 ", already used (largest committed %" PRIu64 ")", who,
+		     ino, max_ino_committed);
+		return false;
+	}
+	if (ino <= max_ino_seen && !noted_ino_reuse) {
+		noted_ino_reuse = true;
+		tap_diag("note: %s got inode %" PRIu64 ", handed out before a rollback", who, ino);
+	}
+	if (ino > max_ino_seen)
+		max_ino_seen = ino;
+	if (ino > max_ino_txn)
+		max_ino_txn = ino;
+	return true;
+}
+
+/* ---- Operations --------------------------------------------------------------------- */
+
+enum opcode {
+	OP_CREATE, OP_MKDIR, OP_SYMLINK, OP_FIFO, OP_WRITE, OP_TRUNCATE, OP_FALLOCATE,
+	OP_RENAME, OP_UNLINK, OP_RMDIR, OP_SETXATTR, OP_REMOVEXATTR, OP_SETATTR, OP_HOLD,
+	OP_RELEASE, OP_HOLD_UNLINK, OP_BADNAME, OP_PROBE, OP_COMMIT, OP_SYNC, OP_ROLLBACK,
+	OP_VACUUM, OP_REOPEN, NOPS
+};
+
+static const char *const opnames[NOPS] = {
+	"create", "mkdir", "symlink", "mkfifo", "write", "truncate", "fallocate", "rename",
+	"unlink", "rmdir", "setxattr", "removexattr", "setattr", "hold", "release",
+	"hold+unlink", "bad name", "probe", "commit", "sync", "rollback", "vacuum", "reopen",
+};
+
+/* Weights per mille. */
+static const int opweight[NOPS] = {
+	[OP_CREATE] = 110, [OP_MKDIR] = 50, [OP_SYMLINK] = 15, [OP_FIFO] = 8,
+	[OP_WRITE] = 200, [OP_TRUNCATE] = 65, [OP_FALLOCATE] = 55, [OP_RENAME] = 100,
+	[OP_UNLINK] = 60, [OP_RMDIR] = 40, [OP_SETXATTR] = 70, [OP_REMOVEXATTR] = 25,
+	[OP_SETATTR] = 25, [OP_HOLD] = 15, [OP_RELEASE] = 30, [OP_HOLD_UNLINK] = 15,
+	[OP_BADNAME] = 10, [OP_PROBE] = 20, [OP_COMMIT] = 45, [OP_SYNC] = 12,
+	[OP_ROLLBACK] = 25, [OP_VACUUM] = 3, [OP_REOPEN] = 4,
+};
+
+/* Mark the current model as committed. */
+static void committed(void)
+{
+	m_copy(&snap, &cur);
+	touched_committed = false;
+	dirty = false;
+	if (max_ino_txn > max_ino_committed)
+		max_ino_committed = max_ino_txn;
+	max_ino_txn = 0;
+}
+
+/* A sentinel stat, to check that failed calls leave out-parameters alone. */
+static void poison_stat(struct mms_stat *st)
+{
+	memset(st, 0xa5, sizeof *st);
+}
+
+static bool stat_untouched(const struct mms_stat *st, const char *what)
+{
+	struct mms_stat p;
+	poison_stat(&p);
+	if (memcmp(&p, st, sizeof p) != 0) {
+		fail("%s failed but wrote its stat out-parameter", what);
+		return false;
+	}
+	return true;
+}
+
+static void op_create(int kind)
+{
+	int parent = pick_parent(&cur);
+	struct bytes nm = pick_name();
+	uint32_t perm = pick_perm(kind == T_DIR);
+	uint32_t uid = rng_pct(70) ? 0 : (uint32_t)rng_below(70000);
+	uint32_t gid = rng_pct(70) ? 0 : (uint32_t)rng_below(70000);
+	char target[MMS_SYMLINK_MAX];
+	size_t tlen = 0;
+	if (kind == T_LINK) {
+		tlen = rng_pct(5) ? MMS_SYMLINK_MAX : (size_t)rng_range(1, 100);
+		for (size_t k = 0; k < tlen; k++)
+			target[k] = (char)rng_range(1, 255);
+	}
+	int existing = cur.n[parent].type == T_DIR ? m_child(&cur, parent, nm.s, nm.len) : -1;
+	int want = cur.n[parent].type != T_DIR ? MMS_NOTDIR : existing >= 0 ? MMS_EXISTS : 0;
+	int slot = want ? -1 : m_alloc(&cur);
+	if (!want && slot < 0)
+		return; /* model full: skip */
+	logop("%s %s/%s perm 0%o uid %u gid %u%s -> expect %s", type_name(kind),
+	      pathname(&cur, parent), esc(nm.s, nm.len), perm, uid, gid,
+	      kind == T_LINK ? " (symlink)" : "", rcname(want));
+
+	struct mms_stat st;
+	poison_stat(&st);
+	uint64_t pino = cur.n[parent].ino;
+	int rc;
+	switch (kind) {
+	case T_DIR:
+		rc = mms_mkdir(env, pino, nm.s, nm.len, perm, uid, gid, &st);
+		break;
+	case T_LINK:
+		rc = mms_symlink(env, pino, nm.s, nm.len, target, tlen, uid, gid, &st);
+		perm = 0777;
+		break;
+	default:
+		rc = mms_mknod(env, pino, nm.s, nm.len, type_bits(kind) | perm, uid, gid, &st);
+		break;
+	}
+	if (!expect1(opnames[OP_CREATE], rc, want))
+		return;
+	if (want) {
+		n_expected_errors++;
+		if (!stat_untouched(&st, "create"))
+			return;
+		if (existing >= 0)
+			check_node(&cur, existing);
+		else
+			check_node(&cur, parent);
+		check_counts(&cur);
+		return;
+	}
+	if (!check_new_ino(st.ino, "create"))
+		return;
+	struct mnode *n = &cur.n[slot];
+	memset(n, 0, sizeof *n);
+	n->type = kind;
+	n->parent = parent;
+	memcpy(n->name, nm.s, nm.len);
+	n->nlen = nm.len;
+	n->ino = st.ino;
+	n->perm = perm;
+	n->uid = uid;
+	n->gid = gid;
+	if (kind == T_LINK) {
+		/* Symlink permission bits are not specified: take what the store says. */
+		n->perm = st.mode & 07777;
+		n->target = malloc(tlen);
+		memcpy(n->target, target, tlen);
+		n->tlen = tlen;
+	}
+	dirty = true;
+	if (!check_stat(&st, n, 1, "the stat returned by create"))
+		return;
+	if (kind != T_LINK && st.size != 0) {
+		fail("new %s has size %" PRIu64, type_name(kind), st.size);
+		return;
+	}
+	check_node(&cur, slot);
+}
+
+static void op_write(void)
+{
+	int i = pick_file(&cur);
+	if (i < 0)
+		return;
+	struct mnode *n = &cur.n[i];
+	uint64_t off = pick_offset(n->data.size);
+	size_t len = pick_length();
+	if (rng_pct(1)) {
+		/* Right at the size limit: ends exactly at it, or one byte past. */
+		len = (size_t)rng_range(1, 100);
+		off = MMS_SIZE_MAX - len + (rng_pct(50) ? 1 : 0);
+	}
+	int want = off + len > MMS_SIZE_MAX ? MMS_TOOBIG : 0;
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		abort();
+	rng_fill(buf, len);
+	logop("write %s (ino %" PRIu64 ", size %" PRIu64 ") at %" PRIu64 " len %zu -> expect %s",
+	      n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i), n->ino, n->data.size, off, len,
+	      rcname(want));
+	int rc = mms_write(env, n->ino, buf, len, off);
+	if (expect1(opnames[OP_WRITE], rc, want)) {
+		if (!want) {
+			touch_data(i);
+			md_write(&n->data, off, buf, len);
+			dirty = true;
+		} else {
+			n_expected_errors++;
+		}
+		check_bytes(n->ino, &n->data, "written file");
+	}
+	free(buf);
+}
+
+static void op_truncate(void)
+{
+	if (rng_pct(5)) {
+		/* A size change of a directory: MMS_ISDIR. */
+		int d = pick_node(&cur, B(T_DIR), true);
+		struct mms_setattr a = { .size = 0 };
+		struct mms_stat st;
+		poison_stat(&st);
+		logop("setattr size 0 of directory %s -> expect MMS_ISDIR", pathname(&cur, d));
+		int rc = mms_setattr(env, cur.n[d].ino, &a, MMS_SET_SIZE, &st);
+		if (expect1("setattr size of a directory", rc, MMS_ISDIR) &&
+		    stat_untouched(&st, "setattr"))
+			check_node(&cur, d);
+		n_expected_errors++;
+		return;
+	}
+	int i = pick_file(&cur);
+	if (i < 0)
+		return;
+	struct mnode *n = &cur.n[i];
+	uint64_t size;
+	switch (rng_below(8)) {
+	case 0: size = 0; break;
+	case 1: size = n->data.size / 2; break;
+	case 2: size = rng_range(INLINE_LIMIT - 4, INLINE_LIMIT + 4); break;
+	case 3: size = n->data.size + rng_range(1, 3 * PG); break;
+	case 4: size = rng_range(1, 8) << 20; break;
+	case 5: size = rng_pct(90) ? rng_range(1, 1024) << 30 : MMS_SIZE_MAX + rng_below(2); break;
+	default: size = rng_below(n->data.size + 1); break;
+	}
+	int want = size > MMS_SIZE_MAX ? MMS_TOOBIG : 0;
+	bool via_setattr = rng_pct(30);
+	logop("%s %s (ino %" PRIu64 ", size %" PRIu64 ") to %" PRIu64 " -> expect %s",
+	      via_setattr ? "setattr size" : "truncate",
+	      n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i), n->ino, n->data.size, size,
+	      rcname(want));
+	int rc;
+	struct mms_stat st;
+	if (via_setattr) {
+		struct mms_setattr a = { .size = size };
+		rc = mms_setattr(env, n->ino, &a, MMS_SET_SIZE, &st);
+	} else {
+		rc = mms_truncate(env, n->ino, size);
+	}
+	if (!expect1(opnames[OP_TRUNCATE], rc, want))
+		return;
+	if (want) {
+		n_expected_errors++;
+	} else {
+		touch_data(i);
+		md_truncate(&n->data, size);
+		dirty = true;
+		if (via_setattr && st.size != size) {
+			fail("setattr size %" PRIu64 " returned a stat with size %" PRIu64, size, st.size);
+			return;
+		}
+	}
+	check_bytes(n->ino, &n->data, "truncated file");
+}
+
+static void op_fallocate(void)
+{
+	int i = pick_file(&cur);
+	if (i < 0)
+		return;
+	struct mnode *n = &cur.n[i];
+	unsigned mode;
+	switch (rng_below(3)) {
+	case 0: mode = 0; break;
+	case 1: mode = MMS_FALLOC_KEEP_SIZE; break;
+	default: mode = MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE; break;
+	}
+	uint64_t off = rng_pct(30) ? rng_below(n->data.size / PG + 2) * PG
+	                           : rng_below(n->data.size + 4 * PG);
+	uint64_t len = rng_pct(30) ? rng_range(1, 4) * PG : rng_range(1, 40000);
+	if (mode & MMS_FALLOC_PUNCH_HOLE && rng_pct(10)) {
+		off = 0;
+		len = n->data.size + rng_below(PG); /* the whole value */
+		if (len == 0)
+			len = 1;
+	}
+	int want = off + len > MMS_SIZE_MAX ? MMS_TOOBIG : 0;
+	logop("fallocate %s (ino %" PRIu64 ", size %" PRIu64 ") mode %u at %" PRIu64
+	      " len %" PRIu64 " -> expect %s", n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i),
+	      n->ino, n->data.size, mode, off, len, rcname(want));
+	int rc = mms_fallocate(env, n->ino, mode, off, len);
+	if (!expect1(opnames[OP_FALLOCATE], rc, want))
+		return;
+	if (want) {
+		n_expected_errors++;
+		check_bytes(n->ino, &n->data, "file after a failed fallocate");
+		return;
+	}
+	touch_data(i);
+	if (mode & MMS_FALLOC_PUNCH_HOLE) {
+		if (off < n->data.size)
+			md_zero(&n->data, off, len < n->data.size - off ? len : n->data.size - off);
+	} else if (!(mode & MMS_FALLOC_KEEP_SIZE) && off + len > n->data.size) {
+		md_truncate(&n->data, off + len);
+	}
+	dirty = true;
+	check_bytes(n->ino, &n->data, "fallocated file");
+}
+
+static void op_rename(void)
+{
+	int src = -1;
+	struct bytes srcname = pick_name();
+	int srcdir = 0;
+	if (rng_pct(92))
+		src = pick_node(&cur, ANYTYPE, false);
+	if (src >= 0) {
+		srcdir = cur.n[src].parent;
+		srcname.s = cur.n[src].name;
+		srcname.len = cur.n[src].nlen;
+	} else {
+		srcdir = pick_node(&cur, B(T_DIR), true);
+		src = m_child(&cur, srcdir, srcname.s, srcname.len);
+	}
+	int dstdir = pick_parent(&cur);
+	struct bytes dstname = pick_name();
+	if (rng_pct(10) && src >= 0) {
+		dstdir = srcdir; /* same directory */
+	}
+	unsigned flags = 0;
+	uint64_t r = rng_below(10);
+	if (r < 2)
+		flags = MMS_RENAME_NOREPLACE;
+	else if (r < 4)
+		flags = MMS_RENAME_EXCHANGE;
+	int dst = cur.n[dstdir].type == T_DIR ? m_child(&cur, dstdir, dstname.s, dstname.len) : -1;
+	if (dst >= 0 && dst == src)
+		flags = 0; /* onto itself: succeeds and changes nothing */
+
+	/* Every error that applies; when several do, any of them is fine. */
+	int want[6], nw = 0;
+	if (src < 0 || cur.n[dstdir].type != T_DIR) {
+		if (src < 0)
+			want[nw++] = MMS_NOTFOUND;
+		if (cur.n[dstdir].type != T_DIR)
+			want[nw++] = MMS_NOTDIR;
+	} else if (dst == src) {
+		/* nothing */
+	} else if (flags & MMS_RENAME_EXCHANGE) {
+		if (dst < 0)
+			want[nw++] = MMS_NOTFOUND;
+		else if (m_is_ancestor(&cur, src, dst) || m_is_ancestor(&cur, dst, src))
+			want[nw++] = MMS_LOOP;
+	} else {
+		bool sdir = cur.n[src].type == T_DIR;
+		if (sdir && m_is_ancestor(&cur, src, dstdir))
+			want[nw++] = MMS_LOOP;
+		if (dst >= 0) {
+			bool ddir = cur.n[dst].type == T_DIR;
+			if (flags & MMS_RENAME_NOREPLACE)
+				want[nw++] = MMS_EXISTS;
+			else if (!sdir && ddir)
+				want[nw++] = MMS_ISDIR;
+			else if (sdir && !ddir)
+				want[nw++] = MMS_NOTDIR;
+			else if (sdir && ddir && m_nchildren(&cur, dst) > 0)
+				want[nw++] = MMS_NOTEMPTY;
+			if (nw && m_is_ancestor(&cur, dst, src) && !(flags & MMS_RENAME_NOREPLACE))
+				want[nw++] = MMS_LOOP;
+		}
+	}
+	if (nw == 0)
+		want[nw++] = 0;
+	logop("rename %s/%s -> %s/%s flags %u (dst %s) -> expect %s%s",
+	      pathname(&cur, srcdir), esc(srcname.s, srcname.len), pathname(&cur, dstdir),
+	      esc(dstname.s, dstname.len), flags, dst >= 0 ? type_name(cur.n[dst].type) : "absent",
+	      rcname(want[0]), nw > 1 ? " (or another)" : "");
+
+	/* Copy the names: the model slots change below. */
+	char sname[MMS_NAME_MAX], dname[MMS_NAME_MAX];
+	size_t slen = srcname.len, dlen = dstname.len;
+	memcpy(sname, srcname.s, slen);
+	memcpy(dname, dstname.s, dlen);
+	int rc = mms_rename(env, cur.n[srcdir].ino, sname, slen, cur.n[dstdir].ino, dname, dlen,
+	                    flags);
+	if (!expect_rc(opnames[OP_RENAME], rc, want, nw))
+		return;
+	if (rc) {
+		n_expected_errors++;
+		if (src >= 0 && !check_node(&cur, src))
+			return;
+		if (dst >= 0 && !check_node(&cur, dst))
+			return;
+		if (dst < 0 && cur.n[dstdir].type == T_DIR && !check_absent(&cur, dstdir, dname, dlen))
+			return;
+		check_counts(&cur);
+		return;
+	}
+	if (dst == src)
+		return (void)check_node(&cur, src);
+	dirty = true;
+	struct mnode *s = &cur.n[src];
+	if (flags & MMS_RENAME_EXCHANGE) {
+		struct mnode *d = &cur.n[dst];
+		s->parent = dstdir;
+		d->parent = srcdir;
+		memcpy(s->name, dname, dlen);
+		s->nlen = dlen;
+		memcpy(d->name, sname, slen);
+		d->nlen = slen;
+		if (check_node(&cur, src))
+			check_node(&cur, dst);
+		return;
+	}
+	uint64_t dino = dst >= 0 ? cur.n[dst].ino : 0;
+	bool dorphan = dst >= 0 && cur.n[dst].holds > 0;
+	if (dst >= 0)
+		m_unlink(&cur, dst);
+	s->parent = dstdir;
+	memcpy(s->name, dname, dlen);
+	s->nlen = dlen;
+	if (!check_node(&cur, src) || !check_absent(&cur, srcdir, sname, slen))
+		return;
+	if (dst >= 0 && !dorphan && !check_gone(dino, "the replaced target"))
+		return;
+	if (dorphan && !check_orphan(&cur.n[dst]))
+		return;
+	check_counts(&cur);
+}
+
+static void op_unlink(bool dir)
+{
+	int victim = -1, parent;
+	struct bytes nm;
+	if (rng_pct(85))
+		victim = pick_node(&cur, dir ? (rng_pct(85) ? B(T_DIR) : ANYTYPE) : ANYTYPE, false);
+	if (victim >= 0) {
+		parent = cur.n[victim].parent;
+		nm.s = cur.n[victim].name;
+		nm.len = cur.n[victim].nlen;
+	} else {
+		parent = pick_parent(&cur);
+		nm = pick_name();
+		if (cur.n[parent].type == T_DIR)
+			victim = m_child(&cur, parent, nm.s, nm.len);
+	}
+	int want;
+	if (cur.n[parent].type != T_DIR)
+		want = MMS_NOTDIR;
+	else if (victim < 0)
+		want = MMS_NOTFOUND;
+	else if (dir)
+		want = cur.n[victim].type != T_DIR ? MMS_NOTDIR
+		       : m_nchildren(&cur, victim) ? MMS_NOTEMPTY : 0;
+	else
+		want = cur.n[victim].type == T_DIR ? MMS_ISDIR : 0;
+	char name[MMS_NAME_MAX];
+	size_t nlen = nm.len;
+	memcpy(name, nm.s, nlen);
+	logop("%s %s/%s (%s) -> expect %s", dir ? "rmdir" : "unlink", pathname(&cur, parent),
+	      esc(name, nlen), victim >= 0 ? type_name(cur.n[victim].type) : "absent", rcname(want));
+	int rc = dir ? mms_rmdir(env, cur.n[parent].ino, name, nlen)
+	             : mms_unlink(env, cur.n[parent].ino, name, nlen);
+	if (!expect1(dir ? "rmdir" : "unlink", rc, want))
+		return;
+	if (want) {
+		n_expected_errors++;
+		if (victim >= 0)
+			check_node(&cur, victim);
+		else if (cur.n[parent].type == T_DIR)
+			check_absent(&cur, parent, name, nlen);
+		check_counts(&cur);
+		return;
+	}
+	uint64_t ino = cur.n[victim].ino;
+	bool orphan = cur.n[victim].holds > 0;
+	m_unlink(&cur, victim);
+	dirty = true;
+	if (!check_absent(&cur, parent, name, nlen))
+		return;
+	if (orphan ? !check_orphan(&cur.n[victim]) : !check_gone(ino, "the unlinked inode"))
+		return;
+	check_counts(&cur);
+}
+
+static void op_setxattr(void)
+{
+	int i = rng_pct(10) ? pick_orphan(&cur) : -1;
+	if (i < 0)
+		i = pick_node(&cur, B(T_FILE) | B(T_DIR), true);
+	struct mnode *n = &cur.n[i];
+	struct bytes xn = xnamepool[rng_below(NXNAMES)];
+	size_t vlen;
+	switch (rng_below(10)) {
+	case 0: vlen = 0; break;
+	case 1: case 2: case 3: vlen = (size_t)rng_range(1, 64); break;
+	case 4: case 5: vlen = (size_t)rng_range(INLINE_LIMIT - 24, INLINE_LIMIT + 24); break;
+	case 6: case 7: vlen = (size_t)rng_range(1025, 9000); break;
+	case 8: vlen = (size_t)rng_range(MMS_XATTR_VALUE_MAX - 100, MMS_XATTR_VALUE_MAX); break;
+	default: vlen = rng_pct(30) ? MMS_XATTR_VALUE_MAX + 1 : (size_t)rng_range(1, 3000); break;
+	}
+	unsigned flags = 0;
+	uint64_t r = rng_below(10);
+	if (r < 2)
+		flags = MMS_XATTR_CREATE;
+	else if (r < 4)
+		flags = MMS_XATTR_REPLACE;
+	int k = m_find_xattr(n, xn.s, xn.len);
+	int want[3], nw = 0;
+	if (vlen > MMS_XATTR_VALUE_MAX)
+		want[nw++] = MMS_TOOBIG;
+	if (k >= 0 && (flags & MMS_XATTR_CREATE))
+		want[nw++] = MMS_EXISTS;
+	if (k < 0 && (flags & MMS_XATTR_REPLACE))
+		want[nw++] = MMS_NODATA;
+	if (k < 0 && n->nxa == MAXXATTRS && nw == 0)
+		return; /* model limit */
+	if (nw == 0)
+		want[nw++] = 0;
+	uint8_t *val = malloc(vlen + 1);
+	if (!val)
+		abort();
+	rng_fill(val, vlen);
+	logop("setxattr %s (ino %" PRIu64 ") %s len %zu flags %u -> expect %s",
+	      n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i), n->ino, esc(xn.s, xn.len), vlen,
+	      flags, rcname(want[0]));
+	int rc = mms_setxattr(env, n->ino, xn.s, xn.len, val, vlen, flags);
+	if (!expect_rc(opnames[OP_SETXATTR], rc, want, nw)) {
+		free(val);
+		return;
+	}
+	if (rc) {
+		n_expected_errors++;
+		free(val);
+	} else {
+		if (k < 0) {
+			k = (int)n->nxa++;
+			memcpy(n->xa[k].name, xn.s, xn.len);
+			n->xa[k].nlen = xn.len;
+		} else {
+			free(n->xa[k].val);
+		}
+		n->xa[k].val = val;
+		n->xa[k].vlen = vlen;
+		dirty = true;
+	}
+	check_xattrs(n->ino, n, "xattrs after setxattr");
+}
+
+static void op_removexattr(void)
+{
+	int i = pick_node(&cur, B(T_FILE) | B(T_DIR), true);
+	struct mnode *n = &cur.n[i];
+	struct bytes xn = xnamepool[rng_below(NXNAMES)];
+	if (n->nxa && rng_pct(75)) {
+		int k = (int)rng_below(n->nxa);
+		xn.s = n->xa[k].name;
+		xn.len = n->xa[k].nlen;
+	}
+	int k = m_find_xattr(n, xn.s, xn.len);
+	int want = k < 0 ? MMS_NODATA : 0;
+	logop("removexattr %s %s -> expect %s", pathname(&cur, i), esc(xn.s, xn.len), rcname(want));
+	int rc = mms_removexattr(env, n->ino, xn.s, xn.len);
+	if (!expect1(opnames[OP_REMOVEXATTR], rc, want))
+		return;
+	if (k >= 0) {
+		free(n->xa[k].val);
+		n->xa[k] = n->xa[--n->nxa];
+		memset(&n->xa[n->nxa], 0, sizeof n->xa[0]);
+		dirty = true;
+	} else {
+		n_expected_errors++;
+	}
+	check_xattrs(n->ino, n, "xattrs after removexattr");
+}
+
+static void op_setattr(void)
+{
+	int i = pick_node(&cur, B(T_FILE) | B(T_DIR) | B(T_FIFO), true);
+	struct mnode *n = &cur.n[i];
+	unsigned mask = 0;
+	struct mms_setattr a;
+	memset(&a, 0, sizeof a);
+	if (rng_pct(70)) {
+		mask |= MMS_SET_MODE;
+		a.mode = pick_perm(n->type == T_DIR) | (rng_pct(20) ? S_IFREG : 0);
+	}
+	if (rng_pct(40)) {
+		mask |= MMS_SET_UID;
+		a.uid = (uint32_t)rng_below(70000);
+	}
+	if (rng_pct(40) || !mask) {
+		mask |= MMS_SET_GID;
+		a.gid = (uint32_t)rng_below(70000);
+	}
+	logop("setattr %s mask 0x%x mode 0%o uid %u gid %u", pathname(&cur, i), mask, a.mode,
+	      a.uid, a.gid);
+	struct mms_stat st;
+	int rc = mms_setattr(env, n->ino, &a, mask, &st);
+	if (!expect1(opnames[OP_SETATTR], rc, 0))
+		return;
+	if (mask & MMS_SET_MODE)
+		n->perm = a.mode & 07777; /* type bits are ignored */
+	if (mask & MMS_SET_UID)
+		n->uid = a.uid;
+	if (mask & MMS_SET_GID)
+		n->gid = a.gid;
+	dirty = true;
+	if (check_stat(&st, n, 1, "stat returned by setattr"))
+		check_node(&cur, i);
+}
+
+static void op_hold(bool then_unlink)
+{
+	int i = then_unlink ? pick_node(&cur, B(T_FILE), false) : pick_file(&cur);
+	if (i < 0)
+		return;
+	struct mnode *n = &cur.n[i];
+	logop("hold %s (ino %" PRIu64 ", holds %d)%s", n->parent == P_ORPHAN ? "orphan"
+	      : pathname(&cur, i), n->ino, n->holds, then_unlink ? " then unlink it" : "");
+	int rc = mms_hold(env, n->ino);
+	if (!expect1("hold", rc, 0))
+		return;
+	n->holds++;
+	if (!then_unlink)
+		return;
+	int parent = n->parent;
+	char name[MMS_NAME_MAX];
+	size_t nlen = n->nlen;
+	memcpy(name, n->name, nlen);
+	rc = mms_unlink(env, cur.n[parent].ino, name, nlen);
+	if (!expect1("unlink of a held file", rc, 0))
+		return;
+	m_unlink(&cur, i);
+	dirty = true;
+	if (check_absent(&cur, parent, name, nlen) && check_orphan(n))
+		check_counts(&cur);
+}
+
+static void op_release(void)
+{
+	int cand[MAXNODES], nc = 0;
+	for (int i = 1; i < MAXNODES; i++)
+		if (cur.n[i].type != T_NONE && cur.n[i].holds > 0)
+			cand[nc++] = i;
+	if (!nc)
+		return;
+	int i = cand[rng_below((uint64_t)nc)];
+	struct mnode *n = &cur.n[i];
+	bool orphan = n->parent == P_ORPHAN;
+	logop("release %s (ino %" PRIu64 ", holds %d)", orphan ? "orphan" : pathname(&cur, i),
+	      n->ino, n->holds);
+	int rc = mms_release(env, n->ino);
+	if (!expect1("release", rc, 0))
+		return;
+	n->holds--;
+	if (orphan && n->holds == 0) {
+		uint64_t ino = n->ino;
+		node_free(n);
+		dirty = true;
+		if (check_gone(ino, "a released orphan"))
+			check_counts(&cur);
+	} else if (orphan) {
+		check_orphan(n);
+	} else {
+		check_node(&cur, i);
+	}
+}
+
+/* Release every hold (store and model). */
+static bool release_all(void)
+{
+	for (int i = 1; i < MAXNODES; i++) {
+		struct mnode *n = &cur.n[i];
+		while (n->type != T_NONE && n->holds > 0) {
+			int rc = mms_release(env, n->ino);
+			if (!expect1("release", rc, 0))
+				return false;
+			if (--n->holds == 0 && n->parent == P_ORPHAN) {
+				node_free(n);
+				dirty = true;
+			}
+		}
+	}
+	return true;
+}
+
+static void op_badname(void)
+{
+	static const struct bytes bad[] = {
+		{ "", 0 }, { ".", 1 }, { "..", 2 }, { "a/b", 3 }, { "a\0b", 3 }, { "/", 1 },
+	};
+	int d = pick_node(&cur, B(T_DIR), true);
+	char toolong[MMS_NAME_MAX + 1];
+	memset(toolong, 'x', sizeof toolong);
+	struct bytes nm;
+	int want;
+	if (rng_pct(25)) {
+		nm.s = toolong;
+		nm.len = sizeof toolong;
+		want = MMS_NAMETOOLONG;
+	} else {
+		nm = bad[rng_below(sizeof bad / sizeof bad[0])];
+		want = MMS_BADNAME;
+	}
+	logop("bad name '%s' (%zu bytes) in %s -> expect %s", esc(nm.s, nm.len), nm.len,
+	      pathname(&cur, d), rcname(want));
+	struct mms_stat st;
+	poison_stat(&st);
+	uint64_t ino = cur.n[d].ino;
+	int rc;
+	switch (rng_below(4)) {
+	case 0:
+		rc = mms_mknod(env, ino, nm.s, nm.len, S_IFREG | 0644, 0, 0, &st);
+		break;
+	case 1:
+		rc = mms_mkdir(env, ino, nm.s, nm.len, 0755, 0, 0, &st);
+		break;
+	case 2:
+		rc = mms_lookup(env, ino, nm.s, nm.len, &st);
+		break;
+	default: {
+		int src = pick_node(&cur, ANYTYPE, false);
+		if (src < 0)
+			return;
+		rc = mms_rename(env, cur.n[cur.n[src].parent].ino, cur.n[src].name, cur.n[src].nlen,
+		                ino, nm.s, nm.len, 0);
+		break;
+	}
+	}
+	n_expected_errors++;
+	if (expect1("call with a bad name", rc, want) && stat_untouched(&st, "bad name"))
+		check_counts(&cur);
+}
+
+/* Calls that must fail, read-only or rejected before any change. */
+static void op_probe(void)
+{
+	int rc;
+	struct mms_stat st;
+	uint8_t buf[64];
+	size_t nr;
+	int f = pick_node(&cur, B(T_FILE), false);
+	int d = pick_node(&cur, B(T_DIR), true);
+	switch (rng_below(7)) {
+	case 0:
+		logop("read directory %s -> expect MMS_ISDIR", pathname(&cur, d));
+		rc = mms_read(env, cur.n[d].ino, buf, sizeof buf, 0, &nr);
+		expect1("read of a directory", rc, MMS_ISDIR);
+		break;
+	case 1:
+		if (f < 0)
+			return;
+		logop("resolve %s/x through a file -> expect MMS_NOTDIR", pathname(&cur, f));
+		{
+			char path[MMS_PATH_MAX + 8];
+			size_t len = m_path(&cur, f, path, sizeof path);
+			memcpy(path + len, "/x", 3);
+			poison_stat(&st);
+			rc = mms_resolve(env, path, len + 2, &st);
+			if (expect1("resolve through a file", rc, MMS_NOTDIR))
+				stat_untouched(&st, "resolve");
+		}
+		break;
+	case 2:
+		logop("getattr of an unused inode %" PRIu64 " -> expect MMS_NOTFOUND",
+		      max_ino_seen + 1000);
+		rc = mms_getattr(env, max_ino_seen + 1000, &st);
+		expect1("getattr of an unused inode", rc, MMS_NOTFOUND);
+		break;
+	case 3:
+		if (f < 0)
+			return;
+		logop("truncate %s past MMS_SIZE_MAX -> expect MMS_TOOBIG", pathname(&cur, f));
+		rc = mms_truncate(env, cur.n[f].ino, MMS_SIZE_MAX + 1 + rng_below(1000));
+		if (expect1("truncate past MMS_SIZE_MAX", rc, MMS_TOOBIG))
+			check_node(&cur, f);
+		break;
+	case 4:
+		if (f < 0)
+			return;
+		logop("readlink of file %s -> expect MMS_NOTLINK", pathname(&cur, f));
+		rc = mms_readlink(env, cur.n[f].ino, (char *)buf, sizeof buf, &nr);
+		expect1("readlink of a file", rc, MMS_NOTLINK);
+		break;
+	case 5: {
+		char *p = malloc(MMS_PATH_MAX + 2);
+		memset(p, 'a', MMS_PATH_MAX + 1);
+		for (size_t k = 100; k < MMS_PATH_MAX; k += 101)
+			p[k] = '/';
+		logop("resolve a path of %u bytes -> expect MMS_NAMETOOLONG", MMS_PATH_MAX + 1);
+		rc = mms_resolve(env, p, MMS_PATH_MAX + 1, &st);
+		expect1("resolve of a too long path", rc, MMS_NAMETOOLONG);
+		free(p);
+		break;
+	}
+	default:
+		if (f < 0)
+			return;
+		logop("setxattr %s with a %u-byte name -> expect MMS_NAMETOOLONG or MMS_INVAL",
+		      pathname(&cur, f), MMS_XATTR_NAME_MAX + 1);
+		{
+			char xn[MMS_XATTR_NAME_MAX + 1];
+			memset(xn, 'u', sizeof xn);
+			int w[] = { MMS_NAMETOOLONG, MMS_INVAL };
+			rc = mms_setxattr(env, cur.n[f].ino, xn, sizeof xn, "v", 1, 0);
+			if (expect_rc("setxattr with a too long name", rc, w, 2))
+				check_xattrs(cur.n[f].ino, &cur.n[f], pathname(&cur, f));
+		}
+		break;
+	}
+	n_expected_errors++;
+}
+
+static void op_commit(bool sync)
+{
+	struct mms_info before, after;
+	int rc = mms_stats(env, &before);
+	if (!expect1("stats", rc, 0))
+		return;
+	logop("%s (dirty %d, generation %" PRIu64 ")", sync ? "sync" : "commit", dirty,
+	      before.generation);
+	rc = sync ? mms_sync(env) : mms_commit(env);
+	if (!expect1(sync ? "sync" : "commit", rc, 0))
+		return;
+	rc = mms_stats(env, &after);
+	if (!expect1("stats", rc, 0))
+		return;
+	if (after.generation < before.generation ||
+	    (dirty && after.generation == before.generation) ||
+	    (sync && after.synced_generation != after.generation)) {
+		fail("%s: generation %" PRIu64 " -> %" PRIu64 " (synced %" PRIu64 "), with%s changes",
+		     sync ? "sync" : "commit", before.generation, after.generation,
+		     after.synced_generation, dirty ? "" : "out");
+		return;
+	}
+	last_generation = after.generation;
+	n_commits++;
+	committed();
+	if (rng_pct(10))
+		run_check(sync ? "after a sync" : "after a commit");
+}
+
+static void op_rollback(void)
+{
+	logop("release all holds before a rollback");
+	if (!release_all())
+		return;
+	bool snap_orphans = false;
+	for (int i = 1; i < MAXNODES; i++)
+		if (snap.n[i].type != T_NONE && snap.n[i].parent == P_ORPHAN)
+			snap_orphans = true;
+	if (touched_committed || snap_orphans) {
+		/* See the top comment: the outcome would not be predictable. */
+		n_rollbacks_skipped++;
+		op_commit(false);
+		return;
+	}
+	logop("rollback");
+	int rc = mms_rollback(env);
+	if (!expect1("rollback", rc, 0))
+		return;
+	m_copy(&cur, &snap);
+	for (int i = 0; i < MAXNODES; i++)
+		cur.n[i].holds = 0;
+	dirty = false;
+	max_ino_txn = 0;
+	n_rollbacks++;
+	check_full(&cur);
+}
+
+static int vacuum_calls;
+
+static int on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)ctx;
+	(void)done;
+	(void)total;
+	vacuum_calls++;
+	return 0;
+}
+
+static void op_vacuum(void)
+{
+	if (rng_pct(50))
+		op_commit(false);
+	logop("vacuum");
+	struct mms_vacuum_result res;
+	memset(&res, 0, sizeof res);
+	int rc = mms_vacuum(env, on_progress, NULL, &res);
+	if (!expect1("vacuum", rc, 0))
+		return;
+	n_vacuums++;
+	if (res.size_after > res.size_before) {
+		fail("vacuum grew the file from %" PRIu64 " to %" PRIu64, res.size_before,
+		     res.size_after);
+		return;
+	}
+	committed();
+	if (check_full(&cur))
+		run_check("after a vacuum");
+}
+
+static bool open_store(void)
+{
+	int rc = mms_open(store_path, NULL, &env);
+	if (rc) {
+		fail("open %s: %s: %s", store_path, rcname(rc), mms_open_detail());
+		env = NULL;
+		return false;
+	}
+	return true;
+}
+
+static void op_reopen(void)
+{
+	logop("close and reopen (holds are dropped, orphans freed)");
+	int rc = mms_close(env);
+	env = NULL;
+	if (!expect1("close", rc, 0))
+		return;
+	if (!open_store())
+		return;
+	n_reopens++;
+	/* Orphans do not survive a close: the store frees them at open. */
+	for (int i = 1; i < MAXNODES; i++) {
+		if (cur.n[i].type == T_NONE)
+			continue;
+		cur.n[i].holds = 0;
+		if (cur.n[i].parent == P_ORPHAN) {
+			uint64_t ino = cur.n[i].ino;
+			node_free(&cur.n[i]);
+			if (!check_gone(ino, "an orphan after reopen"))
+				return;
+		}
+	}
+	committed();
+	if (check_full(&cur))
+		run_check("after a reopen");
+}
+
+static void run_op(int op)
+{
+	n_ops[op]++;
+	switch (op) {
+	case OP_CREATE: op_create(T_FILE); break;
+	case OP_MKDIR: op_create(T_DIR); break;
+	case OP_SYMLINK: op_create(T_LINK); break;
+	case OP_FIFO: op_create(T_FIFO); break;
+	case OP_WRITE: op_write(); break;
+	case OP_TRUNCATE: op_truncate(); break;
+	case OP_FALLOCATE: op_fallocate(); break;
+	case OP_RENAME: op_rename(); break;
+	case OP_UNLINK: op_unlink(false); break;
+	case OP_RMDIR: op_unlink(true); break;
+	case OP_SETXATTR: op_setxattr(); break;
+	case OP_REMOVEXATTR: op_removexattr(); break;
+	case OP_SETATTR: op_setattr(); break;
+	case OP_HOLD: op_hold(false); break;
+	case OP_RELEASE: op_release(); break;
+	case OP_HOLD_UNLINK: op_hold(true); break;
+	case OP_BADNAME: op_badname(); break;
+	case OP_PROBE: op_probe(); break;
+	case OP_COMMIT: op_commit(false); break;
+	case OP_SYNC: op_commit(true); break;
+	case OP_ROLLBACK: op_rollback(); break;
+	case OP_VACUUM: op_vacuum(); break;
+	case OP_REOPEN: op_reopen(); break;
+	}
+}
+
+static int pick_op(void)
+{
+	int total = 0;
+	for (int k = 0; k < NOPS; k++)
+		total += opweight[k];
+	int r = (int)rng_below((uint64_t)total);
+	for (int k = 0; k < NOPS; k++) {
+		if (r < opweight[k])
+			return k;
+		r -= opweight[k];
+	}
+	return OP_PROBE;
+}
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return dflt;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (*end) {
+		tap_diag("ignoring %s=%s: not a number", name, s);
+		return dflt;
+	}
+	return v;
+}
+
+int main(void)
+{
+	tap_plan_none();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	seed = env_u64("MMS_SEED", (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+	                           ((uint64_t)getpid() << 40));
+	long nops = (long)env_u64("MMS_MODEL_OPS", DEFAULT_OPS);
+	trace = env_u64("MMS_MODEL_TRACE", 0) != 0;
+	rng_state = seed;
+	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations", seed, seed,
+	         nops);
+	memset(longname, 'L', sizeof longname);
+	memset(longxattr, 'x', sizeof longxattr);
+	memcpy(longxattr, "user.", 5);
+
+	snprintf(store_path, sizeof store_path, "%s/model.mms", tap_tmpdir());
+	struct mms_options opts = { .flags = MMS_CREATE | MMS_EXCL };
+	int rc = mms_open(store_path, &opts, &env);
+	if (!ok(rc == 0, "create %s", store_path)) {
+		tap_diag("%s: %s", rcname(rc), mms_open_detail());
+		return tap_done();
+	}
+	struct mms_stat st;
+	rc = mms_getattr(env, MMS_ROOT_INO, &st);
+	if (!ok(rc == 0 && S_ISDIR(st.mode), "the root is a directory")) {
+		mms_close(env);
+		return tap_done();
+	}
+	struct mnode *root = &cur.n[0];
+	root->type = T_DIR;
+	root->parent = P_ROOT;
+	root->ino = MMS_ROOT_INO;
+	root->perm = st.mode & 07777;
+	root->uid = st.uid;
+	root->gid = st.gid;
+	max_ino_seen = max_ino_committed = MMS_ROOT_INO;
+	committed();
+
+	for (step = 1; step <= nops && !failed; step++) {
+		run_op(pick_op());
+		if (!failed && step % CHECK_EVERY == 0)
+			check_full(&cur);
+	}
+	if (!failed) {
+		step = nops + 1;
+		logop("final full check, reopen, check");
+		if (check_full(&cur))
+			op_reopen();
+	}
+	if (env && !failed)
+		ok(run_check("at the end"), "mms_check finds no problem at the end");
+	if (!failed)
+		ok(1, "%ld random operations agree with the model (seed %" PRIu64 ")", nops, seed);
+	tap_diag("%ld expected errors, %ld full checks, %ld commits, %ld rollbacks (%ld turned "
+	         "into commits), %ld vacuums, %ld reopens, %ld mms_check runs", n_expected_errors,
+	         n_full_checks, n_commits, n_rollbacks, n_rollbacks_skipped, n_vacuums, n_reopens,
+	         n_checks);
+	if (env) {
+		rc = mms_close(env);
+		ok(rc == 0, "close: %s", rcname(rc));
+	}
+	m_free(&cur);
+	m_free(&snap);
+	return tap_done();
+}
