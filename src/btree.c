@@ -55,11 +55,29 @@ static inline uint64_t pg_child(const uint8_t *p, unsigned i)
 	return mms_get_le64(it_v(pg_it(p, i)));
 }
 
-static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+/* memcmp order, shorter first on a tie.  Most keys start with big-endian
+ * integers: compare whole words first. */
+static inline int key_cmp(const void *a, size_t al, const void *b, size_t bl)
 {
-	int c = memcmp(a, b, al < bl ? al : bl);
-	if (c)
-		return c;
+	const uint8_t *x = a, *y = b;
+	size_t n = al < bl ? al : bl, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t u, v;
+		memcpy(&u, x + i, 8);
+		memcpy(&v, y + i, 8);
+		if (u != v) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			u = __builtin_bswap64(u);
+			v = __builtin_bswap64(v);
+#endif
+			return u < v ? -1 : 1;
+		}
+	}
+	if (i < n) {
+		int c = memcmp(x + i, y + i, n - i);
+		if (c)
+			return c;
+	}
 	return al < bl ? -1 : al > bl;
 }
 

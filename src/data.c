@@ -17,6 +17,10 @@
  *   - Bytes of an allocated page that lie past `size` are zero, so growing a
  *     value never exposes old bytes (truncate down zeroes the tail of the
  *     last kept page; new pages are zero wherever the write does not cover).
+ *     A crash can break this: bytes written in place past the committed
+ *     size stay in the file while the size rolls back.  So every call that
+ *     grows a value also zeroes the allocated bytes between the old size and
+ *     the new bytes (a short write, or mms_zero_pages for whole pages).
  *   - inode.pages is exactly the number of pages the extents hold.
  *   - New pages are written before the extent items that reference them;
  *     space is reserved (mms_reserve) before the first change, so MMS_FULL
@@ -536,6 +540,25 @@ static int mms_data_fill(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
 }
 
 /*
+ * Zero n bytes at file byte phys: partial pages are written, whole pages
+ * are handed to mms_zero_pages (which may punch them out of the file).
+ */
+static int mms_data_zero_bytes(mms_env *env, uint64_t ino, uint64_t phys, uint64_t n)
+{
+	uint64_t end = phys + n;
+	uint64_t a = (phys + MMS_DATA_PAGE - 1) & ~(MMS_DATA_PAGE - 1);
+	uint64_t b = end & ~(MMS_DATA_PAGE - 1);
+	if (a >= b)
+		return mms_data_pwrite(env, ino, NULL, n, phys);
+	int rc = mms_data_pwrite(env, ino, NULL, a - phys, phys);
+	if (rc == 0)
+		rc = mms_zero_pages(env, a >> MMS_PAGE_SHIFT, (b - a) >> MMS_PAGE_SHIFT);
+	if (rc == 0)
+		rc = mms_data_pwrite(env, ino, NULL, end - b, b);
+	return rc;
+}
+
+/*
  * Write buf (value bytes [off, off+len); NULL: zeros) over the allocated
  * parts of that range, in place; holes are left alone.
  */
@@ -557,8 +580,11 @@ static int mms_data_overwrite(mms_env *env, uint64_t ino, const uint8_t *buf,
 		uint64_t bs = mms_data_max(off, es);
 		uint64_t be = mms_data_min(end, (ext.lpage + ext.npages) << MMS_PAGE_SHIFT);
 		if (be > bs) {
-			rc = mms_data_pwrite(env, ino, buf ? buf + (bs - off) : NULL, be - bs,
-			                     (ext.ppage << MMS_PAGE_SHIFT) + (bs - es));
+			uint64_t phys = (ext.ppage << MMS_PAGE_SHIFT) + (bs - es);
+			if (buf)
+				rc = mms_data_pwrite(env, ino, buf + (bs - off), be - bs, phys);
+			else
+				rc = mms_data_zero_bytes(env, ino, phys, be - bs);
 			if (rc)
 				break;
 		}
@@ -855,6 +881,10 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 		} else {
 			in.flags &= ~MMS_INO_INLINE;
 		}
+	} else if (off > in.size) {
+		rc = mms_data_overwrite(env, ino, NULL, in.size, off - in.size);
+		if (rc)
+			goto out;
 	}
 	rc = mms_data_fill(env, ino, p0, p1, buf, off, len, &added, &changed);
 	if (rc)
@@ -928,6 +958,10 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 		if (size < in.size && (size & (MMS_DATA_PAGE - 1))) {
 			uint64_t stop = mms_data_min(keep << MMS_PAGE_SHIFT, in.size);
 			rc = mms_data_overwrite(env, ino, NULL, size, stop - size);
+			if (rc)
+				return rc;
+		} else if (size > in.size) {
+			rc = mms_data_overwrite(env, ino, NULL, in.size, size - in.size);
 			if (rc)
 				return rc;
 		}
@@ -1077,6 +1111,10 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 	if (is_inline) {
 		changed = true;
 		rc = mms_data_uninline(env, &in, old);
+		if (rc)
+			goto out;
+	} else if (newsize > in.size) {
+		rc = mms_data_overwrite(env, ino, NULL, in.size, newsize - in.size);
 		if (rc)
 			goto out;
 	}

@@ -29,9 +29,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Pages reserved per tree operation a call may make: a copy-on-write path
- * plus splits, generously. */
-#define MMS_OP_PAGES 16u
 /* Longest NAME key: parent, hash, name. */
 #define MMS_NAME_KEY_MAX (16u + MMS_NAME_MAX)
 /* Bytes of a NAME value: le64 ino, le32 mode. */
@@ -40,9 +37,6 @@
 #define MMS_XATTR_KIND_INLINE 0u
 #define MMS_XATTR_KIND_BLOB 1u
 #define MMS_XATTR_BLOB_VAL 17u /* kind, le64 page, le32 len, le32 crc */
-/* Upper bound on directory depth when walking parent pointers: more steps
- * than any store can hold inodes means a cycle (damage). */
-#define MMS_PARENT_WALK_MAX (1ull << 40)
 
 /* ---- Records ------------------------------------------------------------ */
 
@@ -203,6 +197,62 @@ void mms_inode_to_stat(const struct mms_inode *in, struct mms_stat *st)
 	st->ctime = mms_ns_to_ts(in->ctime);
 }
 
+/* ---- Space reservation --------------------------------------------------------
+ * A call reserves, before its first change, the pages its tree operations may
+ * allocate.  The bound follows the trees' real depth rather than a fixed
+ * guess, so that removing keys still works in a store that is full: one
+ * operation copies its path (depth pages), may split every level and add a
+ * root (depth + 1 more), and a deletion may merge into a sibling. */
+
+/* Depth of a tree (0: empty); MMS_BT_MAXDEPTH when it cannot be read. */
+static uint64_t mms_tree_depth(mms_env *env, int tree)
+{
+	struct mms_bt_cursor c;
+	int rc;
+
+	if (!env->meta.root[tree])
+		return 0;
+	rc = mms_bt_first(&c, env, tree);
+	if (rc == MMS_NOTFOUND)
+		return 1;
+	if (rc || c.depth <= 0)
+		return MMS_BT_MAXDEPTH;
+	return (uint64_t)c.depth;
+}
+
+/* Pages an insert into `tree` may allocate: its path, a split of every
+ * level and a new root. */
+static uint64_t mms_cost_put(mms_env *env, int tree)
+{
+	return 2 * mms_tree_depth(env, tree) + 1;
+}
+
+/* Pages a deletion from `tree` may allocate: its path and, where a page
+ * merges, the sibling on every level. */
+static uint64_t mms_cost_del(mms_env *env, int tree)
+{
+	return 2 * mms_tree_depth(env, tree);
+}
+
+/* Pages rewriting an item of `tree` in place may allocate. */
+static uint64_t mms_cost_upd(mms_env *env, int tree)
+{
+	return mms_tree_depth(env, tree) + 1;
+}
+
+/* Pages deleting inode `in` (value, xattrs, record) may allocate: its
+ * extent items may span several leaves (about 100 to a page), its xattrs
+ * two leaves. */
+static uint64_t mms_delete_cost(mms_env *env, const struct mms_inode *in)
+{
+	return mms_cost_del(env, MMS_TREE_EXTENT) + in->pages / 64 +
+	       2 * mms_cost_del(env, MMS_TREE_XATTR) + mms_cost_del(env, MMS_TREE_INODE);
+}
+
+/* Pages unlinking inode `in` may allocate: freeing it, or if it is held,
+ * making it an orphan (record update and ORPHAN item). */
+static uint64_t mms_unlink_cost(mms_env *env, const struct mms_inode *in);
+
 /* ---- Names -------------------------------------------------------------- */
 
 uint64_t mms_name_hash(const char *name, size_t len)
@@ -362,7 +412,7 @@ static struct mms_hold_ent *mms_holds_find(const mms_env *env, uint64_t ino)
 {
 	const struct mms_holds *h = env->holds;
 
-	if (!h)
+	if (!h || !h->nbuckets)
 		return NULL;
 	for (struct mms_hold_ent *e = h->bucket[mms_holds_slot(h, ino)]; e; e = e->next)
 		if (e->ino == ino)
@@ -417,6 +467,13 @@ void mms_holds_free(mms_env *env)
 	free(h->bucket);
 	free(h);
 	env->holds = NULL;
+}
+
+static uint64_t mms_unlink_cost(mms_env *env, const struct mms_inode *in)
+{
+	if (mms_is_held(env, in->ino))
+		return mms_cost_upd(env, MMS_TREE_INODE) + mms_cost_put(env, MMS_TREE_ORPHAN);
+	return mms_delete_cost(env, in);
 }
 
 /* ---- Deleting inodes ------------------------------------------------------ */
@@ -554,6 +611,17 @@ static int mms_orphan_free(mms_env *env, uint64_t ino)
 	return 0;
 }
 
+/* Pages freeing orphan `ino` may allocate. */
+static uint64_t mms_orphan_cost(mms_env *env, uint64_t ino)
+{
+	struct mms_inode in;
+
+	memset(&in, 0, sizeof in);
+	if (mms_inode_get(env, ino, &in, NULL, NULL))
+		in.pages = 0;
+	return mms_delete_cost(env, &in) + mms_cost_del(env, MMS_TREE_ORPHAN);
+}
+
 int mms_orphans_reclaim(mms_env *env)
 {
 	int entered = 0;
@@ -582,11 +650,11 @@ int mms_orphans_reclaim(mms_env *env)
 				return rc;
 			entered = 1;
 		}
-		rc = mms_reserve(env, 8 * MMS_OP_PAGES);
-		if (rc)
-			goto fail;
 		if (mms_is_held(env, ino))
 			return 0; /* cannot happen at open; never free a held inode */
+		rc = mms_reserve(env, mms_orphan_cost(env, ino));
+		if (rc)
+			goto fail;
 		rc = mms_orphan_free(env, ino);
 		if (rc)
 			goto fail;
@@ -646,7 +714,7 @@ int mms_release(mms_env *env, uint64_t ino)
 	size_t vlen;
 	int rc;
 
-	if (!h)
+	if (!h || !h->nbuckets)
 		return mms_fail(env, MMS_INVAL, "release of inode %llu, which is not held",
 		                (unsigned long long)ino);
 	for (pp = &h->bucket[mms_holds_slot(h, ino)]; *pp; pp = &(*pp)->next)
@@ -663,7 +731,9 @@ int mms_release(mms_env *env, uint64_t ino)
 	h->count--;
 
 	/* The last hold is gone: free the inode if it is an orphan.  A read-only
-	 * env leaves orphans to the next read-write open. */
+	 * env leaves orphans to the next read-write open.  The hold is dropped
+	 * even if freeing fails: the orphan then stays in the ORPHAN tree and
+	 * the next read-write open frees it. */
 	if (env->flags & MMS_RDONLY)
 		return 0;
 	mms_put_be64(key, ino);
@@ -675,7 +745,7 @@ int mms_release(mms_env *env, uint64_t ino)
 	rc = mms_txn_enter(env);
 	if (rc)
 		return rc;
-	rc = mms_reserve(env, 8 * MMS_OP_PAGES);
+	rc = mms_reserve(env, mms_orphan_cost(env, ino));
 	if (rc)
 		return rc;
 	rc = mms_orphan_free(env, ino);
@@ -787,7 +857,8 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 		return MMS_EXISTS;
 	if (rc != MMS_NOTFOUND)
 		return rc;
-	rc = mms_reserve(env, 4 * MMS_OP_PAGES + extra_pages);
+	rc = mms_reserve(env, mms_cost_put(env, MMS_TREE_INODE) + mms_cost_upd(env, MMS_TREE_INODE) +
+	                 mms_cost_put(env, MMS_TREE_NAME) + extra_pages);
 	if (rc)
 		return rc;
 
@@ -834,7 +905,7 @@ int mms_inode_create_root(mms_env *env)
 		return MMS_EXISTS;
 	if (rc != MMS_NOTFOUND)
 		return rc;
-	rc = mms_reserve(env, 2 * MMS_OP_PAGES);
+	rc = mms_reserve(env, mms_cost_put(env, MMS_TREE_INODE));
 	if (rc)
 		return rc;
 	now = mms_now_ns();
@@ -904,7 +975,8 @@ int mms_symlink(mms_env *env, uint64_t parent, const char *name, size_t len,
 	if (memchr(target, '\0', tlen))
 		return MMS_INVAL;
 	rc = mms_create(env, parent, name, len, S_IFLNK | 0777, uid, gid,
-	                4 * MMS_OP_PAGES + (tlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, &in);
+	                mms_cost_put(env, MMS_TREE_EXTENT) + mms_cost_upd(env, MMS_TREE_INODE) +
+	                (tlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, &in);
 	if (rc)
 		return rc;
 	rc = mms_write(env, in.ino, target, tlen, 0);
@@ -987,7 +1059,8 @@ static int mms_remove(mms_env *env, uint64_t parent, const char *name, size_t le
 	} else if (S_ISDIR(in.mode)) {
 		return MMS_ISDIR;
 	}
-	rc = mms_reserve(env, 8 * MMS_OP_PAGES);
+	rc = mms_reserve(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_upd(env, MMS_TREE_INODE) +
+	                 mms_unlink_cost(env, &in));
 	if (rc)
 		return rc;
 
@@ -1022,8 +1095,11 @@ int mms_rmdir(mms_env *env, uint64_t parent, const char *name, size_t len)
 static int mms_check_loop(mms_env *env, uint64_t dir, uint64_t from)
 {
 	uint64_t p = from;
+	/* Only directories are ancestors: more steps than directories means
+	 * the parent pointers form a cycle (damage). */
+	uint64_t limit = env->meta.dirs + env->meta.orphans + 2;
 
-	for (uint64_t steps = 0; steps < MMS_PARENT_WALK_MAX; steps++) {
+	for (uint64_t steps = 0; steps < limit; steps++) {
 		struct mms_inode in;
 		int rc;
 
@@ -1126,7 +1202,9 @@ int mms_rename(mms_env *env, uint64_t oldparent, const char *oldname, size_t old
 				return rc;
 		}
 	}
-	rc = mms_reserve(env, 12 * MMS_OP_PAGES);
+	rc = mms_reserve(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_put(env, MMS_TREE_NAME) +
+	                 4 * mms_cost_upd(env, MMS_TREE_INODE) +
+	                 (have_dst ? mms_unlink_cost(env, &dst) : 0));
 	if (rc)
 		return rc;
 
@@ -1211,7 +1289,7 @@ int mms_setattr(mms_env *env, uint64_t ino, const struct mms_setattr *attr,
 		return MMS_INVAL;
 	if ((mask & MMS_SET_CTIME) && mms_ts_to_ns(&attr->ctime, &ctime))
 		return MMS_INVAL;
-	rc = mms_reserve(env, 2 * MMS_OP_PAGES);
+	rc = mms_reserve(env, mms_cost_upd(env, MMS_TREE_INODE));
 	if (rc)
 		return rc;
 
@@ -1439,7 +1517,8 @@ int mms_setxattr(mms_env *env, uint64_t ino, const char *name, size_t namelen,
 			oldlen = MMS_XATTR_BLOB_VAL;
 		}
 	}
-	rc = mms_reserve(env, 4 * MMS_OP_PAGES + (vlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE);
+	rc = mms_reserve(env, mms_cost_put(env, MMS_TREE_XATTR) + mms_cost_upd(env, MMS_TREE_INODE) +
+	                 (vlen > MMS_XATTR_INLINE_MAX ? (vlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE : 0));
 	if (rc)
 		return rc;
 
@@ -1630,7 +1709,7 @@ int mms_removexattr(mms_env *env, uint64_t ino, const char *name, size_t namelen
 		memcpy(old, v, MMS_XATTR_BLOB_VAL);
 		oldlen = MMS_XATTR_BLOB_VAL;
 	}
-	rc = mms_reserve(env, 3 * MMS_OP_PAGES);
+	rc = mms_reserve(env, mms_cost_del(env, MMS_TREE_XATTR) + mms_cost_upd(env, MMS_TREE_INODE));
 	if (rc)
 		return rc;
 

@@ -344,6 +344,7 @@ static int mms_json_set_bytes(json_t *obj, const char *key, const void *p, size_
 
 /* ---- Dump -------------------------------------------------------------------- */
 
+/* State of one mms_dump() call. */
 struct mms_dump {
 	mms_env *env;
 	FILE *out;
@@ -378,6 +379,7 @@ static int mms_dump_emit(struct mms_dump *d, json_t *obj)
 	return mms_fail(d->env, err, "writing the dump: %s", strerror(err));
 }
 
+/* qsort() order of xattr names: bytewise (names hold no NUL). */
 static int mms_name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -670,9 +672,12 @@ int mms_dump(mms_env *env, FILE *out, mms_progress_fn progress, void *ctx)
 
 	rc = mms_dump_simple(&d, json_pack("{s:s, s:I}", "type", "end",
 	                                   "nodes", (json_int_t)d.nodes));
-	if (!rc && fflush(out) != 0) {
-		int err = errno ? errno : EIO;
-		rc = mms_fail(env, err, "writing the dump: %s", strerror(err));
+	if (!rc) {
+		errno = 0;
+		if (fflush(out) != 0 || ferror(out)) {
+			int err = errno ? errno : EIO;
+			rc = mms_fail(env, err, "writing the dump: %s", strerror(err));
+		}
 	}
 out:
 	while (depth > 0)
@@ -709,6 +714,7 @@ struct mms_load_node {
 	json_t *xattrs;           /* borrowed from the line, or NULL */
 };
 
+/* State of one mms_load() call. */
 struct mms_load {
 	mms_env *env;
 	FILE *in;
@@ -1024,7 +1030,7 @@ static int mms_load_xattrs(struct mms_load *l, json_t *xattrs, uint64_t ino)
 	return 0;
 }
 
-/* Make room in the list of directories. */
+/* Remember a loaded directory (l->path) whose attributes are set at the end. */
 static int mms_load_add_dir(struct mms_load *l, const struct mms_load_attr *a)
 {
 	if (l->ndirs == l->capdirs) {
@@ -1053,9 +1059,9 @@ static int mms_load_create(struct mms_load *l, const struct mms_load_node *nd, u
 {
 	const struct mms_load_attr *a = &nd->attr;
 	struct mms_stat st;
-	uint64_t parent;
-	const char *name;
-	size_t namelen;
+	uint64_t parent = MMS_ROOT_INO;
+	const char *name = NULL;
+	size_t namelen = 0;
 	int rc;
 
 	if (l->path.len == 0) {

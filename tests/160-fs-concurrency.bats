@@ -205,15 +205,16 @@ check_final() {
 	# and real work was done: every worker ran many times
 	for ((i = 1; i <= NWRITERS; i++)); do
 		run wc -l <"$TOP/work/writer$i.log"
-		echo "writer $i: $output writes"
+		echo "# writer $i: $output writes" >&3
 		((output >= 10))
 	done
 	for ((i = 1; i <= NREADERS; i++)); do
 		run cat "$TOP/work/reads.$i"
-		echo "reader $i: $output reads"
+		echo "# reader $i: $output reads" >&3
 		((output >= 50))
 	done
 	run cat "$TOP/work/lists"
+	echo "# lister: $output listings" >&3
 	((output >= 5))
 	# both writers wrote some of the same keys
 	run bash -c "comm -12 <(awk '{print \$3}' '$TOP/work/writer1.log' | sort -u) \

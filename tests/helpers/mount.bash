@@ -11,6 +11,7 @@
 #   mmfs_pid MNT, mmfs_log MNT    the daemon's pid and the path of its log
 #   mmfs_status MNT               the daemon's exit status, once it exited
 #   assert_not_mounted MNT        fail (after cleaning up) if MNT is mounted
+#   mmfs_stat MNT FIELD           one field of getfattr user.mmfs.stats MNT
 #   mmfs_teardown                 for teardown(): print the daemon logs when
 #                                 the test failed, unmount the test's mounts
 #   mmfs_teardown_file            for teardown_file(): unmount everything
@@ -75,7 +76,9 @@ mount_store() {
 	local store=$1 mnt=$2 opts=${3:-} base pid i
 	base=$(_mmfs_abs "$mnt") || return 1
 	rm -f "$base.mmfs.pid" "$base.mmfs.rc"
-	echo "$base" >>"$(_mmfs_registry)"
+	# A file's mount remounted inside a test stays the file's to clean up.
+	grep -qxF "$base" "$BATS_FILE_TMPDIR/mmfs.mounts" 2>/dev/null ||
+		echo "$base" >>"$(_mmfs_registry)"
 	# A waiter subshell reaps the daemon and records its exit status; fd 3
 	# is bats' and must not be held by a background process.
 	(
@@ -143,6 +146,11 @@ assert_not_mounted() {
 		timeout 20 fusermount3 -u "$1" || timeout 20 umount -l "$1"
 		return 1
 	fi
+}
+
+mmfs_stat() {
+	timeout 60 getfattr --absolute-names --only-values -n user.mmfs.stats "$1" |
+		/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
 
 # _mmfs_unmount_registry FILE: unmount every mount listed in FILE.

@@ -814,6 +814,45 @@ static void test_corrupt_extent(void)
 	mms_close(env);
 }
 
+/*
+ * Bytes written in place past the committed size survive a rollback (or a
+ * crash) while the size goes back: growing the value later must still read
+ * zeros there.
+ */
+static void test_rollback_tail(void)
+{
+	mms_env *env = fresh_store(0);
+	if (!env)
+		return;
+	static uint8_t ref[6 * 4096], junk[3 * 4096];
+	fill_pattern(ref, 5000, 61);
+	memset(junk, 0xee, sizeof junk);
+	uint64_t f[3];
+	f[0] = mkfile(env, "t0", 2);
+	f[1] = mkfile(env, "t1", 2);
+	f[2] = mkfile(env, "t2", 2);
+	for (int i = 0; i < 3; i++) {
+		do_write(env, f[i], ref, 5000, 0);
+		mms_fallocate(env, f[i], MMS_FALLOC_KEEP_SIZE, 5000, 5 * 4096 - 5000);
+	}
+	is_int(mms_commit(env), 0, "commit three 5000-byte values with pages preallocated to 20 KiB");
+	for (int i = 0; i < 3; i++)
+		do_write(env, f[i], junk, sizeof junk, 5100);
+	is_int(mms_rollback(env), 0, "roll back in-place writes past the size");
+	struct mms_stat st = getattr(env, f[0]);
+	is_int(st.size, 5000, "the size rolled back");
+
+	is_int(mms_truncate(env, f[0], 6 * 4096), 0, "truncate up");
+	ok(same_bytes(env, f[0], ref, 6 * 4096, 0), "truncate up: the old tail reads zeros");
+	is_int(do_write(env, f[1], "w", 1, 6 * 4096 - 1), 0, "write past the end");
+	ref[6 * 4096 - 1] = 'w';
+	ok(same_bytes(env, f[1], ref, 6 * 4096, 0), "sparse write: the gap reads zeros");
+	ref[6 * 4096 - 1] = 0;
+	is_int(mms_fallocate(env, f[2], 0, 0, 6 * 4096), 0, "fallocate past the end");
+	ok(same_bytes(env, f[2], ref, 6 * 4096, 0), "fallocate: the new range reads zeros");
+	is_int(mms_close(env), 0, "close");
+}
+
 /* Random writes, truncates, punches and preallocations against a model. */
 static void test_model(void)
 {
@@ -889,6 +928,7 @@ int main(void)
 	test_full();
 	test_persist();
 	test_corrupt_extent();
+	test_rollback_tail();
 	test_model();
 	return tap_done();
 }

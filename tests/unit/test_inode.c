@@ -1198,6 +1198,53 @@ static void test_xattr_corrupt(void)
 	free(path);
 }
 
+/* Names can be removed and renamed in a store that is full: a user must be
+ * able to free space. */
+static void test_full_store(void)
+{
+	const char *dir = tap_tmpdir();
+	char path[4096], name[32];
+	static char buf[65536];
+	struct mms_stat st;
+	mms_env *env = NULL;
+	int rc, i, full = 0;
+
+	snprintf(path, sizeof path, "%s/full", dir);
+	rc = mms_open(path, &(struct mms_options){ .flags = MMS_CREATE, .max_size = 2u << 20 }, &env);
+	if (!ok(rc == 0, "create a 2 MiB store: %s", mms_strerror(rc)))
+		return;
+	memset(buf, 'f', sizeof buf);
+	for (i = 0; i < 200 && !full; i++) {
+		snprintf(name, sizeof name, "f%03d", i);
+		rc = mms_mknod(env, ROOT, name, strlen(name), S_IFREG | 0644, 0, 0, &st);
+		if (rc == 0)
+			rc = mms_write(env, st.ino, buf, sizeof buf, 0);
+		if (rc == 0)
+			rc = mms_commit(env);
+		if (rc == MMS_FULL)
+			full = 1;
+		else if (rc)
+			break;
+	}
+	ok(full, "the store filled up (%d files): %s", i, mms_strerror(rc));
+	rc = mms_sync(env);
+	is_int(rc, 0, "sync the full store");
+	rc = mms_rename(env, ROOT, "f001", 4, ROOT, "renamed", 7, 0);
+	is_int(rc, 0, "rename in a full store");
+	rc = mms_unlink(env, ROOT, "f000", 4);
+	is_int(rc, 0, "unlink in a full store");
+	rc = mms_unlink(env, ROOT, "renamed", 7);
+	is_int(rc, 0, "another unlink");
+	rc = mms_sync(env);
+	is_int(rc, 0, "sync makes the space reusable");
+	rc = mms_mknod(env, ROOT, "again", 5, S_IFREG | 0644, 0, 0, &st);
+	if (rc == 0)
+		rc = mms_write(env, st.ino, buf, sizeof buf, 0);
+	is_int(rc, 0, "a new 64 KiB file fits again");
+	check_store(env, "a full store");
+	mms_close(env);
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -1215,5 +1262,6 @@ int main(void)
 	test_xattrs();
 	test_xattr_corrupt();
 	test_persistence();
+	test_full_store();
 	return tap_done();
 }

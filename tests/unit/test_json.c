@@ -7,6 +7,7 @@
 #include "mms.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -481,6 +482,16 @@ static void test_round_trip(void)
 		rc = dump_to(b, "c.dump", NULL);
 		ok(rc == 0, "dump after the reload: %s", mms_strerror(rc));
 		ok(same_file("a.dump", "c.dump"), "existing keys were replaced: same dump");
+	}
+
+	/* a failed write is reported (here: no space left on /dev/full) */
+	FILE *full = fopen("/dev/full", "w");
+	if (full) {
+		rc = mms_dump(a, full, NULL, NULL);
+		ok(rc == ENOSPC && strstr(mms_errdetail(a), "writing the dump") != NULL,
+		   "dump to a full disk fails with ENOSPC (%s: %s)", mms_strerror(rc),
+		   mms_errdetail(a));
+		fclose(full);
 	}
 
 	/* a progress callback that returns nonzero stops the dump */
