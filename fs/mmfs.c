@@ -129,6 +129,9 @@ int mmfs_errno(int code);
 
 int mmfs_errno(int code)
 {
+	/* ENOSYS would make the kernel stop sending that request for good. */
+	if (code == ENOSYS)
+		return EOPNOTSUPP;
 	if (code >= 0)
 		return code;
 	switch (code) {

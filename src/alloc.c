@@ -44,6 +44,7 @@ struct mms_runset {
 
 struct mms_alloc_state {
 	struct mms_runset free, pending, fresh, txn_free, txn_alloc, punch;
+	struct mms_runset punch_now; /* became free: punch once the meta is written */
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 };
@@ -220,7 +221,10 @@ static int mms_make_free(mms_env *env, uint64_t start, uint64_t n)
 		uint64_t hi = a->punch.r[i].start + a->punch.r[i].n;
 		if (hi > end)
 			hi = end;
-		mms_punch(env, lo, hi - lo);
+		/* not yet: the meta that stops reaching these pages may not be
+		 * written; mms_alloc_punch() runs after it is */
+		if (rs_add(&a->punch_now, lo, hi - lo))
+			break;
 	}
 	int rc = rs_remove(&a->punch, start, n);
 	if (!rc)
@@ -234,6 +238,8 @@ static int mms_take(mms_env *env, uint64_t start, uint64_t n, unsigned kind)
 {
 	struct mms_alloc_state *a = env->alloc;
 	int rc = rs_remove(&a->free, start, n);
+	if (!rc)
+		rc = rs_remove(&a->punch_now, start, n);
 	if (!rc)
 		rc = rs_reserve(&a->fresh, 1);
 	if (!rc)
@@ -475,7 +481,9 @@ int mms_reserve(mms_env *env, uint64_t n)
 		avail += env->meta.max_pages - env->meta.file_pages;
 		if (avail >= need)
 			return 0;
-		if (attempt || (!a->pending.total && !a->txn_free.total) || env->txn_bad)
+		/* a sync commits: only before the call has changed anything */
+		if (attempt || (!a->pending.total && !a->txn_free.total) || env->txn_bad ||
+		    env->epoch != env->op_epoch)
 			break;
 		/* space waits for a sync: sync now to reclaim it */
 		int rc = mms_sync(env);
@@ -610,6 +618,14 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	return 0;
 }
 
+void mms_alloc_punch(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	for (size_t i = 0; i < a->punch_now.n; i++)
+		mms_punch(env, a->punch_now.r[i].start, a->punch_now.r[i].n);
+	rs_clear(&a->punch_now);
+}
+
 void mms_alloc_synced(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
@@ -618,6 +634,7 @@ void mms_alloc_synced(mms_env *env)
 			mms_txn_poison(env);
 	rs_clear(&a->pending);
 	rs_clear(&a->fresh);
+	mms_alloc_punch(env);
 }
 
 static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
@@ -709,6 +726,7 @@ void mms_alloc_close(mms_env *env)
 	rs_fini(&a->txn_free);
 	rs_fini(&a->txn_alloc);
 	rs_fini(&a->punch);
+	rs_fini(&a->punch_now);
 	free(a);
 	env->alloc = NULL;
 }
@@ -726,6 +744,7 @@ int mms_alloc_rollback(mms_env *env, const uint8_t *metapg)
 	rs_clear(&a->txn_free);
 	rs_clear(&a->txn_alloc);
 	rs_clear(&a->punch);
+	rs_clear(&a->punch_now);
 	a->punch_ok = punch_ok;
 	a->limit = limit;
 	/* pending runs of a synced meta are free: that meta superseded the one

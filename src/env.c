@@ -115,7 +115,7 @@ int mms_txn_enter(mms_env *env)
 	if (env->txn_bad)
 		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
 	env->txn_active = 1;
-	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
+	env->op_epoch = __atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -296,6 +296,7 @@ int mms_commit(mms_env *env)
 	memcpy(env->meta_page, pg, MMS_PAGE_SIZE);
 	env->committed = env->meta;
 	env->txn_active = 0;
+	mms_alloc_punch(env);
 	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 out:
 	free(pg);
@@ -507,6 +508,10 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 	if (!env)
 		return ENOMEM;
 	env->fd = -1;
+	/* epochs never repeat across envs: a leaf cached for an earlier env
+	 * at the same address must not look valid (btree.c) */
+	static uint64_t serial;
+	env->epoch = __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED) << 40;
 	pthread_mutex_init(&env->detail_lock, NULL);
 	env->flags = o->flags;
 	env->path = strdup(path);

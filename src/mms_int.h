@@ -163,6 +163,7 @@ struct mms_env {
 	int txn_active;               /* something changed since the last commit */
 	int txn_bad;                  /* poisoned: MMS_BADTXN until rollback */
 	uint64_t epoch;               /* bumped by every change, commit, rollback */
+	uint64_t op_epoch;            /* epoch when the current call began */
 	uint8_t boot_id[16];
 	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
 	uint8_t *meta_page;           /* the last committed meta page (4096 bytes) */
@@ -340,6 +341,8 @@ void mms_alloc_close(mms_env *env);
  * list goes (inline in the meta page or a blob) and serialize it into the
  * meta page `metapg` / the blob.  Sets meta.free_blob*. */
 int mms_alloc_commit(mms_env *env, uint8_t *metapg);
+/* After a commit's meta is written: punch the data runs it freed. */
+void mms_alloc_punch(mms_env *env);
 /* After a sync is durable: pending runs become free (punched). */
 void mms_alloc_synced(mms_env *env);
 /* Rollback: reload the free list of the committed meta page. */

@@ -113,22 +113,30 @@ static int mmstore_status_of(int err)
 }
 
 /*
+ * The detail of a failure as " (detail)", or "" when there is none or it
+ * only repeats the cause.  Points into `buf` or a static "".
+ */
+static const char *mmstore_detail(const char *detail, int err, char *buf, size_t size)
+{
+	if (!detail || !*detail || !strcmp(detail, mms_strerror(err)))
+		return "";
+	snprintf(buf, size, " (%s)", detail);
+	return buf;
+}
+
+/*
  * Report the failure `err` of an operation on `key` (NULL: the store as a
  * whole) with the env's detail, and return the exit status for it.
  */
 static int mmstore_fail(mms_env *env, const char *store, const char *key, int err)
 {
-	const char *detail = env ? mms_errdetail(env) : "";
-	const char *sep = detail && *detail ? " (" : "";
-	const char *end = detail && *detail ? ")" : "";
+	char buf[600];
+	const char *detail = mmstore_detail(env ? mms_errdetail(env) : NULL, err, buf, sizeof buf);
 
-	if (!detail)
-		detail = "";
 	if (key)
-		mmstore_msg("%s: key '%s': %s%s%s%s", store, key, mms_strerror(err), sep,
-		            detail, end);
+		mmstore_msg("%s: key '%s': %s%s", store, key, mms_strerror(err), detail);
 	else
-		mmstore_msg("%s: %s%s%s%s", store, mms_strerror(err), sep, detail, end);
+		mmstore_msg("%s: %s%s", store, mms_strerror(err), detail);
 	return mmstore_status_of(err);
 }
 
@@ -359,16 +367,13 @@ static void mmstore_progress_end(struct mmstore_progress *p)
 static int mmstore_open(const char *store, const struct mms_options *opts, mms_env **envp)
 {
 	int err = mms_open(store, opts, envp);
-	const char *detail;
+	char buf[600];
 
 	if (err == 0)
 		return MMSTORE_OK;
-	detail = mms_open_detail();
-	if (!detail)
-		detail = "";
-	mmstore_msg("%s: cannot %s: %s%s%s%s", store,
+	mmstore_msg("%s: cannot %s: %s%s", store,
 	            opts && (opts->flags & MMS_CREATE) && err == MMS_EXISTS ? "create" : "open",
-	            mms_strerror(err), *detail ? " (" : "", detail, *detail ? ")" : "");
+	            mms_strerror(err), mmstore_detail(mms_open_detail(), err, buf, sizeof buf));
 	return mmstore_status_of(err);
 }
 
@@ -1264,11 +1269,11 @@ static int mmstore_cmd_load(const struct mmstore_cmd *cmd, int argc, char **argv
 	mmstore_progress_end(&prog);
 	if (err) {
 		/* Name the input: the detail holds the line number. */
-		const char *detail = mms_errdetail(env);
+		char buf[600];
 
-		mmstore_msg("%s: loading '%s': %s%s%s%s", store, file ? file : "standard input",
-		            mms_strerror(err), detail && *detail ? " (" : "",
-		            detail ? detail : "", detail && *detail ? ")" : "");
+		mmstore_msg("%s: loading '%s': %s%s", store, file ? file : "standard input",
+		            mms_strerror(err),
+		            mmstore_detail(mms_errdetail(env), err, buf, sizeof buf));
 		status = mmstore_status_of(err);
 		if (err == MMS_INVAL)
 			status = MMSTORE_FAILED;

@@ -84,8 +84,9 @@ mount_store() {
 	(
 		"$MMFS" -f ${opts:+-o "$opts"} "$store" "$base" >>"$base.mmfs.log" 2>&1 &
 		echo $! >"$base.mmfs.pid"
-		wait $!
-		echo $? >"$base.mmfs.rc"
+		rc=0
+		wait $! || rc=$? # bats runs tests under set -e
+		echo $rc >"$base.mmfs.rc"
 	) 3>&- </dev/null &
 	for ((i = 0; i < MOUNT_TIMEOUT * 20; i++)); do
 		if is_mounted "$base"; then

@@ -29,7 +29,11 @@
  * extension must read them as zeros.
  *
  * Environment: MMS_SEED (default: clock and pid; printed), MMS_CRASH_ROUNDS
- * (default 200).  A machine crash (lost unsynced writes) is not simulated.
+ * (default 200).  For debugging: MMS_CRASH_STEP=N makes each child stop by
+ * itself (_exit, no close) before a step in 1..N chosen from the round's
+ * seed instead of being killed at a random time, so a run replays exactly;
+ * MMS_CRASH_TRACE=1 prints the operations replayed by the parent.
+ * A machine crash (lost unsynced writes) is not simulated.
  */
 #define _GNU_SOURCE
 #include "mms.h"
@@ -792,7 +796,8 @@ static void child_exec(mms_env *env, struct cmodel *m, const struct op *o, long 
 }
 
 /* The child: open, learn the inodes of the model's slots, run until killed. */
-static void child_main(const char *path, const struct cmodel *start, uint64_t round_seed)
+static void child_main(const char *path, const struct cmodel *start, uint64_t round_seed,
+                       long stop_at)
 {
 	static struct cmodel m;
 	mms_env *env = NULL;
@@ -818,6 +823,8 @@ static void child_main(const char *path, const struct cmodel *start, uint64_t ro
 	for (long s = 1; s <= CHILD_MAX_STEPS; s++) {
 		struct op o;
 		gen(&m, &o);
+		if (s == stop_at)
+			_exit(0); /* a "crash" at a chosen step (MMS_CRASH_STEP) */
 		child_exec(env, &m, &o, s, &commits);
 		free(o.buf);
 	}
@@ -1014,6 +1021,7 @@ static bool cmp_store(mms_env *env, const struct cmodel *m)
 
 static char oplog[OPLOG_SIZE][240];
 static long oplog_count;
+static bool trace; /* MMS_CRASH_TRACE: print every replayed operation */
 
 /*
  * Replay the round's operations on a copy of `start` up to commit `upto`:
@@ -1047,6 +1055,8 @@ static void replay(const struct cmodel *start, uint64_t round_seed, uint64_t upt
 			if (k == upto)
 				cm_copy(last, &m);
 		}
+		if (trace)
+			tap_diag("replay: %s", slot);
 	}
 	cm_free(&m);
 }
@@ -1135,6 +1145,11 @@ int main(void)
 	uint64_t seed = env_u64("MMS_SEED", (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
 	                                    ((uint64_t)getpid() << 40));
 	long rounds = (long)env_u64("MMS_CRASH_ROUNDS", DEFAULT_ROUNDS);
+	long step_mode = (long)env_u64("MMS_CRASH_STEP", 0);
+	trace = env_u64("MMS_CRASH_TRACE", 0) != 0;
+	if (step_mode)
+		tap_diag("MMS_CRASH_STEP=%ld: no kill, each child stops before a step in 1..%ld",
+		         step_mode, step_mode);
 	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld rounds", seed, seed,
 	         rounds);
 
@@ -1158,6 +1173,9 @@ int main(void)
 	for (r = 0; r < rounds && good; r++) {
 		uint64_t round_seed = mix64(seed + (uint64_t)r * 0x5851f42d4c957f2dull);
 		useconds_t delay = (useconds_t)(mix64(round_seed ^ 0xdeadbeef) % KILL_MAX_US);
+		/* MMS_CRASH_STEP: the child stops by itself before a step chosen from
+		 * the round's seed, so that a failure replays exactly. */
+		long stop_at = step_mode ? (long)(mix64(round_seed ^ 0x57e9) % (uint64_t)step_mode) + 1 : 0;
 		int pfd[2];
 		if (pipe(pfd) != 0) {
 			good = ok(0, "pipe: %s", strerror(errno));
@@ -1172,12 +1190,14 @@ int main(void)
 		if (pid == 0) {
 			close(pfd[0]);
 			report_fd = pfd[1];
-			child_main(path, &start, round_seed);
+			child_main(path, &start, round_seed, stop_at);
 			_exit(0);
 		}
 		close(pfd[1]);
-		usleep(delay);
-		kill(pid, SIGKILL);
+		if (!stop_at) {
+			usleep(delay);
+			kill(pid, SIGKILL);
+		}
 		int status = 0;
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
@@ -1192,7 +1212,7 @@ int main(void)
 			          cs.error[0] ? cs.error : "exit without a report");
 			break;
 		}
-		if (!killed)
+		if (!killed && !stop_at)
 			ended_alone++;
 		if (cs.announced == 0)
 			killed_before++;

@@ -1,0 +1,217 @@
+#!/usr/bin/env bats
+# 140-fs-control: the control interface on the mount root (user.mmfs.stats,
+# user.mmfs.sync, user.mmfs.vacuum, unknown names) and user xattrs on keys.
+
+load helpers/common
+load helpers/mount
+
+setup_file() {
+	DIR=$(mk_tmp)
+	STORE=$DIR/control.mms
+	MNT=$DIR/mnt
+	mkdir "$MNT"
+	export DIR STORE MNT
+	mount_store "$STORE" "$MNT" create
+}
+
+teardown_file() {
+	mmfs_teardown_file
+}
+
+teardown() {
+	if [[ -n ${MAPPER_PID:-} ]]; then
+		kill "$MAPPER_PID" 2>/dev/null || true
+		wait "$MAPPER_PID" 2>/dev/null || true
+	fi
+	mmfs_teardown
+}
+
+# stats_json MNT: the stats text.
+stats_json() {
+	timeout 60 getfattr --absolute-names --only-values -n user.mmfs.stats "$1"
+}
+
+@test "user.mmfs.stats is JSON with every field, and counts keys and directories" {
+	local fields="file_size disk_size max_size used free pending keys dirs generation synced_generation fragmentation free_extents orphans"
+	t bash -c "getfattr --absolute-names --only-values -n user.mmfs.stats '$MNT' | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+for f in sys.argv[1].split():
+    assert isinstance(s[f], (int, float)) and not isinstance(s[f], bool), f
+    assert s[f] >= 0, f
+print(\"fields ok\")' '$fields'"
+	assert_success
+	assert_output "fields ok"
+	keys=$(mmfs_stat "$MNT" keys)
+	dirs=$(mmfs_stat "$MNT" dirs)
+	mkdir "$MNT/stats-dir"
+	echo 1 >"$MNT/stats-dir/a"
+	echo 2 >"$MNT/stats-dir/b"
+	ln -s a "$MNT/stats-dir/c"
+	run mmfs_stat "$MNT" keys
+	assert_output $((keys + 3))
+	run mmfs_stat "$MNT" dirs
+	assert_output $((dirs + 1))
+	file_size=$(mmfs_stat "$MNT" file_size)
+	[ "$file_size" -eq "$(stat -c %s "$STORE")" ]
+	# The root lists the control name beside its own attributes.
+	t getfattr --absolute-names -d -m - "$MNT"
+	assert_success
+	assert_output --partial "user.mmfs.stats"
+}
+
+@test "user.mmfs.sync makes every commit durable" {
+	echo change >"$MNT/sync-me"
+	t setfattr -n user.mmfs.sync -v 1 "$MNT"
+	assert_success
+	gen=$(mmfs_stat "$MNT" generation)
+	run mmfs_stat "$MNT" synced_generation
+	assert_output "$gen"
+}
+
+@test "unknown control names: EOPNOTSUPP to set, ENODATA to get; bad values EINVAL" {
+	t setfattr -n user.mmfs.bogus -v 1 "$MNT"
+	assert_failure
+	assert_output --partial "Operation not supported"
+	t getfattr -n user.mmfs.bogus "$MNT"
+	assert_failure
+	assert_output --partial "No such attribute"
+	t getfattr -n user.mmfs.vacuum "$MNT"
+	assert_failure
+	assert_output --partial "No such attribute"
+	t setfattr -n user.mmfs.vacuum -v 2 "$MNT"
+	assert_failure
+	assert_output --partial "Invalid argument"
+	t setfattr -n user.mmfs.stats -v 1 "$MNT"
+	assert_failure
+	assert_output --partial "Operation not supported"
+	t setfattr -x user.mmfs.stats "$MNT"
+	assert_failure
+	assert_output --partial "Operation not supported"
+	# On a key, user.mmfs.* is an ordinary attribute.
+	echo x >"$MNT/plain"
+	t setfattr -n user.mmfs.bogus -v on-a-key "$MNT/plain"
+	assert_success
+	t getfattr --absolute-names --only-values -n user.mmfs.bogus "$MNT/plain"
+	assert_output on-a-key
+}
+
+@test "vacuum shrinks the store online; a key mapped by another process keeps its bytes and stays writable" {
+	local ref=$BATS_TEST_TMPDIR/kept size_before du_before size_after du_after i
+	mkdir "$MNT/vac"
+	for i in $(seq -w 1 40); do
+		head -c 1M /dev/urandom >"$MNT/vac/filler-$i"
+	done
+	head -c 1M /dev/urandom >"$ref"
+	cp "$ref" "$MNT/vac/kept"
+	rm "$MNT"/vac/filler-*
+	t setfattr -n user.mmfs.sync -v 1 "$MNT"
+	assert_success
+
+	# Another process maps the key and holds the map during the vacuum.
+	/usr/bin/python3 - "$MNT/vac/kept" "$ref" "$BATS_TEST_TMPDIR" 3>&- <<'EOF' &
+import hashlib, mmap, os, sys, time
+path, ref, tmp = sys.argv[1:4]
+fd = os.open(path, os.O_RDWR)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(fd)
+want = hashlib.sha256(open(ref, 'rb').read()).hexdigest()
+before = hashlib.sha256(m[:]).hexdigest()
+open(tmp + '/mapped', 'w').write(before == want and 'ready' or 'bad')
+while not os.path.exists(tmp + '/go'):
+    time.sleep(0.05)
+after = hashlib.sha256(m[:]).hexdigest()
+m[100:107] = b'WRITTEN'
+m.flush()
+m.close()
+open(tmp + '/result', 'w').write(after == want and 'same' or 'changed')
+EOF
+	MAPPER_PID=$!
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$BATS_TEST_TMPDIR/mapped" ] && break
+		sleep 0.05
+	done
+	run cat "$BATS_TEST_TMPDIR/mapped"
+	assert_output ready
+
+	size_before=$(stat -c %s "$STORE")
+	du_before=$(du -k "$STORE" | cut -f1)
+	t setfattr -n user.mmfs.vacuum -v 1 "$MNT"
+	assert_success
+	size_after=$(stat -c %s "$STORE")
+	du_after=$(du -k "$STORE" | cut -f1)
+	echo "store size $size_before -> $size_after, disk $du_before KiB -> $du_after KiB"
+	[ "$size_after" -lt "$size_before" ]
+	[ "$size_after" -lt $((20 * 1024 * 1024)) ]
+	[ "$du_after" -le "$du_before" ]
+	[ "$du_after" -lt $((20 * 1024)) ]
+
+	touch "$BATS_TEST_TMPDIR/go"
+	t timeout 30 bash -c "while [ ! -s '$BATS_TEST_TMPDIR/result' ]; do sleep 0.05; done"
+	run cat "$BATS_TEST_TMPDIR/result"
+	assert_output same
+	wait "$MAPPER_PID"
+	MAPPER_PID=
+
+	# The write through the map reached the store: check from a fresh mount.
+	unmount_store "$MNT"
+	mount_store "$STORE" "$MNT"
+	t cmp "$MNT/vac/kept" <(head -c 100 "$ref"; printf WRITTEN; tail -c +108 "$ref")
+	assert_success
+}
+
+@test "user xattrs on keys: set, list, replace, remove; they persist across a remount" {
+	echo data >"$MNT/array"
+	mkdir "$MNT/xdir"
+	t setfattr -n user.dtype -v float32 "$MNT/array"
+	assert_success
+	t setfattr -n user.shape -v "[3, 4]" "$MNT/array"
+	assert_success
+	t setfattr -n user.blob -v 0x00ff10 "$MNT/array"
+	assert_success
+	t setfattr -n user.empty "$MNT/array"
+	assert_success
+	t setfattr -n user.note -v "on a directory" "$MNT/xdir"
+	assert_success
+	big=$(head -c 30000 /dev/zero | tr '\0' 'v')
+	t setfattr -n user.big -v "$big" "$MNT/array"
+	assert_success
+	t /usr/bin/python3 -c "
+import errno, os, sys
+p = sys.argv[1]
+for flags, name in ((os.XATTR_CREATE, 'user.dtype'), (os.XATTR_REPLACE, 'user.absent')):
+    try:
+        os.setxattr(p, name, b'x', flags)
+        print('ok')
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+try:
+    os.getxattr(p, 'user.absent')
+except OSError as e:
+    print(errno.errorcode[e.errno])" "$MNT/array"
+	assert_output $'EEXIST\nENODATA\nENODATA'
+	t setfattr -n user.dtype -v int64 "$MNT/array"
+	assert_success
+	t setfattr -n user.gone -v x "$MNT/array"
+	t setfattr -x user.gone "$MNT/array"
+	assert_success
+	t setfattr -x user.gone "$MNT/array"
+	assert_failure
+	assert_output --partial "No such attribute"
+	listing() {
+		getfattr --absolute-names -d -e hex "$1/array" "$1/xdir" | sed "s|$1|MNT|"
+	}
+	t bash -c "$(declare -f listing); listing '$MNT'"
+	assert_success
+	before=$output
+	assert_output --partial "user.dtype=0x696e743634"
+	assert_output --partial "user.blob=0x00ff10"
+	assert_output --partial "user.shape="
+	refute_output --partial "user.gone"
+	unmount_store "$MNT"
+	mount_store "$STORE" "$MNT"
+	t bash -c "$(declare -f listing); listing '$MNT'"
+	assert_output "$before"
+	t getfattr --absolute-names --only-values -n user.big "$MNT/array"
+	assert_output "$big"
+}
