@@ -638,13 +638,17 @@ static void bench_print_table(const struct bench_opts *o)
 	printf("\nNotes:\n"
 	       " - Durability: no engine syncs per put.  An mms commit survives a crash of\n"
 	       "   the process, not of the machine; LMDB runs with MDB_NOSYNC, which gives\n"
-	       "   the same guarantee.  Sync time is not counted.\n"
+	       "   the same guarantee.  Sync time is not counted; \"one commit\" includes\n"
+	       "   the final commit.\n"
+	       " - Each put test starts from a fresh store; the gets run on the store of\n"
+	       "   the one-commit test.  The open/size store is filled in commits of %u\n"
+	       "   keys and closed (synced) before it is measured.\n"
 	       " - get: LMDB's mdb_get is zero-copy (a pointer into its map); the bench\n"
 	       "   copies each value into a buffer (memcpy), as mms_read does.\n"
 	       " - ops/s: higher is better; ms and MB: lower is better.  mms/LMDB > 1 means\n"
 	       "   mms is faster for ops/s, slower or bigger for ms and MB.\n"
 	       " - LMDB stores values larger than ~2 KiB on overflow pages: a 4 KiB value\n"
-	       "   takes two pages there.\n");
+	       "   takes two pages there.\n", BENCH_FILL_BATCH);
 }
 
 static void bench_print_json(const struct bench_opts *o)

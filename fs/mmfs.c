@@ -1152,6 +1152,18 @@ static int mmfs_is_control(fuse_ino_t ino, const char *name)
 }
 
 /*
+ * Whether `name` is a POSIX ACL.  The kernel passes ACLs to a FUSE server
+ * that does not claim them as plain xattrs; storing one would hide that the
+ * mode did not change (cp -a sets modes through the ACL, falling back to
+ * chmod only on EOPNOTSUPP), so mmfs, which has no ACLs, refuses them.
+ */
+static int mmfs_is_acl(const char *name)
+{
+	return strcmp(name, "system.posix_acl_access") == 0 ||
+	       strcmp(name, "system.posix_acl_default") == 0;
+}
+
+/*
  * The stats JSON text (malloc'd, NUL-terminated) in *textp.  Shared lock
  * held.
  */
@@ -1253,6 +1265,10 @@ static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	if (mmfs_is_control(ino, name)) {
 		fuse_reply_err(req, mmfs_control_set(fs, name, value, size));
+		return;
+	}
+	if (mmfs_is_acl(name)) {
+		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	if (flags & XATTR_CREATE)
@@ -1498,6 +1514,8 @@ static const struct fuse_opt mmfs_opts[] = {
 	MMFS_OPT("writeback", writeback, 1),
 	MMFS_OPT("sync=%u", sync_secs, 0),
 	FUSE_OPT_KEY("ro", MMFS_KEY_RO),
+	/* An fstab line's "defaults" reaches us through mount.fuse3. */
+	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("size=", MMFS_KEY_SIZE),
 	FUSE_OPT_KEY("max_size=", MMFS_KEY_MAX_SIZE),
 	FUSE_OPT_KEY("fsname=", MMFS_KEY_FSNAME),
@@ -1823,7 +1841,8 @@ int main(int argc, char *argv[])
 		rc = fuse_session_loop(se);
 	else
 		rc = fuse_session_loop_mt(se, loop);
-	ret = rc == 0 ? 0 : MMFS_EXIT_FAIL;
+	/* 0, or the number of the signal that ended the loop: a clean exit. */
+	ret = rc >= 0 ? 0 : MMFS_EXIT_FAIL;
 	if (rc < 0)
 		mmfs_log(LOG_ERR, "%s: session loop failed: %s", fs.store, strerror(-rc));
 

@@ -470,10 +470,16 @@ static uint64_t mms_commit_need(mms_env *env)
 	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
 }
 
-int mms_reserve(mms_env *env, uint64_t n)
+/*
+ * Calls that add data keep a floor of pages unused, so that calls that give
+ * space back (unlink, truncate, punch, rename, chmod...) still find the few
+ * pages their copy-on-write needs when the store is full: a full store can
+ * always be emptied.
+ */
+static int mms_reserve_floor(mms_env *env, uint64_t n, uint64_t floor)
 {
 	struct mms_alloc_state *a = env->alloc;
-	uint64_t need = n + mms_commit_need(env) + 8;
+	uint64_t need = n + mms_commit_need(env) + 8 + floor;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint64_t avail = a->free.total;
 		if (!env->meta.max_pages || a->limit)
@@ -481,9 +487,10 @@ int mms_reserve(mms_env *env, uint64_t n)
 		avail += env->meta.max_pages - env->meta.file_pages;
 		if (avail >= need)
 			return 0;
-		/* a sync commits: only before the call has changed anything */
+		/* a sync commits: only when nothing uncommitted would go with it
+		 * (the caller may still roll back earlier calls) */
 		if (attempt || (!a->pending.total && !a->txn_free.total) || env->txn_bad ||
-		    env->epoch != env->op_epoch)
+		    env->epoch != env->op_epoch || !env->op_fresh_txn)
 			break;
 		/* space waits for a sync: sync now to reclaim it */
 		int rc = mms_sync(env);
@@ -492,6 +499,17 @@ int mms_reserve(mms_env *env, uint64_t n)
 	}
 	return mms_fail(env, MMS_FULL, "the store is full: %llu more pages needed, max_size is %llu bytes",
 	                (unsigned long long)n, (unsigned long long)(env->meta.max_pages * MMS_PAGE_SIZE));
+}
+
+int mms_reserve(mms_env *env, uint64_t n)
+{
+	uint64_t floor = env->meta.max_pages / 16;
+	return mms_reserve_floor(env, n, floor < 64 ? floor : 64);
+}
+
+int mms_reserve_free(mms_env *env, uint64_t n)
+{
+	return mms_reserve_floor(env, n, 0);
 }
 
 /* ---- persistence ---------------------------------------------------------- */
@@ -623,6 +641,14 @@ void mms_alloc_punch(mms_env *env)
 	struct mms_alloc_state *a = env->alloc;
 	for (size_t i = 0; i < a->punch_now.n; i++)
 		mms_punch(env, a->punch_now.r[i].start, a->punch_now.r[i].n);
+	rs_clear(&a->punch_now);
+}
+
+void mms_alloc_punch_free(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	for (size_t i = 0; i < a->free.n; i++)
+		mms_punch(env, a->free.r[i].start, a->free.r[i].n);
 	rs_clear(&a->punch_now);
 }
 

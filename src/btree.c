@@ -371,6 +371,112 @@ static unsigned split_point(const struct bt_item *items, unsigned n, int append)
 	return best;
 }
 
+/* Replace the separator of child ci in branch page `parent` by (k, kl),
+ * keeping its child pointer.  The caller checked that it fits. */
+static void branch_set_key(uint8_t *parent, unsigned ci, const void *k, size_t kl)
+{
+	uint8_t child[8];
+	memcpy(child, it_v(pg_it(parent, ci)), 8);
+	pg_remove(parent, ci);
+	pg_insert(parent, ci, k, kl, child, 8);
+}
+
+/*
+ * Before splitting a full leaf, try to move items into a sibling under the
+ * same parent that has room (as a B*-tree does): random inserts then fill
+ * pages to about 80% instead of 70%.  items[0..n) is the leaf's content
+ * with the new item in place.  Returns 1 when done, 0 to split instead,
+ * -1 on error (*rc set).
+ */
+static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
+                        struct bt_item *items, unsigned n, int *rc)
+{
+	if (d == 0)
+		return 0;
+	uint8_t *parent = bt_dirty(env, path->pg[d - 1]);
+	unsigned pi = (unsigned)path->idx[d - 1], pn = pg_n(parent);
+	size_t total = 0;
+	for (unsigned j = 0; j < n; j++)
+		total += it_size(items[j].kl, items[j].vl);
+	for (int side = -1; side <= 1; side += 2) {
+		if ((side < 0 && pi == 0) || (side > 0 && pi + 1 >= pn))
+			continue;
+		unsigned si = side < 0 ? pi - 1 : pi + 1;
+		uint64_t spg = pg_child(parent, si);
+		const uint8_t *sp = mms_page_get(env, spg, rc);
+		if (!sp)
+			return -1;
+		if (sp[4] != MMS_PG_LEAF)
+			return 0;
+		size_t sused = pg_used(sp);
+		/* balance the two pages: move items until they hold about the same */
+		size_t target = (total + sused) / 2, moved = 0;
+		unsigned m = 0;
+		while (m < n) {
+			const struct bt_item *it = side < 0 ? &items[m] : &items[n - 1 - m];
+			size_t sz = it_size(it->kl, it->vl);
+			if (sused + moved + sz > PG_USABLE || (total - moved <= PG_USABLE && sused + moved + sz > target))
+				break;
+			moved += sz;
+			m++;
+		}
+		if (m == 0 || m == n || total - moved > PG_USABLE)
+			continue;
+		/* the separator that changes: of this page (left move) or of the sibling */
+		const struct bt_item *first = side < 0 ? &items[m] : &items[n - m];
+		unsigned ci = side < 0 ? pi : si;
+		size_t oldkl = it_kl(pg_it(parent, ci));
+		if (pg_used(parent) - oldkl + first->kl > PG_USABLE ||
+		    pg_heap(parent) < MMS_PG_HDR + 2 * pn + 4 + first->kl + 8) {
+			/* compaction inside pg_insert makes room if the total fits */
+			if (pg_used(parent) - oldkl + first->kl > PG_USABLE)
+				continue;
+		}
+		unsigned sn = pg_n(sp);
+		struct bt_item *all = malloc((sn + m) * sizeof(*all));
+		uint8_t *scopy = malloc(MMS_PAGE_SIZE);
+		uint8_t sep[MMS_BT_KEY_MAX];
+		if (!all || !scopy) {
+			free(all);
+			free(scopy);
+			*rc = ENOMEM;
+			return -1;
+		}
+		memcpy(scopy, sp, MMS_PAGE_SIZE);
+		unsigned o = 0;
+		if (side < 0) {
+			for (unsigned j = 0; j < sn; j++)
+				all[o++] = pg_item(scopy, j);
+			for (unsigned j = 0; j < m; j++)
+				all[o++] = items[j];
+		} else {
+			for (unsigned j = n - m; j < n; j++)
+				all[o++] = items[j];
+			for (unsigned j = 0; j < sn; j++)
+				all[o++] = pg_item(scopy, j);
+		}
+		uint64_t nspg;
+		uint8_t *w = mms_page_cow(env, spg, &nspg, rc);
+		if (!w) {
+			free(all);
+			free(scopy);
+			return -1;
+		}
+		pg_build(w, MMS_PG_LEAF, tree, 0, all, o);
+		memcpy(sep, first->k, first->kl);
+		size_t sepl = first->kl;
+		uint8_t *p = bt_dirty(env, path->pg[d]);
+		pg_build(p, MMS_PG_LEAF, tree, 0, side < 0 ? items + m : items, n - m);
+		parent = bt_dirty(env, path->pg[d - 1]);
+		mms_put_le64((uint8_t *)it_v(pg_it(parent, si)), nspg);
+		branch_set_key(parent, ci, sep, sepl);
+		free(all);
+		free(scopy);
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * Insert (k, v) at index i of the page at path level d, splitting upward as
  * needed.  `append` marks an insertion at the right edge of the tree.
@@ -402,6 +508,14 @@ static int bt_insert_at(mms_env *env, int tree, struct bt_path *path, int d, uns
 			items[j] = (struct bt_item){ k, kl, v, vl };
 		else
 			items[j] = pg_item(copy, o++);
+	}
+	if (!append && type == MMS_PG_LEAF) {
+		int shifted = bt_try_shift(env, tree, path, d, items, n + 1, &rc);
+		if (shifted) {
+			if (shifted < 0)
+				mms_txn_poison(env);
+			goto out;
+		}
 	}
 	unsigned s = split_point(items, n + 1, append && i == n);
 	uint64_t rpg;

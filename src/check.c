@@ -237,19 +237,19 @@ static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint
 	char where[128];
 	uint64_t ino = kl == 8 ? mms_get_be64(k) : 0;
 	ck_where_item(where, sizeof(where), pgno, "inode", ino);
-	if (kl != 8 || vl < MMS_INODE_REC) {
+	struct mms_inode in;
+	size_t reclen;
+	if (kl != 8 || mms_inode_decode(ino, v, vl, &in, &reclen)) {
 		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
 		return;
 	}
-	struct mms_inode in;
-	mms_inode_decode(ino, v, &in);
 	if (ino == 0 || ino >= ck->env->meta.next_ino)
 		ck_problem(ck, where, "inode number beyond the next one to allocate (%llu)",
 		           (unsigned long long)ck->env->meta.next_ino);
 	uint32_t type = in.mode & S_IFMT;
 	if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFIFO && type != S_IFSOCK)
 		ck_problem(ck, where, "unknown type in mode %o", in.mode);
-	size_t inl = vl - MMS_INODE_REC;
+	size_t inl = vl - reclen;
 	if (in.flags & MMS_INO_INLINE) {
 		if (inl > MMS_INLINE_MAX || inl != in.size)
 			ck_problem(ck, where, "inline value of %zu bytes for size %llu", inl,

@@ -928,7 +928,8 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 			uint8_t val[MMS_INLINE_MAX];
 			memset(val, 0, sizeof val);
 			memcpy(val, old, (size_t)mms_data_min(in.size, size));
-			rc = mms_reserve(env, mms_data_overhead(0, 0));
+			rc = size <= in.size ? mms_reserve_free(env, mms_data_overhead(0, 0))
+			                      : mms_reserve(env, mms_data_overhead(0, 0));
 			if (rc)
 				return rc;
 			in.size = size;
@@ -952,7 +953,7 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 		rc = mms_data_scan(env, ino, keep, MMS_DATA_MAX_LPAGES, &sv);
 		if (rc)
 			return rc;
-		rc = mms_reserve(env, mms_data_overhead(sv.depth, sv.extents));
+		rc = mms_reserve_free(env, mms_data_overhead(sv.depth, sv.extents));
 		if (rc)
 			return rc;
 		if (size < in.size && (size & (MMS_DATA_PAGE - 1))) {
@@ -1016,7 +1017,7 @@ static int mms_data_punch(mms_env *env, struct mms_inode *in, const uint8_t *old
 	rc = mms_data_scan(env, in->ino, off >> MMS_PAGE_SHIFT, mms_data_pages_for(end), &sv);
 	if (rc)
 		return rc;
-	rc = mms_reserve(env, mms_data_overhead(sv.depth, sv.extents + 2));
+	rc = mms_reserve_free(env, mms_data_overhead(sv.depth, sv.extents + 2));
 	if (rc)
 		return rc;
 	/* Zero the covered bytes of partial pages (bytes past size are zero). */

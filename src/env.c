@@ -114,6 +114,7 @@ int mms_txn_enter(mms_env *env)
 		return mms_fail(env, MMS_READONLY, "the store is open read-only");
 	if (env->txn_bad)
 		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
+	env->op_fresh_txn = !env->txn_active;
 	env->txn_active = 1;
 	env->op_epoch = __atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 	return 0;
@@ -610,6 +611,13 @@ int mms_close(mms_env *env)
 		if (env->txn_bad)
 			mms_rollback(env);
 		rc = mms_sync(env);
+		/* a closed store keeps no slack from segment growth, and no disk
+		 * for the free pages inside it */
+		uint64_t end = mms_alloc_used_end(env);
+		if (!rc && env->meta.file_pages - end >= 64 && env->meta.file_pages - end >= env->meta.file_pages / 16)
+			rc = mms_trim(env);
+		if (!rc)
+			mms_alloc_punch_free(env);
 	}
 	mms_env_free(env);
 	return rc;

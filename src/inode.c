@@ -3,7 +3,7 @@
  * orphans, symlinks and extended attributes.
  *
  * Trees used here (layout in mms_int.h, format in doc/FORMAT.md):
- *   INODE   be64 ino -> 80-byte record [+ inline value bytes]
+ *   INODE   be64 ino -> compact record (at most MMS_INODE_REC bytes) [+ inline value bytes]
  *   NAME    be64 parent, be64 hash, name -> le64 ino, le32 type bits
  *   XATTR   be64 ino, name -> kind 0 + bytes | kind 1 + le64 page, le32 len, le32 crc32c
  *   ORPHAN  be64 ino -> (empty)
@@ -40,40 +40,108 @@
 
 /* ---- Records ------------------------------------------------------------ */
 
-void mms_inode_decode(uint64_t ino, const void *rec, struct mms_inode *out)
-{
-	const uint8_t *r = rec;
+/*
+ * The record is compact, since a store of small keys is mostly records:
+ *   u8 fields present (MMS_REC_*), then LEB128 varints: mode, uid, gid,
+ *   gen, size, zigzag(mtime), [zigzag(atime - mtime)], [zigzag(ctime -
+ *   mtime)], parent, [pages], [flags other than INLINE].
+ * A fresh key's record takes about 30 bytes.
+ */
+#define MMS_REC_INLINE 0x01u /* the value's bytes follow the record */
+#define MMS_REC_ATIME  0x02u
+#define MMS_REC_CTIME  0x04u
+#define MMS_REC_PAGES  0x08u
+#define MMS_REC_FLAGS  0x10u
 
-	out->ino = ino;
-	out->mode = mms_get_le32(r + 0);
-	out->uid = mms_get_le32(r + 4);
-	out->gid = mms_get_le32(r + 8);
-	out->gen = mms_get_le32(r + 12);
-	out->size = mms_get_le64(r + 16);
-	out->atime = (int64_t)mms_get_le64(r + 24);
-	out->mtime = (int64_t)mms_get_le64(r + 32);
-	out->ctime = (int64_t)mms_get_le64(r + 40);
-	out->parent = mms_get_le64(r + 48);
-	out->pages = mms_get_le64(r + 56);
-	out->flags = mms_get_le32(r + 64);
+static uint8_t *rec_put(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
 }
 
-void mms_inode_encode(const struct mms_inode *in, void *rec)
-{
-	uint8_t *r = rec;
+static uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static int64_t unzz(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
 
-	mms_put_le32(r + 0, in->mode);
-	mms_put_le32(r + 4, in->uid);
-	mms_put_le32(r + 8, in->gid);
-	mms_put_le32(r + 12, in->gen);
-	mms_put_le64(r + 16, in->size);
-	mms_put_le64(r + 24, (uint64_t)in->atime);
-	mms_put_le64(r + 32, (uint64_t)in->mtime);
-	mms_put_le64(r + 40, (uint64_t)in->ctime);
-	mms_put_le64(r + 48, in->parent);
-	mms_put_le64(r + 56, in->pages);
-	mms_put_le32(r + 64, in->flags);
-	memset(r + 68, 0, MMS_INODE_REC - 68);
+/* Read a varint from [*p, end); 0 on success. */
+static int rec_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (*p >= end)
+			return -1;
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode *out, size_t *reclen)
+{
+	const uint8_t *p = rec, *end = p + len;
+	uint64_t f[11] = { 0 };
+	if (len < 1)
+		return MMS_CORRUPT;
+	unsigned have = *p++;
+	if (have & ~0x1fu)
+		return MMS_CORRUPT;
+	/* mode uid gid gen size mtime atime ctime parent pages flags */
+	static const unsigned need[11] = { 0, 0, 0, 0, 0, 0, MMS_REC_ATIME, MMS_REC_CTIME, 0,
+	                                   MMS_REC_PAGES, MMS_REC_FLAGS };
+	for (int i = 0; i < 11; i++)
+		if ((!need[i] || (have & need[i])) && rec_get(&p, end, &f[i]))
+			return MMS_CORRUPT;
+	if (f[0] > UINT32_MAX || f[1] > UINT32_MAX || f[2] > UINT32_MAX || f[3] > UINT32_MAX ||
+	    f[10] > UINT32_MAX)
+		return MMS_CORRUPT;
+	out->ino = ino;
+	out->mode = (uint32_t)f[0];
+	out->uid = (uint32_t)f[1];
+	out->gid = (uint32_t)f[2];
+	out->gen = (uint32_t)f[3];
+	out->size = f[4];
+	out->mtime = unzz(f[5]);
+	out->atime = (int64_t)((uint64_t)out->mtime + (uint64_t)unzz(f[6]));
+	out->ctime = (int64_t)((uint64_t)out->mtime + (uint64_t)unzz(f[7]));
+	out->parent = f[8];
+	out->pages = f[9];
+	out->flags = ((uint32_t)f[10] & ~MMS_INO_INLINE) | ((have & MMS_REC_INLINE) ? MMS_INO_INLINE : 0);
+	*reclen = (size_t)(p - (const uint8_t *)rec);
+	return 0;
+}
+
+size_t mms_inode_encode(const struct mms_inode *in, void *rec)
+{
+	uint8_t *r = rec, *p = r + 1;
+	unsigned have = (in->flags & MMS_INO_INLINE) ? MMS_REC_INLINE : 0;
+	uint64_t da = (uint64_t)in->atime - (uint64_t)in->mtime, dc = (uint64_t)in->ctime - (uint64_t)in->mtime;
+	uint32_t other = in->flags & ~MMS_INO_INLINE;
+	have |= (da ? MMS_REC_ATIME : 0) | (dc ? MMS_REC_CTIME : 0) | (in->pages ? MMS_REC_PAGES : 0) |
+	        (other ? MMS_REC_FLAGS : 0);
+	p = rec_put(p, in->mode);
+	p = rec_put(p, in->uid);
+	p = rec_put(p, in->gid);
+	p = rec_put(p, in->gen);
+	p = rec_put(p, in->size);
+	p = rec_put(p, zz(in->mtime));
+	if (da)
+		p = rec_put(p, zz((int64_t)da));
+	if (dc)
+		p = rec_put(p, zz((int64_t)dc));
+	p = rec_put(p, in->parent);
+	if (in->pages)
+		p = rec_put(p, in->pages);
+	if (other)
+		p = rec_put(p, other);
+	r[0] = (uint8_t)have;
+	return (size_t)(p - r);
 }
 
 int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
@@ -81,7 +149,7 @@ int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
 {
 	uint8_t key[8];
 	const void *val;
-	size_t vlen;
+	size_t vlen, reclen;
 	struct mms_inode in;
 	int rc;
 
@@ -89,22 +157,21 @@ int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
 	rc = mms_bt_get(env, MMS_TREE_INODE, key, sizeof key, &val, &vlen);
 	if (rc)
 		return rc;
-	if (vlen < MMS_INODE_REC)
-		return mms_fail(env, MMS_CORRUPT, "inode %llu: record of %zu bytes, expected %u",
-		                (unsigned long long)ino, vlen, MMS_INODE_REC);
-	mms_inode_decode(ino, val, &in);
+	if (mms_inode_decode(ino, val, vlen, &in, &reclen))
+		return mms_fail(env, MMS_CORRUPT, "inode %llu: malformed record (%zu bytes)",
+		                (unsigned long long)ino, vlen);
 	if (in.flags & MMS_INO_INLINE) {
-		if (vlen - MMS_INODE_REC > MMS_INLINE_MAX)
+		if (vlen - reclen > MMS_INLINE_MAX)
 			return mms_fail(env, MMS_CORRUPT, "inode %llu: %zu inline bytes, at most %u",
-			                (unsigned long long)ino, vlen - MMS_INODE_REC, MMS_INLINE_MAX);
-	} else if (vlen != MMS_INODE_REC) {
+			                (unsigned long long)ino, vlen - reclen, MMS_INLINE_MAX);
+	} else if (vlen != reclen) {
 		return mms_fail(env, MMS_CORRUPT, "inode %llu: %zu bytes after the record without the inline flag",
-		                (unsigned long long)ino, vlen - MMS_INODE_REC);
+		                (unsigned long long)ino, vlen - reclen);
 	}
 	*out = in;
 	if (inl) {
-		*inl = (in.flags & MMS_INO_INLINE) ? (const uint8_t *)val + MMS_INODE_REC : NULL;
-		*inl_len = (in.flags & MMS_INO_INLINE) ? vlen - MMS_INODE_REC : 0;
+		*inl = (in.flags & MMS_INO_INLINE) ? (const uint8_t *)val + reclen : NULL;
+		*inl_len = (in.flags & MMS_INO_INLINE) ? vlen - reclen : 0;
 	}
 	return 0;
 }
@@ -123,11 +190,11 @@ int mms_inode_put(mms_env *env, const struct mms_inode *in,
 		rec.flags |= MMS_INO_INLINE;
 	else
 		rec.flags &= ~MMS_INO_INLINE;
-	mms_inode_encode(&rec, buf);
+	size_t reclen = mms_inode_encode(&rec, buf);
 	if (inl_len)
-		memcpy(buf + MMS_INODE_REC, inl, inl_len);
+		memcpy(buf + reclen, inl, inl_len);
 	mms_put_be64(key, in->ino);
-	return mms_bt_put(env, MMS_TREE_INODE, key, sizeof key, buf, MMS_INODE_REC + inl_len);
+	return mms_bt_put(env, MMS_TREE_INODE, key, sizeof key, buf, reclen + inl_len);
 }
 
 /* Rewrite the record of `in` keeping the inline bytes stored with it (the
@@ -652,7 +719,7 @@ int mms_orphans_reclaim(mms_env *env)
 		}
 		if (mms_is_held(env, ino))
 			return 0; /* cannot happen at open; never free a held inode */
-		rc = mms_reserve(env, mms_orphan_cost(env, ino));
+		rc = mms_reserve_free(env, mms_orphan_cost(env, ino));
 		if (rc)
 			goto fail;
 		rc = mms_orphan_free(env, ino);
@@ -745,7 +812,7 @@ int mms_release(mms_env *env, uint64_t ino)
 	rc = mms_txn_enter(env);
 	if (rc)
 		return rc;
-	rc = mms_reserve(env, mms_orphan_cost(env, ino));
+	rc = mms_reserve_free(env, mms_orphan_cost(env, ino));
 	if (rc)
 		return rc;
 	rc = mms_orphan_free(env, ino);
@@ -1059,7 +1126,7 @@ static int mms_remove(mms_env *env, uint64_t parent, const char *name, size_t le
 	} else if (S_ISDIR(in.mode)) {
 		return MMS_ISDIR;
 	}
-	rc = mms_reserve(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_upd(env, MMS_TREE_INODE) +
+	rc = mms_reserve_free(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_upd(env, MMS_TREE_INODE) +
 	                 mms_unlink_cost(env, &in));
 	if (rc)
 		return rc;
@@ -1202,7 +1269,7 @@ int mms_rename(mms_env *env, uint64_t oldparent, const char *oldname, size_t old
 				return rc;
 		}
 	}
-	rc = mms_reserve(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_put(env, MMS_TREE_NAME) +
+	rc = mms_reserve_free(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_put(env, MMS_TREE_NAME) +
 	                 4 * mms_cost_upd(env, MMS_TREE_INODE) +
 	                 (have_dst ? mms_unlink_cost(env, &dst) : 0));
 	if (rc)
@@ -1289,7 +1356,7 @@ int mms_setattr(mms_env *env, uint64_t ino, const struct mms_setattr *attr,
 		return MMS_INVAL;
 	if ((mask & MMS_SET_CTIME) && mms_ts_to_ns(&attr->ctime, &ctime))
 		return MMS_INVAL;
-	rc = mms_reserve(env, mms_cost_upd(env, MMS_TREE_INODE));
+	rc = mms_reserve_free(env, mms_cost_upd(env, MMS_TREE_INODE));
 	if (rc)
 		return rc;
 
@@ -1709,7 +1776,7 @@ int mms_removexattr(mms_env *env, uint64_t ino, const char *name, size_t namelen
 		memcpy(old, v, MMS_XATTR_BLOB_VAL);
 		oldlen = MMS_XATTR_BLOB_VAL;
 	}
-	rc = mms_reserve(env, mms_cost_del(env, MMS_TREE_XATTR) + mms_cost_upd(env, MMS_TREE_INODE));
+	rc = mms_reserve_free(env, mms_cost_del(env, MMS_TREE_XATTR) + mms_cost_upd(env, MMS_TREE_INODE));
 	if (rc)
 		return rc;
 

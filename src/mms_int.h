@@ -116,7 +116,7 @@ enum mms_tree {
 
 #define MMS_BT_KEY_MAX 280u   /* longest key an item may have */
 #define MMS_BT_VAL_MAX 1152u  /* longest value an item may have */
-#define MMS_INODE_REC 80u     /* bytes of an encoded inode record */
+#define MMS_INODE_REC 96u     /* most bytes an encoded inode record takes (86) */
 #define MMS_INLINE_MAX 1024u  /* values up to this size live in the inode item */
 #define MMS_XATTR_INLINE_MAX 1024u
 
@@ -164,6 +164,7 @@ struct mms_env {
 	int txn_bad;                  /* poisoned: MMS_BADTXN until rollback */
 	uint64_t epoch;               /* bumped by every change, commit, rollback */
 	uint64_t op_epoch;            /* epoch when the current call began */
+	int op_fresh_txn;             /* the current call began the transaction */
 	uint8_t boot_id[16];
 	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
 	uint8_t *meta_page;           /* the last committed meta page (4096 bytes) */
@@ -213,6 +214,9 @@ void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind);
  * this call without MMS_FULL; may sync to reclaim pending space.  0 or
  * MMS_FULL (with a detail). */
 int mms_reserve(mms_env *env, uint64_t n);
+/* mms_reserve() for calls that give space back or change only metadata:
+ * may use the floor of pages mms_reserve() keeps unused. */
+int mms_reserve_free(mms_env *env, uint64_t n);
 /* Make pages read as zeros (punch a hole, or write zeros). */
 int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n);
 
@@ -262,8 +266,11 @@ void mms_bt_item(const struct mms_bt_cursor *c, const void **key, size_t *klen,
 void mms_bt_drop(mms_env *env, int tree);
 
 /* ---- inode.c ------------------------------------------------------------- */
-void mms_inode_decode(uint64_t ino, const void *rec, struct mms_inode *out);
-void mms_inode_encode(const struct mms_inode *in, void *rec);
+/* Decode the record at the start of an INODE value of `len` bytes; *reclen
+ * gets its length (the inline bytes follow).  0 or MMS_CORRUPT. */
+int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode *out, size_t *reclen);
+/* Encode into rec (MMS_INODE_REC bytes of room); returns the length. */
+size_t mms_inode_encode(const struct mms_inode *in, void *rec);
 /* Read inode `ino`; *inl and *inl_len get its inline bytes (pointer into page
  * memory; NULL/0 when none).  MMS_NOTFOUND, MMS_CORRUPT. */
 int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
@@ -341,6 +348,8 @@ void mms_alloc_close(mms_env *env);
  * list goes (inline in the meta page or a blob) and serialize it into the
  * meta page `metapg` / the blob.  Sets meta.free_blob*. */
 int mms_alloc_commit(mms_env *env, uint8_t *metapg);
+/* Punch every free run (tree pages too): the disk holds live pages only. */
+void mms_alloc_punch_free(mms_env *env);
 /* After a commit's meta is written: punch the data runs it freed. */
 void mms_alloc_punch(mms_env *env);
 /* After a sync is durable: pending runs become free (punched). */
@@ -359,6 +368,9 @@ void mms_alloc_set_limit(mms_env *env, uint64_t limit);
 /* Vacuum: give the free tail [pages, file_pages) back: shrink meta.file_pages. */
 int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages);
 
+/* vacuum.c: give the free tail of the file back (both metas first, then
+ * ftruncate).  Used by vacuum and by close. */
+int mms_trim(mms_env *env);
 /* btree.c: structural check of a page (pager.c calls it when verifying). */
 int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen);
 /* btree.c: item count and items of a verified tree page (check.c). */

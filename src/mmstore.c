@@ -204,7 +204,6 @@ static int mmstore_getopt(const struct mmstore_cmd *cmd, int argc, char **argv,
                           int (*on_opt)(void *ctx, int opt, const char *arg), void *ctx,
                           int *first)
 {
-	static char argv0[64]; /* argv[0] keeps pointing at it */
 	struct option opts[16];
 	char shorts[64];
 	size_t n = 0;
@@ -217,9 +216,7 @@ static int mmstore_getopt(const struct mmstore_cmd *cmd, int argc, char **argv,
 	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	opts[n] = (struct option){ NULL, 0, NULL, 0 };
 
-	snprintf(argv0, sizeof argv0, "%s %s", mmstore_prog, cmd->name);
-	argv[0] = argv0;
-	opterr = 0;
+	opterr = 0; /* our messages name the command */
 	optind = 0; /* glibc: full re-initialisation */
 	for (;;) {
 		int opt = getopt_long(argc, argv, shorts, opts, NULL);
@@ -232,9 +229,13 @@ static int mmstore_getopt(const struct mmstore_cmd *cmd, int argc, char **argv,
 			return MMSTORE_OK;
 		}
 		if (opt == '?') {
-			if (optopt)
+			/* A long option is named by its word; a short one by optopt,
+			 * as it may sit inside a cluster ("-lz"). */
+			const char *word = argv[optind - 1];
+
+			if (optopt && strncmp(word, "--", 2) != 0)
 				return mmstore_usage_error(cmd, "unknown option '-%c'", optopt);
-			return mmstore_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+			return mmstore_usage_error(cmd, "unknown option '%s'", word);
 		}
 		if (opt == ':')
 			return mmstore_usage_error(cmd, "option '%s' needs an argument",
@@ -771,7 +772,8 @@ static int mmstore_ls_dir(mms_env *env, const char *store, const char *key, uint
 	mms_dir_close(cur);
 	cur = NULL;
 
-	qsort(ents, n, sizeof *ents, mmstore_entry_cmp);
+	if (n > 1) /* qsort(NULL, 0, ...) is undefined */
+		qsort(ents, n, sizeof *ents, mmstore_entry_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct mms_stat st = { 0 };
 

@@ -260,6 +260,27 @@ static int mms_vac_xattrs(struct mms_vac *v)
 	}
 }
 
+int mms_trim(mms_env *env)
+{
+	uint64_t before = env->meta.file_pages, newpages;
+	/* the smaller size goes into both metas before the file shrinks: a
+	 * meta never records more pages than the file has */
+	int rc = mms_txn_enter(env);
+	if (!rc)
+		rc = mms_alloc_trim_tail(env, &newpages);
+	if (rc || newpages >= before)
+		return rc ? rc : mms_sync(env);
+	rc = mms_sync(env);
+	if (!rc) {
+		mms_txn_enter(env);
+		rc = mms_sync(env);
+	}
+	/* that commit may have grown the file again for its free list */
+	if (!rc && ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0)
+		rc = mms_fail(env, errno, "cannot truncate the store file");
+	return rc;
+}
+
 int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vacuum_result *res)
 {
 	struct mms_vac v = { .env = env, .progress = progress, .ctx = ctx };
@@ -302,23 +323,7 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 		if (rc)
 			goto out;
 	}
-	/* give the free tail back: record the smaller size in both metas first */
-	uint64_t newpages;
-	rc = mms_txn_enter(env);
-	if (!rc)
-		rc = mms_alloc_trim_tail(env, &newpages);
-	if (!rc && newpages < before) {
-		rc = mms_sync(env);
-		if (!rc) {
-			mms_txn_enter(env);
-			rc = mms_sync(env);
-		}
-		/* that commit may have grown the file again for its free list */
-		if (!rc && ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0)
-			rc = mms_fail(env, errno, "vacuum: cannot truncate the store file");
-	} else if (!rc) {
-		rc = mms_sync(env);
-	}
+	rc = mms_trim(env);
 	if (!rc && progress)
 		progress(ctx, v.total, v.total);
 	if (!rc && res) {

@@ -28,14 +28,20 @@ no_crash() {
 	((status < 124)) || fail "mmstore crashed or hung: status $status, output: $output"
 }
 
-# fill_store STORE: some directories, small (inline) and larger values.
+# fill_store STORE: replace STORE by a copy of the file's filled store:
+# some directories, small (inline) and larger values (extents).
 fill_store() {
-	local i
+	cp "$BATS_FILE_TMPDIR/filled.mms" "$1"
+}
+
+setup_file() {
+	local f=$BATS_FILE_TMPDIR/filled.mms i
+	mms create "$f"
 	for i in $(seq 1 60); do
-		printf 'small value %d' "$i" | mms put "$1" "dir$((i % 4))/small-key-with-a-long-name-$i"
+		printf 'small value %d' "$i" | mms put "$f" "dir$((i % 4))/small-key-with-a-long-name-$i"
 	done
 	for i in $(seq 1 30); do
-		head -c $((5000 + i * 97)) /dev/urandom | mms put "$1" "big/value-$i"
+		head -c $((5000 + i * 97)) /dev/urandom | mms put "$f" "big/value-$i"
 	done
 }
 
@@ -212,15 +218,25 @@ teardown() {
 	fill_store "$S"
 	t "$MMSTORE" check "$S"
 	assert_success
-	local pages p detected=0 extent=0
-	pages=$(($(stat -c %s "$S") / 4096))
-	((pages > 2))
-	# info does not expose tree roots: damage every page in turn.  Data
-	# pages carry no checksum (damage there is not detectable); tree pages
-	# do, and fill_store makes several, the extent tree's among them.
-	for ((p = 2; p < pages && p < 400; p++)); do
+	local p n=0 detected=0 extent=0
+	# info does not expose tree roots: damage every page in use in turn.
+	# Data pages carry no checksum (damage there is not detectable); tree
+	# pages do, and fill_store makes several, the extent tree's among them.
+	# One python run writes, for each page past the metas that is not all
+	# zeros, the 24 bytes at offset 40 inverted, as $W/patch.PAGE.
+	/usr/bin/python3 - "$S" "$W" <<'EOF'
+import sys
+store, out = sys.argv[1], sys.argv[2]
+data = open(store, "rb").read()
+for p in range(2, len(data) // 4096):
+    page = data[p * 4096:(p + 1) * 4096]
+    if page.count(0) != len(page):
+        open("%s/patch.%d" % (out, p), "wb").write(bytes(x ^ 0xFF for x in page[40:64]))
+EOF
+	for p in $(cd "$W" && ls patch.* | sed 's/patch[.]//' | sort -n); do
+		n=$((n + 1))
 		cp "$S" "$W/d.mms"
-		flip "$W/d.mms" $((p * 4096 + 40)) 24
+		dd if="$W/patch.$p" of="$W/d.mms" bs=1 seek=$((p * 4096 + 40)) conv=notrunc status=none
 		t "$MMSTORE" check "$W/d.mms"
 		no_crash
 		case $status in
@@ -234,7 +250,7 @@ teardown() {
 		*) fail "check with page $p damaged: status $status: $output" ;;
 		esac
 		# reading the damaged store fails cleanly or succeeds
-		for cmd in "ls -l $W/d.mms big" "get $W/d.mms big/value-7" "dump $W/d.mms"; do
+		for cmd in "get $W/d.mms big/value-7" "dump $W/d.mms"; do
 			# shellcheck disable=SC2086
 			t "$MMSTORE" $cmd
 			no_crash
@@ -242,7 +258,7 @@ teardown() {
 				fail "$cmd with page $p damaged: status $status: $output"
 		done
 	done
-	echo "# damage detected in $detected of $((p - 2)) pages, $extent in the extent tree" >&3
+	echo "# damage detected in $detected of $n pages in use, $extent in the extent tree" >&3
 	((detected >= 2)) || fail "check detected only $detected damaged pages"
 	((extent >= 1)) || fail "no damaged extent tree page was detected"
 }

@@ -385,7 +385,7 @@ print(oct(os.stat(sys.argv[1] + '/excl-new').st_mode & 0o777))" "$MNT"
 	chmod +x "$d/bin/mmfs"
 	echo "$mnt" >>"$BATS_TEST_TMPDIR/mmfs.mounts"
 	t env PATH="$d/bin:$PATH" mount.fuse3 "$store" "$mnt" -t fuse.mmfs \
-		-o rw,nosuid,nodev,create,max_size=16M,sync=1
+		-o defaults,rw,nosuid,nodev,create,max_size=16M,sync=1
 	assert_success
 	run awk -v m="$mnt" '$2 == m { print $1, $3 }' /proc/mounts
 	assert_output "$store fuse.mmfs"

@@ -114,7 +114,7 @@ make_bytes() {
 
 	# hold the mapping for 3 s; meanwhile another process writes into the file
 	timeout 60 "$TEST_LANG_DIR/mmap_rw" hold "$MNT/held" 3 30000 MARK-OF-HOLD \
-		>"$TOP/hold.out" 2>"$TOP/hold.err" &
+		>"$TOP/hold.out" 2>"$TOP/hold.err" 3>&- &
 	local pid=$!
 	sleep 1
 	t dd if="$TOP/other" of="$MNT/held" bs=1 seek=50000 conv=notrunc status=none
@@ -171,4 +171,14 @@ make_bytes() {
 	t node "$SRCDIR/tests/lang/node_rw.js" check "$MNT/node"
 	assert_success
 	assert_output --partial 'checked'
+}
+
+@test "after unmount, mmstore check finds no problem and mmstore get reads the mapped writes" {
+	unmount_store "$MNT"
+	TEST_TIMEOUT=120 t "$MMSTORE" check "$STORE"
+	assert_success
+	"$MMSTORE" get "$STORE" persist >"$TOP/persist.got"
+	cmp "$REF/persist" "$TOP/persist.got"
+	"$MMSTORE" get "$STORE" held >"$TOP/held.got"
+	cmp "$REF/held" "$TOP/held.got"
 }

@@ -215,3 +215,19 @@ except OSError as e:
 	t getfattr --absolute-names --only-values -n user.big "$MNT/array"
 	assert_output "$big"
 }
+
+@test "POSIX ACLs are refused, so cp -a keeps modes through chmod" {
+	echo x >"$MNT/acl"
+	t setfattr -n system.posix_acl_access -v 0x0200000001000600ffffffff04000400ffffffff10000400ffffffff20000400ffffffff "$MNT/acl"
+	assert_failure
+	assert_output --partial "Operation not supported"
+	local src=$BATS_TEST_TMPDIR/tree
+	mkdir -p "$src/sub"
+	echo f >"$src/sub/file"
+	chmod 751 "$src/sub"
+	chmod 640 "$src/sub/file"
+	t cp -a "$src" "$MNT/acl-copy"
+	assert_success
+	t stat -c %a "$MNT/acl-copy/sub" "$MNT/acl-copy/sub/file"
+	assert_output $'751\n640'
+}

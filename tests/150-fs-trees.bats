@@ -38,14 +38,14 @@ show_log_on_failure() {
 	tail -n 100 "$(mmfs_log "$MNT")" >&2 || true
 }
 
-# The listing compared: one line per entry, sorted.  Directory sizes are
+# The listing compared: one line per entry (path, tab, fields), sorted.  Directory sizes are
 # left out (they differ between filesystems by nature); for the rest the
 # size, and for symlinks the target, are in.
 listing() {
 	(
 		cd "$1" &&
-			find . -mindepth 1 ! -type d -printf '%P %y %m %U:%G %s %T@ -> %l\n' &&
-			find . -type d -printf '%P/ %y %m %U:%G %T@\n'
+			find . -mindepth 1 ! -type d -printf '%P\t%y %m %U:%G %s %T@ -> %l\n' &&
+			find . -type d -printf '%P/\t%y %m %U:%G %T@\n'
 	) | LC_ALL=C sort
 }
 
@@ -59,8 +59,18 @@ compare_tree() {
 	TEST_TIMEOUT=300 t bash -c "$(declare -f listing); listing '$dir'"
 	assert_success
 	printf '%s\n' "$output" >"$TOP/got.list"
-	run diff "$TOP/want.list" "$TOP/got.list"
-	assert_success
+	if ! cmp -s "$TOP/want.list" "$TOP/got.list"; then
+		# one line per differing entry: path, then source and copy fields
+		awk -F '\t' 'NR == FNR { want[$1] = $2; next }
+		     { got[$1] = $2 }
+		     END {
+			for (p in want) if (want[p] != got[p]) print p ": source [" want[p] "] copy [" got[p] "]"
+			for (p in got) if (!(p in want)) print p ": only in the copy [" got[p] "]"
+		     }' "$TOP/want.list" "$TOP/got.list" | LC_ALL=C sort >"$TOP/differ"
+		echo "$(wc -l <"$TOP/differ") entries of $dir differ from $SRC; the first ones:"
+		head -n 20 "$TOP/differ"
+		return 1
+	fi
 	# the listing is not trivially empty: every entry of the source is in it
 	assert_equal "$(wc -l <"$TOP/got.list")" "$(cd "$SRC" && find . | wc -l)"
 }
@@ -128,4 +138,10 @@ remount_once() {
 	t ls -A "$MNT"
 	assert_success
 	assert_output ''
+}
+
+@test "after unmount, mmstore check finds no problem in the store" {
+	unmount_store "$MNT"
+	TEST_TIMEOUT=300 t "$MMSTORE" check "$STORE"
+	assert_success
 }

@@ -238,3 +238,18 @@ check_final() {
 	assert_success
 	assert_output ''
 }
+
+@test "after unmount, mmstore check finds no problem and mmstore get reads every last write" {
+	[[ -f $TOP/work/writer1.log ]] # written by the first test
+	unmount_store "$MNT"
+	TEST_TIMEOUT=300 t "$MMSTORE" check "$STORE"
+	assert_success
+	local k last w v
+	for ((k = 0; k < NKEYS; k++)); do
+		last=$(cat "$TOP"/work/writer*.log | awk -v k="$k" '$3 == k' | sort -n -k2 | tail -1)
+		read -r _ _ _ w v <<<"$last"
+		gen "$w" "$v" "$k" "$TOP/work/want"
+		"$MMSTORE" get "$STORE" "conc/k$k" >"$TOP/work/got"
+		cmp "$TOP/work/want" "$TOP/work/got"
+	done
+}

@@ -37,7 +37,8 @@ export SRCDIR MMSTORE MMFS TEST_LANG_DIR
 # seconds (then SIGTERM, and SIGKILL 10 s later); a timeout gives status 124.
 # Leading flags of `run` (-N, !, --separate-stderr, --keep-empty-lines) are
 # passed to it.  CMD is a program, not a shell function: for a pipeline use
-# `t bash -c '...'`.
+# `t bash -c '...'`.  CMD runs with bats' fd 3 closed, so that a daemon it
+# starts cannot hold the test's output open (which would hang bats).
 t() {
 	local flags=()
 	while (($#)); do
@@ -53,7 +54,7 @@ t() {
 		*) break ;;
 		esac
 	done
-	run "${flags[@]}" timeout --kill-after=10 "${TEST_TIMEOUT:-60}" "$@"
+	run "${flags[@]}" timeout --kill-after=10 "${TEST_TIMEOUT:-60}" "$@" 3>&-
 }
 
 # mk_tmp: make a fresh directory under this test's (or, in setup_file, this

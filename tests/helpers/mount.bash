@@ -22,6 +22,10 @@
 # (MNT.mmfs.pid, MNT.mmfs.log, MNT.mmfs.rc).
 
 : "${MOUNT_TIMEOUT:=20}"
+# A backstop for the short commands a test runs on the mount without `t`
+# (echo >, mkdir, rm): no test may hang on a dead mount.
+: "${BATS_TEST_TIMEOUT:=900}"
+export BATS_TEST_TIMEOUT
 
 # The registry of mounts to clean up: per test inside a test, else per file.
 _mmfs_registry() {
@@ -82,7 +86,10 @@ mount_store() {
 	# A waiter subshell reaps the daemon and records its exit status; fd 3
 	# is bats' and must not be held by a background process.
 	(
-		"$MMFS" -f ${opts:+-o "$opts"} "$store" "$base" >>"$base.mmfs.log" 2>&1 &
+		# Background jobs start with SIGINT ignored, and libfuse leaves an
+		# ignored signal alone: give the daemon the default back.
+		env --default-signal=INT "$MMFS" -f ${opts:+-o "$opts"} "$store" "$base" \
+			>>"$base.mmfs.log" 2>&1 &
 		echo $! >"$base.mmfs.pid"
 		rc=0
 		wait $! || rc=$? # bats runs tests under set -e
@@ -117,7 +124,7 @@ _mmfs_wait_exit() {
 }
 
 unmount_store() {
-	local mnt pid rc=0
+	local mnt pid status i rc=0
 	mnt=$(_mmfs_abs "$1") || return 1
 	pid=$(mmfs_pid "$mnt")
 	if is_mounted "$mnt"; then
@@ -131,6 +138,17 @@ unmount_store() {
 		echo "unmount_store: mmfs ($pid) still running after unmount; killing it" >&2
 		kill -TERM "$pid" 2>/dev/null
 		_mmfs_wait_exit "$pid" 5 || kill -KILL "$pid" 2>/dev/null
+		rc=1
+	fi
+	# A daemon that fails at unmount (sync, close, sanitizer report) fails.
+	for ((i = 0; i < 40; i++)); do
+		[[ -s $mnt.mmfs.rc || ! -f $mnt.mmfs.pid ]] && break
+		sleep 0.05
+	done
+	status=$(mmfs_status "$mnt")
+	if [[ -n $status && $status != 0 ]]; then
+		echo "unmount_store: mmfs of $mnt exited with status $status" >&2
+		_mmfs_show_log "$mnt"
 		rc=1
 	fi
 	if is_mounted "$mnt"; then

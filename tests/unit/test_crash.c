@@ -32,7 +32,8 @@
  * (default 200).  For debugging: MMS_CRASH_STEP=N makes each child stop by
  * itself (_exit, no close) before a step in 1..N chosen from the round's
  * seed instead of being killed at a random time, so a run replays exactly;
- * MMS_CRASH_TRACE=1 prints the operations replayed by the parent.
+ * MMS_CRASH_TRACE=1 prints all the failing round's operations, not only the
+ * last OPLOG_TAIL.
  * A machine crash (lost unsynced writes) is not simulated.
  */
 #define _GNU_SOURCE
@@ -59,7 +60,7 @@
 #define CHILD_MAX_STEPS 3000  /* a child that is never killed stops here */
 #define CMAX 96               /* model slots */
 #define CXATTRS 4
-#define OPLOG_SIZE 64
+#define OPLOG_SIZE 4096
 #define OPLOG_TAIL 20
 #define LISTMAX 256
 
@@ -1021,7 +1022,7 @@ static bool cmp_store(mms_env *env, const struct cmodel *m)
 
 static char oplog[OPLOG_SIZE][240];
 static long oplog_count;
-static bool trace; /* MMS_CRASH_TRACE: print every replayed operation */
+static bool trace; /* MMS_CRASH_TRACE: print the whole failing round */
 
 /*
  * Replay the round's operations on a copy of `start` up to commit `upto`:
@@ -1055,15 +1056,14 @@ static void replay(const struct cmodel *start, uint64_t round_seed, uint64_t upt
 			if (k == upto)
 				cm_copy(last, &m);
 		}
-		if (trace)
-			tap_diag("replay: %s", slot);
 	}
 	cm_free(&m);
 }
 
 static void print_oplog(void)
 {
-	long first = oplog_count > OPLOG_TAIL ? oplog_count - OPLOG_TAIL : 0;
+	long tail = trace ? OPLOG_SIZE : OPLOG_TAIL;
+	long first = oplog_count > tail ? oplog_count - tail : 0;
 	tap_diag("the child's last %ld operations up to the last commit it announced:",
 	         oplog_count - first);
 	for (long k = first; k < oplog_count; k++)
