@@ -47,7 +47,28 @@ struct mms_alloc_state {
 	struct mms_runset punch_now; /* became free: punch once the meta is written */
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
+	/* The free list is read on first use, not at open: open stays two page
+	 * reads however fragmented the store is. */
+	int loaded, load_synced, load_rc;
+	pthread_mutex_t load_lock;
 };
+
+static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced);
+
+/* Load the free list of the meta chosen at open, once. */
+static int mms_alloc_ready(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	if (__atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE))
+		return a->load_rc;
+	pthread_mutex_lock(&a->load_lock);
+	if (!a->loaded) {
+		a->load_rc = mms_alloc_load(env, env->meta_page, a->load_synced);
+		__atomic_store_n(&a->loaded, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&a->load_lock);
+	return a->load_rc;
+}
 
 #define MMS_GROW_MIN 256ull     /* 1 MiB */
 #define MMS_GROW_MAX 16384ull   /* 64 MiB */
@@ -202,7 +223,7 @@ static void mms_count(mms_env *env, unsigned kind, int64_t delta)
 static void mms_punch(mms_env *env, uint64_t start, uint64_t n)
 {
 	struct mms_alloc_state *a = env->alloc;
-	if (!a->punch_ok)
+	if (!a->punch_ok || (env->flags & MMS_RDONLY))
 		return;
 	if (fallocate(env->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	              (off_t)(start * MMS_PAGE_SIZE), (off_t)(n * MMS_PAGE_SIZE)) < 0 &&
@@ -303,6 +324,9 @@ static int mms_first_fit(mms_env *env, uint64_t n, uint64_t *pgno)
 
 int mms_alloc(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	uint64_t p;
 	if (n == 0)
 		return MMS_INVAL;
@@ -321,6 +345,9 @@ int mms_alloc(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno)
 
 int mms_alloc_at(mms_env *env, uint64_t at, uint64_t n, unsigned kind, uint64_t *got)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	if (n == 0)
 		return MMS_INVAL;
@@ -354,6 +381,9 @@ int mms_alloc_at(mms_env *env, uint64_t at, uint64_t n, unsigned kind, uint64_t 
 
 int mms_alloc_some(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno, uint64_t *got)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t p;
 	if (n == 0)
@@ -427,6 +457,10 @@ static int mms_free_part(void *vctx, uint64_t start, uint64_t n, int in_txn)
 
 void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
 {
+	if (mms_alloc_ready(env)) {
+		mms_txn_poison(env);
+		return;
+	}
 	struct mms_alloc_state *a = env->alloc;
 	struct mms_free_ctx ctx = { env, 0 };
 	if (!n)
@@ -478,6 +512,9 @@ static uint64_t mms_commit_need(mms_env *env)
  */
 static int mms_reserve_floor(mms_env *env, uint64_t n, uint64_t floor)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t need = n + mms_commit_need(env) + 8 + floor;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -563,6 +600,9 @@ static int mms_commit_part(void *vctx, uint64_t start, uint64_t n, int fresh)
 
 int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	struct mms_commit_ctx ctx = { env, 0 };
 	uint8_t *blob = NULL;
@@ -638,6 +678,8 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 
 void mms_alloc_punch(mms_env *env)
 {
+	if (mms_alloc_ready(env))
+		return;
 	struct mms_alloc_state *a = env->alloc;
 	for (size_t i = 0; i < a->punch_now.n; i++)
 		mms_punch(env, a->punch_now.r[i].start, a->punch_now.r[i].n);
@@ -646,6 +688,8 @@ void mms_alloc_punch(mms_env *env)
 
 void mms_alloc_punch_free(mms_env *env)
 {
+	if (mms_alloc_ready(env))
+		return;
 	struct mms_alloc_state *a = env->alloc;
 	for (size_t i = 0; i < a->free.n; i++)
 		mms_punch(env, a->free.r[i].start, a->free.r[i].n);
@@ -654,6 +698,10 @@ void mms_alloc_punch_free(mms_env *env)
 
 void mms_alloc_synced(mms_env *env)
 {
+	if (mms_alloc_ready(env)) {
+		mms_txn_poison(env);
+		return;
+	}
 	struct mms_alloc_state *a = env->alloc;
 	for (size_t i = 0; i < a->pending.n; i++)
 		if (mms_make_free(env, a->pending.r[i].start, a->pending.r[i].n))
@@ -737,8 +785,12 @@ int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced)
 	if (!a)
 		return ENOMEM;
 	a->punch_ok = 1;
+	a->load_synced = synced;
+	pthread_mutex_init(&a->load_lock, NULL);
 	env->alloc = a;
-	return mms_alloc_load(env, metapg, synced);
+	if (metapg != env->meta_page)
+		memcpy(env->meta_page, metapg, MMS_PAGE_SIZE);
+	return 0;
 }
 
 void mms_alloc_close(mms_env *env)
@@ -753,6 +805,7 @@ void mms_alloc_close(mms_env *env)
 	rs_fini(&a->txn_alloc);
 	rs_fini(&a->punch);
 	rs_fini(&a->punch_now);
+	pthread_mutex_destroy(&a->load_lock);
 	free(a);
 	env->alloc = NULL;
 }
@@ -775,7 +828,9 @@ int mms_alloc_rollback(mms_env *env, const uint8_t *metapg)
 	a->limit = limit;
 	/* pending runs of a synced meta are free: that meta superseded the one
 	 * that reached them */
-	return mms_alloc_load(env, metapg, mms_get_le32(metapg + 20) & 1);
+	a->load_rc = mms_alloc_load(env, metapg, mms_get_le32(metapg + 20) & 1);
+	__atomic_store_n(&a->loaded, 1, __ATOMIC_RELEASE);
+	return a->load_rc;
 }
 
 void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp, uint64_t *nruns,
@@ -783,6 +838,7 @@ void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp, uint64_
 {
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t big = 0;
+	(void)mms_alloc_ready(env); /* on a damaged free list the sets stay empty */
 	for (size_t i = 0; i < a->free.n; i++)
 		if (a->free.r[i].n > big)
 			big = a->free.r[i].n;
@@ -798,6 +854,9 @@ void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp, uint64_
 
 int mms_alloc_walk(mms_env *env, int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	int rc = 0;
 	for (size_t i = 0; i < a->free.n && !rc; i++)
@@ -811,6 +870,8 @@ int mms_alloc_walk(mms_env *env, int (*fn)(void *, uint64_t, uint64_t, int), voi
 
 uint64_t mms_alloc_used_end(mms_env *env)
 {
+	if (mms_alloc_ready(env))
+		return env->meta.file_pages;
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t end = env->meta.file_pages;
 	if (a->free.n && a->free.r[a->free.n - 1].start + a->free.r[a->free.n - 1].n == end)
@@ -825,6 +886,9 @@ void mms_alloc_set_limit(mms_env *env, uint64_t limit)
 
 int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages)
 {
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t end = mms_alloc_used_end(env);
 	if (end < MMS_META_PAGES)

@@ -522,7 +522,8 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 		ck_claim(&ck, env->meta.free_blob, env->meta.free_blob_pages, CK_FREELIST, "free-list blob");
 		ck.blob_pages += env->meta.free_blob_pages;
 	}
-	mms_alloc_walk(env, ck_free_run, &ck);
+	if (mms_alloc_walk(env, ck_free_run, &ck))
+		ck_problem(&ck, "free list", "%s", mms_errdetail(env));
 
 	/* every page accounted for */
 	for (uint64_t i = 0; i < ck.pages;) {

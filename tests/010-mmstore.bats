@@ -8,6 +8,9 @@
 # with the caller's redirections) rather than `t` (bats' run, which keeps
 # output in a shell variable).
 
+# bats sets $stderr, $output, $status.
+# shellcheck disable=SC2154
+
 load helpers/common
 
 # mms ARGS...: mmstore under a timeout, stdin/stdout left to the caller.

@@ -3,6 +3,9 @@
 # error has a clear message naming the store (and the key), the documented
 # exit status (1 failed, 2 usage, 3 damaged), and never a crash (>= 128).
 
+# bats sets $stderr, $output, $status; each test runs in its own subshell.
+# shellcheck disable=SC2154,SC2030,SC2031
+
 load helpers/common
 
 # mms ARGS...: mmstore under a timeout, stdin/stdout left to the caller.
@@ -218,7 +221,7 @@ teardown() {
 	fill_store "$S"
 	t "$MMSTORE" check "$S"
 	assert_success
-	local p n=0 detected=0 extent=0
+	local patch p n=0 detected=0 extent=0
 	# info does not expose tree roots: damage every page in use in turn.
 	# Data pages carry no checksum (damage there is not detectable); tree
 	# pages do, and fill_store makes several, the extent tree's among them.
@@ -233,10 +236,11 @@ for p in range(2, len(data) // 4096):
     if page.count(0) != len(page):
         open("%s/patch.%d" % (out, p), "wb").write(bytes(x ^ 0xFF for x in page[40:64]))
 EOF
-	for p in $(cd "$W" && ls patch.* | sed 's/patch[.]//' | sort -n); do
+	for patch in "$W"/patch.*; do
+		p=${patch##*.}
 		n=$((n + 1))
 		cp "$S" "$W/d.mms"
-		dd if="$W/patch.$p" of="$W/d.mms" bs=1 seek=$((p * 4096 + 40)) conv=notrunc status=none
+		dd if="$patch" of="$W/d.mms" bs=1 seek=$((p * 4096 + 40)) conv=notrunc status=none
 		t "$MMSTORE" check "$W/d.mms"
 		no_crash
 		case $status in
@@ -344,7 +348,7 @@ hold() {
 	for key in 'a//b' './x' 'a/./b' '..' 'a/../b' 'x/..' '.'; do
 		t "$MMSTORE" put "$S" "$key" /dev/null
 		assert_failure 1
-		assert_output --regexp "^mmstore: $S: key '$(sed 's/[.]/[.]/g' <<<"$key")': "
+		assert_output --regexp "^mmstore: $S: key '${key//./[.]}': "
 		t "$MMSTORE" mkdir -p "$S" "$key"
 		assert_failure 1
 	done
