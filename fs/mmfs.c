@@ -145,7 +145,7 @@ int mmfs_errno(int code)
 	case MMS_NOTDIR:      return ENOTDIR;
 	case MMS_ISDIR:       return EISDIR;
 	case MMS_NOTEMPTY:    return ENOTEMPTY;
-	case MMS_RDONLY:      return EROFS;
+	case MMS_READONLY:    return EROFS;
 	case MMS_NOTSTORE:    return EINVAL;
 	case MMS_VERSION:     return EINVAL;
 	case MMS_BADTXN:      return EIO;
@@ -160,6 +160,17 @@ int mmfs_errno(int code)
 	case MMS_NXIO:        return ENXIO;
 	default:              return EIO;
 	}
+}
+
+/*
+ * For requests that name an inode by number: the kernel may still know an
+ * inode the store has freed (a stat that raced with a rename replacing the
+ * name).  ESTALE, as NFS says it, makes the VFS look the path up again and
+ * find what the name holds now; ENOENT would reach the user.
+ */
+static int mmfs_by_ino(int rc)
+{
+	return rc == MMS_NOTFOUND ? ESTALE : rc;
 }
 
 /* ---- Logging ----------------------------------------------------------- */
@@ -340,7 +351,7 @@ static void mmfs_reply_attr(fuse_req_t req, int err, const struct mms_stat *ms)
  */
 static int mmfs_hold(struct mmfs *fs, uint64_t ino)
 {
-	return fs->readonly ? 0 : mms_hold(fs->env, ino);
+	return mmfs_by_ino(fs->readonly ? 0 : mms_hold(fs->env, ino));
 }
 
 /* Drop the hold of a closed handle and commit what the drop freed. */
@@ -444,7 +455,7 @@ static void mmfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 
 	(void)fi;
 	mmfs_rdlock(fs);
-	rc = mms_getattr(fs->env, ino, &ms);
+	rc = mmfs_by_ino(mms_getattr(fs->env, ino, &ms));
 	mmfs_unlock(fs);
 	if (rc != 0)
 		mmfs_log_fail(fs, "getattr", ino, NULL, rc);
@@ -496,7 +507,7 @@ static void mmfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	mmfs_wrlock(fs);
 	err = mmfs_settle(fs, "setattr", ino, NULL,
-	                  mms_setattr(fs->env, ino, &sa, mask, &ms));
+	                  mmfs_by_ino(mms_setattr(fs->env, ino, &sa, mask, &ms)));
 	mmfs_unlock(fs);
 	mmfs_reply_attr(req, err, &ms);
 }
@@ -509,7 +520,7 @@ static void mmfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	int rc;
 
 	mmfs_rdlock(fs);
-	rc = mms_readlink(fs->env, ino, buf, sizeof(buf) - 1, &len);
+	rc = mmfs_by_ino(mms_readlink(fs->env, ino, buf, sizeof(buf) - 1, &len));
 	mmfs_unlock(fs);
 	if (rc != 0) {
 		mmfs_log_fail(fs, "readlink", ino, NULL, rc);
@@ -1276,7 +1287,7 @@ static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	if (flags & XATTR_REPLACE)
 		mflags |= MMS_XATTR_REPLACE;
 	mmfs_wrlock(fs);
-	rc = mms_setxattr(fs->env, ino, name, strlen(name), value, size, mflags);
+	rc = mmfs_by_ino(mms_setxattr(fs->env, ino, name, strlen(name), value, size, mflags));
 	err = mmfs_settle(fs, "setxattr", ino, name, rc);
 	mmfs_unlock(fs);
 	/* An attribute too large is E2BIG, as setxattr(2) says, not EFBIG. */
@@ -1318,7 +1329,7 @@ static void mmfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		}
 	}
 	mmfs_rdlock(fs);
-	rc = mms_getxattr(fs->env, ino, name, strlen(name), buf, size, &vlen);
+	rc = mmfs_by_ino(mms_getxattr(fs->env, ino, name, strlen(name), buf, size, &vlen));
 	mmfs_unlock(fs);
 	if (rc == 0) {
 		if (size == 0)
@@ -1353,11 +1364,11 @@ static void mmfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	mmfs_rdlock(fs);
 	if (size == 0)
-		rc = mms_listxattr(fs->env, ino, NULL, 0, &len);
+		rc = mmfs_by_ino(mms_listxattr(fs->env, ino, NULL, 0, &len));
 	else if (size < extra)
 		rc = MMS_RANGE;
 	else
-		rc = mms_listxattr(fs->env, ino, buf, size - extra, &len);
+		rc = mmfs_by_ino(mms_listxattr(fs->env, ino, buf, size - extra, &len));
 	mmfs_unlock(fs);
 	if (rc != 0) {
 		if (rc != MMS_RANGE)
@@ -1383,7 +1394,7 @@ static void mmfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	}
 	mmfs_wrlock(fs);
 	err = mmfs_settle(fs, "removexattr", ino, name,
-	                  mms_removexattr(fs->env, ino, name, strlen(name)));
+	                  mmfs_by_ino(mms_removexattr(fs->env, ino, name, strlen(name))));
 	mmfs_unlock(fs);
 	fuse_reply_err(req, err);
 }

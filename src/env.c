@@ -541,9 +541,11 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 	}
 	if (flock(env->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		rc = errno == EWOULDBLOCK ? MMS_LOCKED : errno;
-		mms_open_fail(rc, rc == MMS_LOCKED ? "another process has it open %s"
-		                                   : "cannot lock it: %s",
-		              rc == MMS_LOCKED ? (rdonly ? "read-write" : "") : strerror(errno));
+		if (rc == MMS_LOCKED)
+			mms_open_fail(rc, rdonly ? "another process has it open read-write"
+			                         : "another process has it open");
+		else
+			mms_open_fail(rc, "cannot lock it: %s", strerror(errno));
 		if (created)
 			unlink(path);
 		goto fail;

@@ -106,7 +106,10 @@ typedef struct mms_env mms_env;
 
 struct mms_options {
 	unsigned flags;        /* MMS_RDONLY, MMS_CREATE, MMS_EXCL */
-	uint64_t initial_size; /* bytes of a new store file; 0: 1 MiB */
+	uint64_t initial_size; /* bytes a new store file starts with (sparse); 0: 1 MiB.
+	                        * The file grows as needed; close gives an unused
+	                        * tail back, so a closed store is no larger than
+	                        * what it holds. */
 	uint64_t max_size;     /* bytes a new store may grow to; 0: unlimited */
 	unsigned mode;         /* permission bits of a new store file; 0: 0644 */
 };
@@ -130,8 +133,10 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp);
 const char *mms_open_detail(void);
 
 /*
- * Close the store.  A read-write store is synced first (mms_sync()); the
- * handle is freed even when that fails, and the sync's code is returned.
+ * Close the store.  A read-write store is synced first (mms_sync()), then
+ * an unused tail of the file is given back and free pages inside it are
+ * punched out; the handle is freed even when that fails, and the first
+ * failure's code is returned.
  */
 int mms_close(mms_env *env);
 

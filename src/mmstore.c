@@ -142,8 +142,6 @@ static int mmstore_fail(mms_env *env, const char *store, const char *key, int er
 
 /* ---- Usage --------------------------------------------------------------- */
 
-static const struct mmstore_cmd mmstore_cmds[];
-
 /* Print the usage of one command on `out`. */
 static void mmstore_cmd_usage(const struct mmstore_cmd *cmd, FILE *out)
 {
@@ -151,26 +149,6 @@ static void mmstore_cmd_usage(const struct mmstore_cmd *cmd, FILE *out)
 	        cmd->summary);
 	if (cmd->help)
 		fprintf(out, "\n%s", cmd->help);
-}
-
-/* Print the global usage on `out`. */
-static void mmstore_usage(FILE *out)
-{
-	fprintf(out,
-	        "Usage: %s [--help|--version]\n"
-	        "       %s COMMAND STORE [ARGS]\n"
-	        "\n"
-	        "Work on an mmfs store file without mounting it.\n"
-	        "\n"
-	        "Commands:\n",
-	        mmstore_prog, mmstore_prog);
-	for (const struct mmstore_cmd *c = mmstore_cmds; c->name; c++)
-		fprintf(out, "  %-7s %s\n          %s.\n", c->name, c->args, c->summary);
-	fprintf(out,
-	        "\n"
-	        "Run '%s COMMAND --help' for the options of a command.\n"
-	        "Exit status: 0 success, 1 failure, 2 usage error, 3 damaged store.\n",
-	        mmstore_prog);
 }
 
 /* A usage error in `cmd`: the message (if any) and the usage on stderr. */
@@ -490,6 +468,13 @@ static int mmstore_walk(mms_env *env, const char *key, int mkparents, struct mms
 		dir = st.ino;
 		p = slash + 1;
 	}
+}
+
+/* Report that `key` names the root, which `what` ("removed") cannot be. */
+static int mmstore_root_error(const char *store, const char *key, const char *what)
+{
+	mmstore_msg("%s: key '%s': the root directory cannot be %s", store, key, what);
+	return MMSTORE_FAILED;
 }
 
 /* mmstore_walk() that also requires the key to exist. */
@@ -1017,7 +1002,7 @@ static int mmstore_cmd_rm(const struct mmstore_cmd *cmd, int argc, char **argv)
 		return status;
 	err = mmstore_find(env, key, &loc);
 	if (err == 0 && !loc.name)
-		err = MMS_BUSY; /* the root */
+		return mmstore_finish(env, store, mmstore_root_error(store, key, "removed"));
 	if (err == 0) {
 		if (S_ISDIR(loc.st.mode))
 			err = mms_rmdir(env, loc.parent, loc.name, loc.namelen);
@@ -1050,15 +1035,19 @@ static int mmstore_cmd_mv(const struct mmstore_cmd *cmd, int argc, char **argv)
 	if (status)
 		return status;
 	err = mmstore_find(env, oldkey, &from);
-	if (err == 0 && !from.name)
-		err = MMS_BUSY;
 	if (err) {
 		status = mmstore_fail(env, store, oldkey, err);
 		goto done;
 	}
+	if (!from.name) {
+		status = mmstore_root_error(store, oldkey, "moved");
+		goto done;
+	}
 	err = mmstore_walk(env, newkey, 0, &to);
-	if (err == 0 && !to.name)
-		err = MMS_BUSY;
+	if (err == 0 && !to.name) {
+		status = mmstore_root_error(store, newkey, "replaced");
+		goto done;
+	}
 	if (err == 0)
 		err = mms_rename(env, from.parent, from.name, from.namelen, to.parent, to.name,
 		                 to.namelen, 0);
@@ -1292,7 +1281,9 @@ out:
 static const struct mmstore_cmd mmstore_cmds[] = {
 	{ "create", mmstore_cmd_create, "STORE [--size BYTES] [--max-size BYTES]",
 	  "Create a new store (it must not exist)",
-	  "  -s, --size BYTES      initial size of the file (default 1M)\n"
+	  "  -s, --size BYTES      first segment of the file (default 1M); the file\n"
+	  "                        grows as needed, and unused tail space is given\n"
+	  "                        back when the store is closed\n"
 	  "  -m, --max-size BYTES  size the store may grow to (default unlimited)\n"
 	  "Sizes take K, M, G and T suffixes (powers of 1024).\n" },
 	{ "info", mmstore_cmd_info, "STORE [--json]",
@@ -1328,6 +1319,26 @@ static const struct mmstore_cmd mmstore_cmds[] = {
 	  "Keys that exist are replaced; on failure nothing is loaded.\n" },
 	{ NULL, NULL, NULL, NULL, NULL },
 };
+
+/* Print the global usage on `out`. */
+static void mmstore_usage(FILE *out)
+{
+	fprintf(out,
+	        "Usage: %s [--help|--version]\n"
+	        "       %s COMMAND STORE [ARGS]\n"
+	        "\n"
+	        "Work on an mmfs store file without mounting it.\n"
+	        "\n"
+	        "Commands:\n",
+	        mmstore_prog, mmstore_prog);
+	for (const struct mmstore_cmd *c = mmstore_cmds; c->name; c++)
+		fprintf(out, "  %-7s %s\n          %s.\n", c->name, c->args, c->summary);
+	fprintf(out,
+	        "\n"
+	        "Run '%s COMMAND --help' for the options of a command.\n"
+	        "Exit status: 0 success, 1 failure, 2 usage error, 3 damaged store.\n",
+	        mmstore_prog);
+}
 
 int main(int argc, char **argv)
 {

@@ -388,6 +388,15 @@ hold() {
 	assert_output --regexp "^mmstore: $S: key 'nodir/other': "
 	t "$MMSTORE" ls "$S" missing
 	assert_failure 1
+	t "$MMSTORE" rm "$S" /
+	assert_failure 1
+	assert_output "mmstore: $S: key '/': the root directory cannot be removed"
+	t "$MMSTORE" mv "$S" / x
+	assert_failure 1
+	assert_output "mmstore: $S: key '/': the root directory cannot be moved"
+	t "$MMSTORE" mv "$S" dir /
+	assert_failure 1
+	assert_output "mmstore: $S: key '/': the root directory cannot be replaced"
 	t "$MMSTORE" put "$S" k "$W/no-such-input"
 	assert_failure 1
 	assert_output --regexp "^mmstore: $S: key 'k': cannot read '$W/no-such-input': "

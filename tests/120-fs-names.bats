@@ -216,6 +216,31 @@ except OSError as e:
 	assert_output --partial "No such file or directory"
 }
 
+@test "stat and open racing with a rename over the name never see ENOENT" {
+	# A renamed-over inode is freed while the kernel may still hold its
+	# number; the daemon answers ESTALE so the VFS looks the name up again.
+	mkdir "$W/d" "$W/t"
+	echo x >"$W/d/k"
+	local end=$((SECONDS + 5)) n=0
+	(
+		while ((SECONDS < end)); do
+			echo y >"$W/t/w"
+			echo z >>"$W/d/k"
+			mv -f "$W/t/w" "$W/d/k"
+		done
+	) &
+	local pid=$!
+	while ((SECONDS < end)); do
+		timeout 30 ls -l "$W/d" >/dev/null 2>>"$W/errors" || true
+		timeout 30 cat "$W/d/k" >/dev/null 2>>"$W/errors" || true
+		n=$((n + 1))
+	done
+	wait "$pid"
+	((n > 20)) || fail "only $n rounds ran"
+	run cat "$W/errors"
+	assert_output ''
+}
+
 @test "100,000 keys in one directory: ls and find both count them all" {
 	TEST_TIMEOUT=600 t /usr/bin/python3 -c "
 import os, stat, sys

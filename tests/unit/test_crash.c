@@ -59,6 +59,8 @@
 #define KILL_MAX_US 50000     /* the child lives 0..this many microseconds */
 #define CHILD_MAX_STEPS 3000  /* a child that is never killed stops here */
 #define CMAX 96               /* model slots */
+#define CLIVE 48              /* at most this many files and directories */
+#define CDEPTH 4              /* levels of names below the root */
 #define CXATTRS 4
 #define OPLOG_SIZE 4096
 #define OPLOG_TAIL 20
@@ -418,12 +420,45 @@ static int pick_dir(const struct cmodel *m, bool for_dir)
 	return d;
 }
 
+/* A free slot while the model is below CLIVE nodes, else -1. */
 static int free_slot(const struct cmodel *m)
 {
-	for (int i = 1; i < CMAX; i++)
-		if (m->n[i].type == C_NONE)
-			return i;
-	return -1;
+	int live = 0, slot = -1;
+	for (int i = 1; i < CMAX; i++) {
+		if (m->n[i].type != C_NONE)
+			live++;
+		else if (slot < 0)
+			slot = i;
+	}
+	return live < CLIVE ? slot : -1;
+}
+
+/* Directories from the root down to slot i (the root: 0). */
+static int cm_depth(const struct cmodel *m, int i)
+{
+	int d = 0;
+	for (; i > 0; i = m->n[i].parent)
+		d++;
+	return d;
+}
+
+/* Levels of the subtree below slot i (a file or an empty directory: 0). */
+static int cm_height(const struct cmodel *m, int i)
+{
+	int h = 0;
+	for (int c = 1; c < CMAX; c++)
+		if (m->n[c].type != C_NONE && m->n[c].parent == i) {
+			int ch = 1 + cm_height(m, c);
+			if (ch > h)
+				h = ch;
+		}
+	return h;
+}
+
+/* Would node s placed in directory d stay within CDEPTH levels? */
+static bool cm_fits(const struct cmodel *m, int s, int d)
+{
+	return cm_depth(m, d) + 1 + cm_height(m, s) <= CDEPTH;
 }
 
 /* Length of a value: mostly small, some over the inline limit. */
@@ -555,7 +590,8 @@ static void gen(struct cmodel *m, struct op *o)
 		if (r2 < 2) {
 			/* exchange with another node that is not its ancestor or descendant */
 			int t = pick(m, rng_pct(50) ? C_FILE : C_DIR, false);
-			if (t < 0 || t == s || cm_is_ancestor(m, s, t) || cm_is_ancestor(m, t, s))
+			if (t < 0 || t == s || cm_is_ancestor(m, s, t) || cm_is_ancestor(m, t, s) ||
+			    !cm_fits(m, s, m->n[t].parent) || !cm_fits(m, t, m->n[s].parent))
 				return;
 			o->kind = K_RENAME;
 			o->flags = MMS_RENAME_EXCHANGE;
@@ -584,7 +620,7 @@ static void gen(struct cmodel *m, struct op *o)
 		}
 		int d = pick_dir(m, dir);
 		const char *nm = dir ? dnames[rng_below(3)] : fnames[rng_below(8)];
-		if (dir && cm_is_ancestor(m, s, d))
+		if ((dir && cm_is_ancestor(m, s, d)) || !cm_fits(m, s, d))
 			return;
 		int t = cm_child(m, d, nm, strlen(nm));
 		if (t == s)

@@ -49,7 +49,7 @@
 #include <unistd.h>
 
 #define PG 4096u               /* page size of the store and of the model */
-#define DEFAULT_OPS 4000       /* steps when MMS_MODEL_OPS is not set */
+#define DEFAULT_OPS 6000       /* steps when MMS_MODEL_OPS is not set (~6 s under ASan) */
 #define CHECK_EVERY 50         /* a full comparison every this many steps */
 #define OPLOG_SIZE 64          /* operations remembered */
 #define OPLOG_TAIL 20          /* operations printed on a mismatch */
@@ -1212,6 +1212,31 @@ static uint32_t pick_perm(bool dir)
 	return dir && p == 0644 ? 0755 : p;
 }
 
+/* OP_FULL: the store has a max_size that calls may hit (MMS_FULL). */
+static bool may_be_full;
+static long n_full;
+
+static bool full_unlink_ok;   /* the cap left too little room to promise unlink */
+
+/*
+ * An MMS_FULL that is allowed now.  The call must have changed nothing, and
+ * the transaction must stay usable: a harmless change (the root's mode set
+ * to what it is) must not get MMS_BADTXN.  Returns false for any other rc.
+ */
+static bool full_ok(int rc, const char *what)
+{
+	if (!may_be_full || rc != MMS_FULL)
+		return false;
+	n_full++;
+	logop("  -> MMS_FULL (allowed: max_size is set)");
+	struct mms_setattr a = { .mode = cur.n[0].perm };
+	int rc2 = mms_setattr(env, MMS_ROOT_INO, &a, MMS_SET_MODE, NULL);
+	if (rc2 != 0 && rc2 != MMS_FULL)
+		fail("%s returned MMS_FULL (\"nothing was written\") but left the transaction "
+		     "unusable: a chmod of the root then returned %s", what, rcname(rc2));
+	return true;
+}
+
 /* Note a data change of slot i for the rollback rule. */
 static void touch_data(int i)
 {
@@ -1244,13 +1269,14 @@ enum opcode {
 	OP_CREATE, OP_MKDIR, OP_SYMLINK, OP_FIFO, OP_WRITE, OP_TRUNCATE, OP_FALLOCATE,
 	OP_RENAME, OP_UNLINK, OP_RMDIR, OP_SETXATTR, OP_REMOVEXATTR, OP_SETATTR, OP_HOLD,
 	OP_RELEASE, OP_HOLD_UNLINK, OP_BADNAME, OP_PROBE, OP_COMMIT, OP_SYNC, OP_ROLLBACK,
-	OP_VACUUM, OP_REOPEN, NOPS
+	OP_VACUUM, OP_REOPEN, OP_FULL, NOPS
 };
 
 static const char *const opnames[NOPS] = {
 	"create", "mkdir", "symlink", "mkfifo", "write", "truncate", "fallocate", "rename",
 	"unlink", "rmdir", "setxattr", "removexattr", "setattr", "hold", "release",
 	"hold+unlink", "bad name", "probe", "commit", "sync", "rollback", "vacuum", "reopen",
+	"full",
 };
 
 /* Weights per mille. */
@@ -1260,7 +1286,7 @@ static const int opweight[NOPS] = {
 	[OP_UNLINK] = 60, [OP_RMDIR] = 40, [OP_SETXATTR] = 70, [OP_REMOVEXATTR] = 25,
 	[OP_SETATTR] = 25, [OP_HOLD] = 15, [OP_RELEASE] = 30, [OP_HOLD_UNLINK] = 15,
 	[OP_BADNAME] = 10, [OP_PROBE] = 20, [OP_COMMIT] = 45, [OP_SYNC] = 12,
-	[OP_ROLLBACK] = 25, [OP_VACUUM] = 3, [OP_REOPEN] = 4,
+	[OP_ROLLBACK] = 25, [OP_VACUUM] = 3, [OP_REOPEN] = 4, [OP_FULL] = 8,
 };
 
 /* Mark the current model as committed. */
@@ -1330,6 +1356,11 @@ static void op_create(int kind)
 		rc = mms_mknod(env, pino, nm.s, nm.len, type_bits(kind) | perm, uid, gid, &st);
 		break;
 	}
+	if (full_ok(rc, "create")) {
+		if (!failed && stat_untouched(&st, "create") && check_node(&cur, parent))
+			check_absent(&cur, parent, nm.s, nm.len);
+		return;
+	}
 	if (!expect1(opnames[OP_CREATE], rc, want))
 		return;
 	if (want) {
@@ -1379,7 +1410,7 @@ static void op_write(void)
 		return;
 	struct mnode *n = &cur.n[i];
 	uint64_t off = pick_offset(n->data.size);
-	size_t len = pick_length();
+	size_t len = may_be_full ? (size_t)rng_range(64 * 1024, 1024 * 1024) : pick_length();
 	if (rng_pct(1)) {
 		/* Right at the size limit: ends exactly at it, or one byte past. */
 		len = (size_t)rng_range(1, 100);
@@ -1394,6 +1425,12 @@ static void op_write(void)
 	      n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i), n->ino, n->data.size, off, len,
 	      rcname(want));
 	int rc = mms_write(env, n->ino, buf, len, off);
+	if (full_ok(rc, "write")) {
+		if (!failed)
+			check_bytes(n->ino, &n->data, "file after a write that hit MMS_FULL");
+		free(buf);
+		return;
+	}
 	if (expect1(opnames[OP_WRITE], rc, want)) {
 		if (!want) {
 			touch_data(i);
@@ -1481,7 +1518,8 @@ static void op_fallocate(void)
 	}
 	uint64_t off = rng_pct(30) ? rng_below(n->data.size / PG + 2) * PG
 	                           : rng_below(n->data.size + 4 * PG);
-	uint64_t len = rng_pct(30) ? rng_range(1, 4) * PG : rng_range(1, 40000);
+	uint64_t len = may_be_full ? rng_range(16, 256) * PG
+	             : rng_pct(30) ? rng_range(1, 4) * PG : rng_range(1, 40000);
 	if (mode & MMS_FALLOC_PUNCH_HOLE && rng_pct(10)) {
 		off = 0;
 		len = n->data.size + rng_below(PG); /* the whole value */
@@ -1493,6 +1531,11 @@ static void op_fallocate(void)
 	      " len %" PRIu64 " -> expect %s", n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i),
 	      n->ino, n->data.size, mode, off, len, rcname(want));
 	int rc = mms_fallocate(env, n->ino, mode, off, len);
+	if (full_ok(rc, "fallocate")) {
+		if (!failed)
+			check_bytes(n->ino, &n->data, "file after a fallocate that hit MMS_FULL");
+		return;
+	}
 	if (!expect1(opnames[OP_FALLOCATE], rc, want))
 		return;
 	if (want) {
@@ -1665,6 +1708,11 @@ static void op_unlink(bool dir)
 	      esc(name, nlen), victim >= 0 ? type_name(cur.n[victim].type) : "absent", rcname(want));
 	int rc = dir ? mms_rmdir(env, cur.n[parent].ino, name, nlen)
 	             : mms_unlink(env, cur.n[parent].ino, name, nlen);
+	if (full_unlink_ok && full_ok(rc, dir ? "rmdir" : "unlink")) {
+		if (!failed && victim >= 0)
+			check_node(&cur, victim);
+		return;
+	}
 	if (!expect1(dir ? "rmdir" : "unlink", rc, want))
 		return;
 	if (want) {
@@ -1729,6 +1777,12 @@ static void op_setxattr(void)
 	      n->parent == P_ORPHAN ? "orphan" : pathname(&cur, i), n->ino, esc(xn.s, xn.len), vlen,
 	      flags, rcname(want[0]));
 	int rc = mms_setxattr(env, n->ino, xn.s, xn.len, val, vlen, flags);
+	if (full_ok(rc, "setxattr")) {
+		free(val);
+		if (!failed)
+			check_xattrs(n->ino, n, "xattrs after a setxattr that hit MMS_FULL");
+		return;
+	}
 	if (!expect_rc(opnames[OP_SETXATTR], rc, want, nw)) {
 		free(val);
 		return;
@@ -2073,14 +2127,17 @@ static void op_rollback(void)
 	check_full(&cur);
 }
 
-static int vacuum_calls;
+static bool progress_bad;                /* vacuum reported done > total ... */
+static uint64_t progress_bad_done, progress_bad_total;
 
 static int on_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)ctx;
-	(void)done;
-	(void)total;
-	vacuum_calls++;
+	if (done > total && !progress_bad) {
+		progress_bad = true;
+		progress_bad_done = done;
+		progress_bad_total = total;
+	}
 	return 0;
 }
 
@@ -2095,6 +2152,11 @@ static void op_vacuum(void)
 	if (!expect1("vacuum", rc, 0))
 		return;
 	n_vacuums++;
+	if (progress_bad) {
+		fail("vacuum reported progress %" PRIu64 " of %" PRIu64, progress_bad_done,
+		     progress_bad_total);
+		return;
+	}
 	if (res.size_after > res.size_before) {
 		fail("vacuum grew the file from %" PRIu64 " to %" PRIu64, res.size_before,
 		     res.size_after);
@@ -2116,10 +2178,62 @@ static bool open_store(void)
 	return true;
 }
 
+/*
+ * Close, open read-only, compare everything, check that changes are refused
+ * with MMS_READONLY, close again.  Holds are released first: a read-only
+ * open cannot free orphans.
+ */
+static bool visit_readonly(void)
+{
+	if (!release_all())
+		return false;
+	logop("close and open read-only");
+	int rc = mms_close(env);
+	env = NULL;
+	if (!expect1("close", rc, 0))
+		return false;
+	struct mms_options ro = { .flags = MMS_RDONLY };
+	rc = mms_open(store_path, &ro, &env);
+	if (rc) {
+		fail("open %s read-only: %s: %s", store_path, rcname(rc), mms_open_detail());
+		env = NULL;
+		return false;
+	}
+	committed();
+	if (!check_full(&cur) || !run_check("read-only"))
+		return false;
+	struct mms_stat st;
+	poison_stat(&st);
+	int f = pick_node(&cur, B(T_FILE), false);
+	rc = mms_mknod(env, MMS_ROOT_INO, "ro-new", 6, S_IFREG | 0644, 0, 0, &st);
+	if (!expect1("mknod in a read-only store", rc, MMS_READONLY) ||
+	    !stat_untouched(&st, "mknod"))
+		return false;
+	rc = mms_setxattr(env, MMS_ROOT_INO, "user.ro", 7, "x", 1, 0);
+	if (!expect1("setxattr in a read-only store", rc, MMS_READONLY))
+		return false;
+	if (f >= 0) {
+		rc = mms_write(env, cur.n[f].ino, "x", 1, 0);
+		if (!expect1("write to a read-only store", rc, MMS_READONLY))
+			return false;
+		rc = mms_truncate(env, cur.n[f].ino, 0);
+		if (!expect1("truncate in a read-only store", rc, MMS_READONLY))
+			return false;
+	}
+	n_expected_errors += 4;
+	if (!check_full(&cur))
+		return false;
+	rc = mms_close(env);
+	env = NULL;
+	return expect1("close of a read-only store", rc, 0);
+}
+
 static void op_reopen(void)
 {
+	if (rng_pct(25) && !visit_readonly())
+		return;
 	logop("close and reopen (holds are dropped, orphans freed)");
-	int rc = mms_close(env);
+	int rc = env ? mms_close(env) : 0;
 	env = NULL;
 	if (!expect1("close", rc, 0))
 		return;
@@ -2141,6 +2255,57 @@ static void op_reopen(void)
 	committed();
 	if (check_full(&cur))
 		run_check("after a reopen");
+}
+
+/*
+ * Cap the store at (about) its current file size, run a few calls that need
+ * space (each may get MMS_FULL and must then change nothing; the
+ * transaction must stay usable), check that freeing space works while full,
+ * then lift the cap.
+ */
+static void op_full(void)
+{
+	struct mms_info info;
+	int rc = mms_stats(env, &info);
+	if (!expect1("stats", rc, 0))
+		return;
+	/* A tight cap (the store is full at once), or room for a few writes. */
+	uint64_t max = info.file_size + (rng_pct(50) ? rng_below(8) : rng_range(128, 256)) * PG;
+	/* Removing must work on a full store (the engine keeps a floor of at
+	 * most 64 pages for it) unless the cap itself left less than that. */
+	full_unlink_ok = info.free_bytes + (max - info.file_size) < 128 * PG;
+	logop("set max_size %" PRIu64 " (file %" PRIu64 ", free %" PRIu64 ")%s", max,
+	      info.file_size, info.free_bytes, full_unlink_ok ? "" : ", unlink must still work");
+	rc = mms_set_max_size(env, max);
+	if (!expect1("set_max_size", rc, 0))
+		return;
+	if (info.file_size >= 2 * PG) {
+		rc = mms_set_max_size(env, info.file_size - PG);
+		if (!expect1("set_max_size below the file size", rc, MMS_INVAL))
+			return;
+	}
+	may_be_full = true;
+	for (int k = (int)rng_range(1, 4); k > 0 && !failed; k--) {
+		switch (rng_below(5)) {
+		case 0: op_create(T_FILE); break;
+		case 1: op_setxattr(); break;
+		case 2: op_fallocate(); break;
+		default: op_write(); break;
+		}
+	}
+	if (!failed && rng_pct(50))
+		op_unlink(false);
+	may_be_full = false;
+	full_unlink_ok = false;
+	if (failed)
+		return;
+	logop("set max_size 0 (unlimited)");
+	rc = mms_set_max_size(env, 0);
+	if (!expect1("set_max_size 0", rc, 0))
+		return;
+	rc = mms_stats(env, &info);
+	if (expect1("stats", rc, 0) && info.max_size != 0)
+		fail("max_size is %" PRIu64 " after mms_set_max_size(0)", info.max_size);
 }
 
 static void run_op(int op)
@@ -2170,6 +2335,7 @@ static void run_op(int op)
 	case OP_ROLLBACK: op_rollback(); break;
 	case OP_VACUUM: op_vacuum(); break;
 	case OP_REOPEN: op_reopen(); break;
+	case OP_FULL: op_full(); break;
 	}
 }
 
@@ -2255,10 +2421,10 @@ int main(void)
 		ok(run_check("at the end"), "mms_check finds no problem at the end");
 	if (!failed)
 		ok(1, "%ld random operations agree with the model (seed %" PRIu64 ")", nops, seed);
-	tap_diag("%ld expected errors, %ld full checks, %ld commits, %ld rollbacks (%ld turned "
-	         "into commits), %ld vacuums, %ld reopens, %ld mms_check runs", n_expected_errors,
-	         n_full_checks, n_commits, n_rollbacks, n_rollbacks_skipped, n_vacuums, n_reopens,
-	         n_checks);
+	tap_diag("%ld expected errors, %ld MMS_FULL, %ld full checks, %ld commits, %ld rollbacks "
+	         "(%ld turned into commits), %ld vacuums, %ld reopens, %ld mms_check runs",
+	         n_expected_errors, n_full, n_full_checks, n_commits, n_rollbacks,
+	         n_rollbacks_skipped, n_vacuums, n_reopens, n_checks);
 	if (env) {
 		rc = mms_close(env);
 		ok(rc == 0, "close: %s", rcname(rc));
