@@ -676,14 +676,27 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	return 0;
 }
 
+/* Runs this long are punched at the commit that frees them; shorter ones
+ * wait for the next sync, where neighbours have often joined them (one
+ * syscall for many small files deleted). */
+#define MMS_PUNCH_NOW 16u
+
 void mms_alloc_punch(mms_env *env)
 {
 	if (mms_alloc_ready(env))
 		return;
 	struct mms_alloc_state *a = env->alloc;
-	for (size_t i = 0; i < a->punch_now.n; i++)
-		mms_punch(env, a->punch_now.r[i].start, a->punch_now.r[i].n);
-	rs_clear(&a->punch_now);
+	size_t keep = 0;
+	for (size_t i = 0; i < a->punch_now.n; i++) {
+		struct mms_run r = a->punch_now.r[i];
+		if (r.n >= MMS_PUNCH_NOW) {
+			mms_punch(env, r.start, r.n);
+			a->punch_now.total -= r.n;
+		} else {
+			a->punch_now.r[keep++] = r;
+		}
+	}
+	a->punch_now.n = keep;
 }
 
 void mms_alloc_punch_free(mms_env *env)
@@ -708,7 +721,9 @@ void mms_alloc_synced(mms_env *env)
 			mms_txn_poison(env);
 	rs_clear(&a->pending);
 	rs_clear(&a->fresh);
-	mms_alloc_punch(env);
+	for (size_t i = 0; i < a->punch_now.n; i++)
+		mms_punch(env, a->punch_now.r[i].start, a->punch_now.r[i].n);
+	rs_clear(&a->punch_now);
 }
 
 static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)

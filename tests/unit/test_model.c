@@ -11,7 +11,16 @@
  * cookie resumption), the held orphans, and the store's counters.
  * Operations that must fail are checked for their exact code and for the
  * store being unchanged (and their out-parameters untouched).  After every
- * reopen and vacuum mms_check() must report no problem.
+ * reopen and vacuum mms_check() must report no problem.  Some reopens go
+ * through a read-only open (everything compared, changes refused with
+ * MMS_READONLY).  Some steps cap the store with mms_set_max_size() and run
+ * calls that need space: each may fail with MMS_FULL, which must change
+ * nothing and leave the transaction usable, and removing a file must still
+ * work when the cap left room for the engine's floor.
+ *
+ * Inode numbers: a new inode must not reuse a number that was ever part of
+ * a committed state; reuse of a number handed out in a transaction that was
+ * then rolled back is only noted (a diagnostic).
  *
  * On the first disagreement the last OPLOG_TAIL operations are printed as
  * TAP diagnostics and the test fails (and stops: later steps would only
