@@ -1535,35 +1535,6 @@ static const struct fuse_opt mmfs_opts[] = {
 	FUSE_OPT_END
 };
 
-/*
- * Parse a size with an optional K, M, G or T suffix (powers of 1024) into
- * *out.  Returns 0, or -1 for a malformed or overflowing value.
- */
-static int mmfs_parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	unsigned shift = 0;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
-	}
-	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 /* fuse_opt_parse() callback: our keyed options and the two arguments. */
 static int mmfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
 {
@@ -1588,7 +1559,7 @@ static int mmfs_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 		return 1; /* the kernel mounts read-only too */
 	case MMFS_KEY_SIZE:
 	case MMFS_KEY_MAX_SIZE:
-		if (mmfs_parse_size(val + 1, key == MMFS_KEY_SIZE ? &cfg->size
+		if (mms_parse_size(val + 1, key == MMFS_KEY_SIZE ? &cfg->size
 		                                                   : &cfg->max_size) != 0) {
 			fprintf(stderr, "mmfs: bad size in option '%s' (a number with "
 			        "an optional K, M, G or T suffix)\n", arg);

@@ -656,6 +656,33 @@ int mms_stats(mms_env *env, struct mms_info *info)
 	return 0;
 }
 
+int mms_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return MMS_INVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return MMS_INVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return MMS_INVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 int mms_set_max_size(mms_env *env, uint64_t max_size)
 {
 	int rc = mms_txn_enter(env);

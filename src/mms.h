@@ -436,6 +436,13 @@ struct mms_info {
 /* Fill *info.  Cheap: counters kept in the meta. */
 int mms_stats(mms_env *env, struct mms_info *info);
 
+/*
+ * Parse a size as mmfs and mmstore take it: decimal digits, then an optional
+ * K, M, G or T (powers of 1024), then an optional "B" or "iB" ("64M",
+ * "1GiB").  0, or MMS_INVAL if malformed or past 2^64.
+ */
+int mms_parse_size(const char *s, uint64_t *out);
+
 /* Change the maximum size (0: unlimited).  MMS_INVAL below the file's size. */
 int mms_set_max_size(mms_env *env, uint64_t max_size);
 

@@ -242,39 +242,6 @@ static int mmstore_nargs(const struct mmstore_cmd *cmd, int argc, char **argv, i
 	return -1;
 }
 
-/*
- * Parse a size with an optional K, M, G or T suffix (powers of 1024; an "iB"
- * or "B" may follow).  0 on success, -1 if malformed or too large.
- */
-static int mmstore_parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	unsigned shift = 0;
-	char *end;
-
-	if (!*s || *s == '-' || *s == '+')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
-	}
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-		end += strlen(end);
-	if (*end)
-		return -1;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 /* Format a byte count for humans ("1.5 MiB") into buf. */
 static const char *mmstore_human(uint64_t bytes, char *buf, size_t size)
 {
@@ -502,7 +469,7 @@ static int mmstore_create_opt(void *ctx, int opt, const char *arg)
 
 	if (opt != 's' && opt != 'm')
 		return MMSTORE_USAGE;
-	if (mmstore_parse_size(arg, dst))
+	if (mms_parse_size(arg, dst))
 		return mmstore_usage_error(c->cmd, "invalid size '%s'", arg);
 	return 0;
 }

@@ -458,10 +458,9 @@ static uint64_t max_ino_seen;       /* largest inode number ever handed out */
 static uint64_t max_ino_txn;        /* ... by a create since the last commit */
 static uint64_t max_ino_committed;  /* largest that was part of a committed state */
 static bool noted_ino_reuse;
-static uint64_t last_generation;
 
 /* Counters, printed at the end. */
-static long n_ops[32];
+static long n_ops[32];          /* steps run per opcode */
 static long n_expected_errors, n_full_checks, n_reopens, n_rollbacks,
 	n_rollbacks_skipped, n_commits, n_vacuums, n_checks;
 
@@ -2101,7 +2100,6 @@ static void op_commit(bool sync)
 		     after.synced_generation, dirty ? "" : "out");
 		return;
 	}
-	last_generation = after.generation;
 	n_commits++;
 	committed();
 	if (rng_pct(10))
@@ -2430,6 +2428,14 @@ int main(void)
 		ok(run_check("at the end"), "mms_check finds no problem at the end");
 	if (!failed)
 		ok(1, "%ld random operations agree with the model (seed %" PRIu64 ")", nops, seed);
+	{
+		char counts[1024];
+		size_t o = 0;
+		for (int k = 0; k < NOPS && o < sizeof counts - 40; k++)
+			o += (size_t)snprintf(counts + o, sizeof counts - o, "%s%s %ld", k ? ", " : "",
+			                      opnames[k], n_ops[k]);
+		tap_diag("steps: %s", counts);
+	}
 	tap_diag("%ld expected errors, %ld MMS_FULL, %ld full checks, %ld commits, %ld rollbacks "
 	         "(%ld turned into commits), %ld vacuums, %ld reopens, %ld mms_check runs",
 	         n_expected_errors, n_full, n_full_checks, n_commits, n_rollbacks,
