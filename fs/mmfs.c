@@ -564,6 +564,17 @@ static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mmfs_reply_entry(req, err, &ms);
 }
 
+/* Every key has one name (its inode records its parent): no hard links.
+ * EPERM is what link(2) says of a filesystem without them. */
+static void mmfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                         const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
 static void mmfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
                             const char *name)
 {
@@ -1411,6 +1422,7 @@ static const struct fuse_lowlevel_ops mmfs_ops = {
 	.mknod = mmfs_op_mknod,
 	.mkdir = mmfs_op_mkdir,
 	.symlink = mmfs_op_symlink,
+	.link = mmfs_op_link,
 	.unlink = mmfs_op_unlink,
 	.rmdir = mmfs_op_rmdir,
 	.rename = mmfs_op_rename,

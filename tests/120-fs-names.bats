@@ -216,6 +216,14 @@ except OSError as e:
 	assert_output --partial "No such file or directory"
 }
 
+@test "hard links are refused with EPERM; the file is unchanged" {
+	echo data >"$W/f"
+	run errno_of "os.link(w + '/f', w + '/g')"
+	assert_output EPERM
+	[[ ! -e $W/g ]]
+	assert_equal "$(cat "$W/f")" data
+}
+
 @test "stat and open racing with a rename over the name never see ENOENT" {
 	# A renamed-over inode is freed while the kernel may still hold its
 	# number; the daemon answers ESTALE so the VFS looks the name up again.
