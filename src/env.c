@@ -339,8 +339,11 @@ int mms_rollback(mms_env *env)
 		return 0;
 	mms_pager_discard(env);
 	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
-	uint64_t grown = env->meta.file_pages;
+	uint64_t grown = env->meta.file_pages, next_ino = env->meta.next_ino;
 	env->meta = env->committed;
+	/* numbers handed out by the dropped changes are not handed out again:
+	 * a caller may have shown them to someone (NFS handles, FUSE) */
+	env->meta.next_ino = next_ino;
 	if (grown > env->meta.file_pages &&
 	    ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0) {
 		/* a longer file is harmless: its tail is unused */

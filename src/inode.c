@@ -1595,9 +1595,11 @@ int mms_setxattr(mms_env *env, uint64_t ino, const char *name, size_t namelen,
 			memcpy(val + 1, value, vlen);
 		newlen = 1 + vlen;
 	} else {
+		/* nothing has changed yet: a full store leaves the transaction usable
+		 * (the reserve counted pages; the blob needs them contiguous) */
 		rc = mms_blob_write(env, value, vlen, &pg);
 		if (rc)
-			goto fail;
+			return rc;
 		val[0] = MMS_XATTR_KIND_BLOB;
 		mms_put_le64(val + 1, pg);
 		mms_put_le32(val + 9, (uint32_t)vlen);
