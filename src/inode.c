@@ -420,6 +420,35 @@ static int mms_dir_get(mms_env *env, uint64_t dir, struct mms_inode *in, int liv
 	return 0;
 }
 
+/*
+ * The inode named `name` in directory `parent`.  Only directories hold
+ * names, so the parent is read only to explain a miss (MMS_NOTDIR, or
+ * MMS_NOTFOUND for a missing directory or name): a hit costs two look-ups.
+ */
+static int mms_child_get(mms_env *env, uint64_t parent, const char *name, size_t len,
+                         struct mms_inode *in)
+{
+	struct mms_inode dir;
+	uint64_t ino;
+	uint32_t mode;
+	int rc = mms_name_valid(name, len);
+
+	if (rc)
+		return rc;
+	rc = mms_name_get(env, parent, name, len, &ino, &mode);
+	if (rc == MMS_NOTFOUND) {
+		int drc = mms_dir_get(env, parent, &dir, 0);
+		return drc ? drc : MMS_NOTFOUND;
+	}
+	if (rc)
+		return rc;
+	rc = mms_inode_get(env, ino, in, NULL, NULL);
+	if (rc == MMS_NOTFOUND)
+		return mms_fail(env, MMS_CORRUPT, "directory %llu, name '%.*s': inode %llu is missing",
+		                (unsigned long long)parent, (int)len, name, (unsigned long long)ino);
+	return rc;
+}
+
 /* 0 if directory `dir` has no entries, MMS_NOTEMPTY if it has. */
 static int mms_dir_empty(mms_env *env, uint64_t dir)
 {
@@ -826,24 +855,9 @@ int mms_release(mms_env *env, uint64_t ino)
 int mms_lookup(mms_env *env, uint64_t parent, const char *name, size_t len,
                struct mms_stat *st)
 {
-	struct mms_inode dir, in;
-	uint64_t ino;
-	uint32_t mode;
-	int rc;
+	struct mms_inode in;
+	int rc = mms_child_get(env, parent, name, len, &in);
 
-	rc = mms_name_valid(name, len);
-	if (rc)
-		return rc;
-	rc = mms_dir_get(env, parent, &dir, 0);
-	if (rc)
-		return rc;
-	rc = mms_name_get(env, parent, name, len, &ino, &mode);
-	if (rc)
-		return rc;
-	rc = mms_inode_get(env, ino, &in, NULL, NULL);
-	if (rc == MMS_NOTFOUND)
-		return mms_fail(env, MMS_CORRUPT, "directory %llu, name '%.*s': inode %llu is missing",
-		                (unsigned long long)parent, (int)len, name, (unsigned long long)ino);
 	if (rc)
 		return rc;
 	if (st)
@@ -1091,36 +1105,22 @@ int mms_readlink(mms_env *env, uint64_t ino, char *buf, size_t bufsize, size_t *
 /* Common part of unlink and rmdir. */
 static int mms_remove(mms_env *env, uint64_t parent, const char *name, size_t len, int want_dir)
 {
-	struct mms_inode dir, in;
-	uint64_t ino;
-	uint32_t m;
+	struct mms_inode in;
 	int64_t now;
 	int rc;
 
 	rc = mms_txn_enter(env);
 	if (rc)
 		return rc;
-	rc = mms_name_valid(name, len);
-	if (rc)
-		return rc;
-	rc = mms_dir_get(env, parent, &dir, 0);
-	if (rc)
-		return rc;
-	rc = mms_name_get(env, parent, name, len, &ino, &m);
-	if (rc)
-		return rc;
-	rc = mms_inode_get(env, ino, &in, NULL, NULL);
-	if (rc == MMS_NOTFOUND)
-		return mms_fail(env, MMS_CORRUPT, "directory %llu, name '%.*s': inode %llu is missing",
-		                (unsigned long long)parent, (int)len, name, (unsigned long long)ino);
+	rc = mms_child_get(env, parent, name, len, &in);
 	if (rc)
 		return rc;
 	if (want_dir) {
 		if (!S_ISDIR(in.mode))
 			return MMS_NOTDIR;
-		if (ino == MMS_ROOT_INO)
+		if (in.ino == MMS_ROOT_INO)
 			return MMS_BUSY;
-		rc = mms_dir_empty(env, ino);
+		rc = mms_dir_empty(env, in.ino);
 		if (rc)
 			return rc;
 	} else if (S_ISDIR(in.mode)) {

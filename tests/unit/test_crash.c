@@ -39,6 +39,7 @@
 #define _GNU_SOURCE
 #include "mms.h"
 #include "tap.h"
+#include "sparse.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -54,7 +55,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG 4096u
 #define DEFAULT_ROUNDS 200
 #define KILL_MAX_US 50000     /* the child lives 0..this many microseconds */
 #define CHILD_MAX_STEPS 3000  /* a child that is never killed stops here */
@@ -104,129 +104,6 @@ static void rng_fill(uint8_t *buf, size_t len)
 		uint64_t v = rng_next();
 		for (int k = 0; k < 8 && i < len; k++, v >>= 8)
 			buf[i++] = (uint8_t)v;
-	}
-}
-
-/* ---- Sparse bytes (as in test_model.c) -------------------------------------------
- * Size plus the pages ever written, sorted; absent pages and bytes at or
- * past the size are zeros. */
-
-struct mpage {
-	uint64_t idx;
-	uint8_t *b;
-};
-
-struct mdata {
-	uint64_t size;
-	struct mpage *pg;
-	size_t n, cap;
-};
-
-static size_t md_lower(const struct mdata *d, uint64_t idx)
-{
-	size_t lo = 0, hi = d->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (d->pg[mid].idx < idx)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static uint8_t *md_page(struct mdata *d, uint64_t idx)
-{
-	size_t at = md_lower(d, idx);
-	if (at < d->n && d->pg[at].idx == idx)
-		return d->pg[at].b;
-	if (d->n == d->cap) {
-		d->cap = d->cap ? d->cap * 2 : 8;
-		d->pg = realloc(d->pg, d->cap * sizeof *d->pg);
-		if (!d->pg)
-			abort();
-	}
-	memmove(d->pg + at + 1, d->pg + at, (d->n - at) * sizeof *d->pg);
-	d->pg[at].idx = idx;
-	d->pg[at].b = calloc(1, PG);
-	if (!d->pg[at].b)
-		abort();
-	d->n++;
-	return d->pg[at].b;
-}
-
-static void md_write(struct mdata *d, uint64_t off, const uint8_t *buf, size_t len)
-{
-	size_t done = 0;
-	while (done < len) {
-		uint64_t o = off + done;
-		size_t in = (size_t)(o % PG);
-		size_t n = PG - in < len - done ? PG - in : len - done;
-		memcpy(md_page(d, o / PG) + in, buf + done, n);
-		done += n;
-	}
-	if (off + len > d->size)
-		d->size = off + len;
-}
-
-static void md_zero(struct mdata *d, uint64_t off, uint64_t len)
-{
-	uint64_t end = off + len;
-	for (size_t i = md_lower(d, off / PG); i < d->n; i++) {
-		uint64_t ps = d->pg[i].idx * PG, pe = ps + PG;
-		if (ps >= end)
-			break;
-		uint64_t s = off > ps ? off : ps, e = end < pe ? end : pe;
-		if (s < e)
-			memset(d->pg[i].b + (s - ps), 0, (size_t)(e - s));
-	}
-}
-
-static void md_truncate(struct mdata *d, uint64_t size)
-{
-	if (size < d->size) {
-		md_zero(d, size, d->size - size);
-		size_t keep = md_lower(d, (size + PG - 1) / PG);
-		for (size_t i = keep; i < d->n; i++)
-			free(d->pg[i].b);
-		d->n = keep;
-	}
-	d->size = size;
-}
-
-static void md_read(const struct mdata *d, uint64_t off, size_t len, uint8_t *out)
-{
-	memset(out, 0, len);
-	uint64_t end = off + len;
-	for (size_t i = md_lower(d, off / PG); i < d->n; i++) {
-		uint64_t ps = d->pg[i].idx * PG, pe = ps + PG;
-		if (ps >= end)
-			break;
-		uint64_t s = off > ps ? off : ps, e = end < pe ? end : pe;
-		if (s < e)
-			memcpy(out + (s - off), d->pg[i].b + (s - ps), (size_t)(e - s));
-	}
-}
-
-static void md_free(struct mdata *d)
-{
-	for (size_t i = 0; i < d->n; i++)
-		free(d->pg[i].b);
-	free(d->pg);
-	memset(d, 0, sizeof *d);
-}
-
-static void md_copy(struct mdata *dst, const struct mdata *src)
-{
-	dst->size = src->size;
-	dst->n = dst->cap = src->n;
-	dst->pg = src->n ? malloc(src->n * sizeof *dst->pg) : NULL;
-	for (size_t i = 0; i < src->n; i++) {
-		dst->pg[i].idx = src->pg[i].idx;
-		dst->pg[i].b = malloc(PG);
-		if (!dst->pg[i].b)
-			abort();
-		memcpy(dst->pg[i].b, src->pg[i].b, PG);
 	}
 }
 
