@@ -3,7 +3,7 @@
  *
  * For each value size (64 B and 4 KiB) both engines, each in a fresh store
  * under a temporary directory:
- *   - put N keys, one commit per put (ours: mms_mknod + mms_write +
+ *   - put N keys, one commit per put (ours: mms_put +
  *     mms_commit; LMDB: one write txn per put, env opened MDB_NOSYNC);
  *   - put N keys, one commit for all;
  *   - get every key in a random order (ours: mms_lookup + mms_read into a
@@ -181,17 +181,11 @@ static int bench_mms_put(mms_env *env, const char *path, unsigned n, size_t vlen
 	if (!val)
 		return ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		struct mms_stat st;
 		int klen = bench_key(key, i);
 		bench_fill_value(val, vlen, i);
-		rc = mms_mknod(env, MMS_ROOT_INO, key, (size_t)klen, S_IFREG | 0644, 0, 0, &st);
+		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, vlen, 0644, 0, 0, NULL);
 		if (rc) {
-			bench_mms_fail(env, path, "mms_mknod", key, rc);
-			goto out;
-		}
-		rc = mms_write(env, st.ino, val, vlen, 0);
-		if (rc) {
-			bench_mms_fail(env, path, "mms_write", key, rc);
+			bench_mms_fail(env, path, "mms_put", key, rc);
 			goto out;
 		}
 		if ((i + 1) % batch == 0 || i + 1 == n) {

@@ -527,7 +527,7 @@ static int mms_reserve_floor(mms_env *env, uint64_t n, uint64_t floor)
 		/* a sync commits: only when nothing uncommitted would go with it
 		 * (the caller may still roll back earlier calls) */
 		if (attempt || (!a->pending.total && !a->txn_free.total) || env->txn_bad ||
-		    env->epoch != env->op_epoch || !env->op_fresh_txn)
+		    env->mods != env->op_mods || !env->op_fresh_txn)
 			break;
 		/* space waits for a sync: sync now to reclaim it */
 		int rc = mms_sync(env);

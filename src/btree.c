@@ -470,6 +470,8 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 		parent = bt_dirty(env, path->pg[d - 1]);
 		mms_put_le64((uint8_t *)it_v(pg_it(parent, si)), nspg);
 		branch_set_key(parent, ci, sep, sepl);
+		/* the two leaves' key ranges moved: cached bounds are stale */
+		__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 		free(all);
 		free(scopy);
 		return 1;
@@ -629,13 +631,140 @@ int mms_bt_get(mms_env *env, int tree, const void *key, size_t klen, const void 
 	return 0;
 }
 
+/*
+ * The leaf each tree's last put went to, with the key range its ancestors
+ * give it, per env (puts are never concurrent).  A put whose key falls in
+ * that range while the leaf is still a dirty page of the open transaction
+ * and the item fits goes straight into it: no descent, no copy.  Valid
+ * while env->epoch is unchanged: any page allocated, freed or moved, and
+ * any change of separators, bumps it.
+ */
+struct mms_bt_wleaf {
+	uint64_t pgno, epoch;
+	int has_lo, has_hi;
+	size_t lol, hil;
+	uint8_t lo[MMS_BT_KEY_MAX], hi[MMS_BT_KEY_MAX];
+};
+
+#define MMS_BT_WLEAVES 4 /* per tree: a create touches the parent's leaf and the new inode's */
+
+struct mms_bt_wcache {
+	struct mms_bt_wleaf t[MMS_NTREES][MMS_BT_WLEAVES];
+	unsigned next[MMS_NTREES]; /* round-robin replacement */
+};
+
+void mms_bt_cache_free(mms_env *env)
+{
+	free(env->wcache);
+	env->wcache = NULL;
+}
+
+/* The range [lo, hi) of the leaf at the end of `path`, from its ancestors. */
+static int bt_path_bounds(mms_env *env, const struct bt_path *path, struct mms_bt_wleaf *w)
+{
+	int rc = 0;
+	w->has_lo = w->has_hi = 0;
+	for (int d = 0; d + 1 < path->depth; d++) {
+		const uint8_t *p = mms_page_get(env, path->pg[d], &rc);
+		if (!p)
+			return rc;
+		unsigned i = (unsigned)path->idx[d], n = pg_n(p);
+		if (i > 0) {
+			const uint8_t *it = pg_it(p, i);
+			w->lol = it_kl(it);
+			memcpy(w->lo, it_k(it), w->lol);
+			w->has_lo = 1;
+		}
+		if (i + 1 < n) {
+			const uint8_t *it = pg_it(p, i + 1);
+			w->hil = it_kl(it);
+			memcpy(w->hi, it_k(it), w->hil);
+			w->has_hi = 1;
+		}
+	}
+	return 0;
+}
+
+/* The fast path of mms_bt_put(): 1 if done, 0 to take the slow path. */
+static int bt_put_cached(mms_env *env, int tree, const void *key, size_t klen, const void *val,
+                         size_t vlen)
+{
+	struct mms_bt_wleaf *w = NULL;
+	if (!env->wcache)
+		return 0;
+	for (int j = 0; j < MMS_BT_WLEAVES && !w; j++) {
+		struct mms_bt_wleaf *c = &env->wcache->t[tree][j];
+		if (c->pgno && c->epoch == env->epoch &&
+		    (!c->has_lo || key_cmp(key, klen, c->lo, c->lol) >= 0) &&
+		    (!c->has_hi || key_cmp(key, klen, c->hi, c->hil) < 0))
+			w = c;
+	}
+	if (!w || !mms_page_is_dirty(env, w->pgno))
+		return 0;
+	uint8_t *p = bt_dirty(env, w->pgno);
+	if (!p || p[4] != MMS_PG_LEAF || p[5] != tree)
+		return 0;
+	int exact;
+	unsigned i = leaf_search(p, key, klen, &exact);
+	if (exact) {
+		const uint8_t *it = pg_it(p, i);
+		if (it_vl(it) == vlen) {
+			memcpy((uint8_t *)it_v(it), val, vlen);
+			return 1;
+		}
+		if (pg_used(p) - it_size(it_kl(it), it_vl(it)) + it_size(klen, vlen) > PG_USABLE)
+			return 0;
+		pg_remove(p, i);
+	} else if (!pg_fits(p, klen, vlen)) {
+		return 0;
+	}
+	pg_insert(p, i, key, klen, val, vlen);
+	return 1;
+}
+
+/* mms_bt_get() for a caller about to change the tree (single-threaded,
+ * like every modifying call): a miss or hit in a leaf the transaction has
+ * already copied also primes the put cache, so the put that follows (a
+ * create after its existence check) needs no second descent. */
+int mms_bt_get_w(mms_env *env, int tree, const void *key, size_t klen, const void **val,
+                 size_t *vlen)
+{
+	struct bt_path path;
+	int rc;
+	if (!env->meta.root[tree])
+		return MMS_NOTFOUND;
+	rc = bt_descend(env, tree, key, klen, &path);
+	if (rc && rc != MMS_NOTFOUND)
+		return rc;
+	int found = rc == 0;
+	uint64_t leaf = path.pg[path.depth - 1];
+	if (mms_page_is_dirty(env, leaf) &&
+	    (env->wcache || (env->wcache = calloc(1, sizeof(*env->wcache))))) {
+		struct mms_bt_wleaf *w = &env->wcache->t[tree][env->wcache->next[tree]++ % MMS_BT_WLEAVES];
+		w->pgno = 0;
+		if (bt_path_bounds(env, &path, w) == 0) {
+			w->pgno = leaf;
+			w->epoch = env->epoch;
+		}
+	}
+	if (!found)
+		return MMS_NOTFOUND;
+	const uint8_t *p = mms_page_get(env, leaf, &rc);
+	if (!p)
+		return rc;
+	const uint8_t *it = pg_it(p, (unsigned)path.idx[path.depth - 1]);
+	*val = it_v(it);
+	*vlen = it_vl(it);
+	return 0;
+}
+
 int mms_bt_put(mms_env *env, int tree, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct bt_path path;
 	int rc = bt_key_ok(env, klen, vlen);
 	if (rc)
 		return rc;
-	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE); /* pages move: drop leaf caches */
+	env->mods++;
 	if (!env->meta.root[tree]) {
 		uint64_t pgno;
 		uint8_t *p = mms_page_new(env, &pgno, &rc);
@@ -647,10 +776,20 @@ int mms_bt_put(mms_env *env, int tree, const void *key, size_t klen, const void 
 		env->meta.root[tree] = pgno;
 		return 0;
 	}
+	if (bt_put_cached(env, tree, key, klen, val, vlen))
+		return 0;
 	rc = bt_descend(env, tree, key, klen, &path);
 	int exact = rc == 0;
 	if (rc && rc != MMS_NOTFOUND)
 		return rc;
+	if (!env->wcache && !(env->wcache = calloc(1, sizeof(*env->wcache))))
+		return ENOMEM;
+	struct mms_bt_wleaf *w = &env->wcache->t[tree][env->wcache->next[tree]++ % MMS_BT_WLEAVES];
+	w->pgno = 0;
+	rc = bt_path_bounds(env, &path, w);
+	if (rc)
+		return rc;
+	uint64_t epoch = env->epoch;
 	rc = bt_cow_path(env, tree, &path);
 	if (rc)
 		return rc;
@@ -661,13 +800,22 @@ int mms_bt_put(mms_env *env, int tree, const void *key, size_t klen, const void 
 		const uint8_t *it = pg_it(p, i);
 		if (it_vl(it) == vlen) { /* same size: overwrite in place */
 			memcpy((uint8_t *)it_v(it), val, vlen);
-			return 0;
+			goto cache;
 		}
 		pg_remove(p, i);
 	}
 	/* an item added (or grown) at the right edge of the tree */
 	int append = i == pg_n(p) && bt_is_right_edge(env, &path);
-	return bt_insert_at(env, tree, &path, d, i, key, klen, val, vlen, append);
+	rc = bt_insert_at(env, tree, &path, d, i, key, klen, val, vlen, append);
+	if (rc)
+		return rc;
+cache:
+	/* nothing moved: the next put in this range may go straight here */
+	if (env->epoch == epoch) {
+		w->pgno = path.pg[d];
+		w->epoch = epoch;
+	}
+	return 0;
 }
 
 /* Remove child item i of branch page at level d (the child page is freed by
@@ -751,7 +899,7 @@ int mms_bt_del(mms_env *env, int tree, const void *key, size_t klen)
 	int rc = bt_descend(env, tree, key, klen, &path);
 	if (rc)
 		return rc;
-	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
+	env->mods++;
 	rc = bt_cow_path(env, tree, &path);
 	if (rc)
 		return rc;
@@ -830,6 +978,20 @@ static int cur_descend(struct mms_bt_cursor *c, int d, int dir)
 		c->idx[d + 1] = dir > 0 ? 0 : (int)pg_n(cp) - 1;
 		d++;
 	}
+}
+
+int mms_bt_depth(mms_env *env, int tree, unsigned *depth)
+{
+	int rc = 0;
+	if (!env->meta.root[tree]) {
+		*depth = 0;
+		return 0;
+	}
+	const uint8_t *p = mms_page_get(env, env->meta.root[tree], &rc);
+	if (!p)
+		return rc;
+	*depth = pg_level(p) + 1;
+	return 0;
 }
 
 int mms_bt_first(struct mms_bt_cursor *c, mms_env *env, int tree)

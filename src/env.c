@@ -116,7 +116,7 @@ int mms_txn_enter(mms_env *env)
 		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
 	env->op_fresh_txn = !env->txn_active;
 	env->txn_active = 1;
-	env->op_epoch = __atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
+	env->op_mods = env->mods;
 	return 0;
 }
 
@@ -298,7 +298,6 @@ int mms_commit(mms_env *env)
 	env->committed = env->meta;
 	env->txn_active = 0;
 	mms_alloc_punch(env);
-	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 out:
 	free(pg);
 	return rc;
@@ -361,6 +360,7 @@ int mms_rollback(mms_env *env)
 static void mms_env_free(mms_env *env)
 {
 	mms_holds_free(env);
+	mms_bt_cache_free(env);
 	mms_alloc_close(env);
 	mms_pager_close(env);
 	if (env->fd >= 0)

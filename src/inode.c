@@ -274,17 +274,11 @@ void mms_inode_to_stat(const struct mms_inode *in, struct mms_stat *st)
 /* Depth of a tree (0: empty); MMS_BT_MAXDEPTH when it cannot be read. */
 static uint64_t mms_tree_depth(mms_env *env, int tree)
 {
-	struct mms_bt_cursor c;
-	int rc;
+	unsigned depth;
 
-	if (!env->meta.root[tree])
-		return 0;
-	rc = mms_bt_first(&c, env, tree);
-	if (rc == MMS_NOTFOUND)
-		return 1;
-	if (rc || c.depth <= 0)
-		return MMS_BT_MAXDEPTH;
-	return (uint64_t)c.depth;
+	if (mms_bt_depth(env, tree, &depth))
+		return MMS_BT_MAXDEPTH; /* damaged: the call fails later with the detail */
+	return depth;
 }
 
 /* Pages an insert into `tree` may allocate: its path, a split of every
@@ -365,8 +359,11 @@ static size_t mms_name_key(uint8_t *key, uint64_t parent, const char *name, size
 }
 
 /* Find `name` in directory `dir` (not checked to be a directory). */
-static int mms_name_get(mms_env *env, uint64_t dir, const char *name, size_t len,
-                        uint64_t *ino, uint32_t *mode)
+/* `for_write`: the caller is a modifying call that will insert near this
+ * key (see mms_bt_get_w); read-only calls, which may run concurrently,
+ * pass 0. */
+static int mms_name_find(mms_env *env, uint64_t dir, const char *name, size_t len,
+                         uint64_t *ino, uint32_t *mode, int for_write)
 {
 	uint8_t key[MMS_NAME_KEY_MAX];
 	size_t klen = mms_name_key(key, dir, name, len);
@@ -374,7 +371,8 @@ static int mms_name_get(mms_env *env, uint64_t dir, const char *name, size_t len
 	size_t vlen;
 	int rc;
 
-	rc = mms_bt_get(env, MMS_TREE_NAME, key, klen, &val, &vlen);
+	rc = for_write ? mms_bt_get_w(env, MMS_TREE_NAME, key, klen, &val, &vlen)
+	               : mms_bt_get(env, MMS_TREE_NAME, key, klen, &val, &vlen);
 	if (rc)
 		return rc;
 	if (vlen != MMS_NAME_VAL)
@@ -383,6 +381,12 @@ static int mms_name_get(mms_env *env, uint64_t dir, const char *name, size_t len
 	*ino = mms_get_le64(val);
 	*mode = mms_get_le32((const uint8_t *)val + 8);
 	return 0;
+}
+
+static int mms_name_get(mms_env *env, uint64_t dir, const char *name, size_t len,
+                        uint64_t *ino, uint32_t *mode)
+{
+	return mms_name_find(env, dir, name, len, ino, mode, 0);
 }
 
 static int mms_name_put(mms_env *env, uint64_t dir, const char *name, size_t len,
@@ -916,7 +920,7 @@ int mms_resolve(mms_env *env, const char *path, size_t len, struct mms_stat *st)
 /* Create an inode of `mode` named `name` in `parent`; *out gets it. */
 static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t len,
                       uint32_t mode, uint32_t uid, uint32_t gid, uint64_t extra_pages,
-                      struct mms_inode *out)
+                      const void *inl, size_t inl_len, struct mms_inode *out)
 {
 	struct mms_inode dir, in;
 	uint64_t ino;
@@ -933,7 +937,7 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	rc = mms_dir_get(env, parent, &dir, 1);
 	if (rc)
 		return rc;
-	rc = mms_name_get(env, parent, name, len, &ino, &m);
+	rc = mms_name_find(env, parent, name, len, &ino, &m, 1);
 	if (rc == 0)
 		return MMS_EXISTS;
 	if (rc != MMS_NOTFOUND)
@@ -952,13 +956,16 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	in.gen = (uint32_t)env->meta.generation + 1;
 	in.atime = in.mtime = in.ctime = now;
 	in.parent = parent;
-	rc = mms_inode_put(env, &in, NULL, 0);
+	in.size = inl_len;
+	rc = mms_inode_put(env, &in, inl_len ? inl : NULL, inl_len);
 	if (rc)
 		goto fail;
 	rc = mms_name_put(env, parent, name, len, in.ino, in.mode);
 	if (rc)
 		goto fail;
-	rc = mms_dir_touch(env, parent, now);
+	/* the directory read above: no need to look it up again */
+	dir.mtime = dir.ctime = now;
+	rc = mms_inode_put(env, &dir, NULL, 0);
 	if (rc)
 		goto fail;
 	if (S_ISDIR(in.mode))
@@ -1025,7 +1032,7 @@ int mms_mknod(mms_env *env, uint64_t parent, const char *name, size_t len,
 		rc = mms_txn_enter(env);
 		return rc ? rc : MMS_INVAL;
 	}
-	rc = mms_create(env, parent, name, len, mode, uid, gid, 0, &in);
+	rc = mms_create(env, parent, name, len, mode, uid, gid, 0, NULL, 0, &in);
 	if (rc)
 		return rc;
 	if (st)
@@ -1055,14 +1062,85 @@ int mms_symlink(mms_env *env, uint64_t parent, const char *name, size_t len,
 		return MMS_NAMETOOLONG;
 	if (memchr(target, '\0', tlen))
 		return MMS_INVAL;
+	if (tlen <= MMS_INLINE_MAX) {
+		rc = mms_create(env, parent, name, len, S_IFLNK | 0777, uid, gid, 0, target, tlen, &in);
+		if (rc == 0 && st)
+			mms_inode_to_stat(&in, st);
+		return rc;
+	}
 	rc = mms_create(env, parent, name, len, S_IFLNK | 0777, uid, gid,
 	                mms_cost_put(env, MMS_TREE_EXTENT) + mms_cost_upd(env, MMS_TREE_INODE) +
-	                (tlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, &in);
+	                (tlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, NULL, 0, &in);
 	if (rc)
 		return rc;
 	rc = mms_write(env, in.ino, target, tlen, 0);
 	if (rc)
 		goto fail;
+	rc = mms_inode_get(env, in.ino, &in, NULL, NULL);
+	if (rc)
+		goto fail;
+	if (st)
+		mms_inode_to_stat(&in, st);
+	return 0;
+fail:
+	mms_txn_poison(env);
+	return rc;
+}
+
+int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const void *data,
+            size_t dlen, uint32_t mode, uint32_t uid, uint32_t gid, struct mms_stat *st)
+{
+	struct mms_inode in;
+	uint64_t pages = (dlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+	int rc = mms_txn_enter(env);
+
+	if (rc)
+		return rc;
+	if (dlen && !data)
+		return MMS_INVAL;
+	if ((uint64_t)dlen > MMS_SIZE_MAX)
+		return MMS_TOOBIG;
+	/* a new key first (the common case: one look-up of the name); small
+	 * bytes go into the inode item as it is made */
+	if (dlen <= MMS_INLINE_MAX) {
+		rc = mms_create(env, parent, name, len, S_IFREG | (mode & 07777), uid, gid, 0,
+		                data, dlen, &in);
+		if (rc == 0 && st)
+			mms_inode_to_stat(&in, st);
+		if (rc != MMS_EXISTS)
+			return rc;
+	} else {
+		rc = mms_create(env, parent, name, len, S_IFREG | (mode & 07777), uid, gid,
+		                pages + 4 * mms_cost_put(env, MMS_TREE_EXTENT) + mms_cost_upd(env, MMS_TREE_INODE),
+		                NULL, 0, &in);
+		if (rc == 0)
+			goto write; /* created empty, with room for the bytes reserved */
+		if (rc != MMS_EXISTS)
+			return rc;
+	}
+	/* the name exists: replace the bytes of a regular file */
+	rc = mms_child_get(env, parent, name, len, &in);
+	if (rc)
+		return rc;
+	if (S_ISDIR(in.mode))
+		return MMS_ISDIR;
+	if (!S_ISREG(in.mode))
+		return MMS_INVAL;
+	/* room for the new bytes before the old ones go, so a full store fails
+	 * here with nothing changed */
+	rc = mms_reserve(env, pages + 4 * mms_cost_put(env, MMS_TREE_EXTENT) +
+	                 2 * mms_cost_upd(env, MMS_TREE_INODE));
+	if (rc)
+		return rc;
+	rc = mms_truncate(env, in.ino, 0);
+	if (rc)
+		goto fail;
+write:
+	if (dlen) {
+		rc = mms_write(env, in.ino, data, dlen, 0);
+		if (rc)
+			goto fail;
+	}
 	rc = mms_inode_get(env, in.ino, &in, NULL, NULL);
 	if (rc)
 		goto fail;

@@ -231,6 +231,17 @@ int mms_symlink(mms_env *env, uint64_t parent, const char *name, size_t len,
                 struct mms_stat *st);
 
 /*
+ * Store `data` (dlen bytes) as the regular file `name` in directory
+ * `parent`, as one call: create it (permission bits `mode`, owner uid/gid)
+ * if the name is free, or replace the bytes of the regular file there
+ * (its other attributes stay).  Small values go straight into the inode.
+ * MMS_ISDIR if the name is a directory, MMS_INVAL for another type,
+ * MMS_FULL (nothing changed) when the store cannot hold the bytes.
+ */
+int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const void *data,
+            size_t dlen, uint32_t mode, uint32_t uid, uint32_t gid, struct mms_stat *st);
+
+/*
  * Copy a symlink's target into buf (no NUL added); *lenp gets its length.
  * MMS_NOTLINK, MMS_RANGE if bufsize is smaller than the target.
  */

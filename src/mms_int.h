@@ -162,8 +162,12 @@ struct mms_env {
 	int commit_slot;              /* meta slot commits overwrite */
 	int txn_active;               /* something changed since the last commit */
 	int txn_bad;                  /* poisoned: MMS_BADTXN until rollback */
-	uint64_t epoch;               /* bumped by every change, commit, rollback */
-	uint64_t op_epoch;            /* epoch when the current call began */
+	uint64_t epoch;               /* bumped when a tree page is allocated, freed
+	                               * or moved, and at rollback: page numbers
+	                               * cached under an older epoch are stale */
+	uint64_t mods;                /* bumped by every tree change */
+	uint64_t op_mods;             /* mods when the current call began */
+	struct mms_bt_wcache *wcache; /* btree.c: the leaves puts go to */
 	int op_fresh_txn;             /* the current call began the transaction */
 	uint8_t boot_id[16];
 	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
@@ -245,6 +249,12 @@ struct mms_bt_cursor {
 
 int mms_bt_get(mms_env *env, int tree, const void *key, size_t klen,
                const void **val, size_t *vlen);
+/* mms_bt_get() by a modifying call (never concurrent with others): also
+ * lets a following mms_bt_put() near the same key skip its descent. */
+int mms_bt_get_w(mms_env *env, int tree, const void *key, size_t klen,
+                 const void **val, size_t *vlen);
+/* Depth of a tree (0: empty), from its root page. */
+int mms_bt_depth(mms_env *env, int tree, unsigned *depth);
 /* Insert or replace.  klen 1..MMS_BT_KEY_MAX, vlen 0..MMS_BT_VAL_MAX. */
 int mms_bt_put(mms_env *env, int tree, const void *key, size_t klen,
                const void *val, size_t vlen);
@@ -264,6 +274,8 @@ void mms_bt_item(const struct mms_bt_cursor *c, const void **key, size_t *klen,
                  const void **val, size_t *vlen);
 /* Free every page of a tree (not the items' blobs). */
 void mms_bt_drop(mms_env *env, int tree);
+/* Free the env's B+tree caches (close). */
+void mms_bt_cache_free(mms_env *env);
 
 /* ---- inode.c ------------------------------------------------------------- */
 /* Decode the record at the start of an INODE value of `len` bytes; *reclen

@@ -261,6 +261,8 @@ uint8_t *mms_page_new(mms_env *env, uint64_t *pgnop, int *rc)
 	err = mms_dirty_insert(env->pager, pgno, buf);
 	if (err)
 		goto fail_buf;
+	/* tree pages changed place: page numbers cached by btree.c are stale */
+	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 	*pgnop = pgno;
 	return buf;
 fail_buf:
@@ -295,6 +297,7 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 
 void mms_page_free(mms_env *env, uint64_t pgno)
 {
+	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 	struct mms_dirty *d = mms_dirty_find(env->pager, pgno);
 	if (d) {
 		free(d->buf);

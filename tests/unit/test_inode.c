@@ -1245,6 +1245,67 @@ static void test_full_store(void)
 	mms_close(env);
 }
 
+/* mms_put: create with bytes, replace, refuse directories and other types,
+ * and a full store that changes nothing. */
+static void test_put(void)
+{
+	char *path;
+	mms_env *env = fresh(&path);
+	static char big[200000], got[200000];
+	struct mms_stat st, st2;
+	size_t n;
+	int rc;
+
+	memset(big, 'b', sizeof big);
+	is_int(mms_put(env, ROOT, "small", 5, "hello", 5, 0640, 7, 8, &st), 0, "put a small key");
+	ok(S_ISREG(st.mode) && (st.mode & 07777) == 0640 && st.uid == 7 && st.gid == 8 && st.size == 5,
+	   "mode %o uid %u gid %u size %llu", st.mode, st.uid, st.gid, (unsigned long long)st.size);
+	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "read it");
+	ok(n == 5 && !memcmp(got, "hello", 5), "the bytes are there");
+	is_int(mms_put(env, ROOT, "small", 5, big, sizeof big, 0600, 0, 0, &st2), 0, "replace with 200 KB");
+	ok(st2.ino == st.ino && st2.size == sizeof big && (st2.mode & 07777) == 0640,
+	   "same inode, new size, mode kept");
+	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "read it");
+	ok(n == sizeof big && !memcmp(got, big, n), "the new bytes are there");
+	is_int(mms_put(env, ROOT, "small", 5, "x", 1, 0600, 0, 0, &st2), 0, "replace with 1 byte");
+	ok(st2.size == 1 && st2.blocks == 0, "the extents are gone (blocks %llu)", (unsigned long long)st2.blocks);
+	is_int(mms_put(env, ROOT, "big", 3, big, sizeof big, 0644, 0, 0, &st), 0, "put a large new key");
+	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "read it");
+	ok(n == sizeof big && !memcmp(got, big, n), "its bytes are there");
+	is_int(mms_put(env, ROOT, "empty", 5, NULL, 0, 0644, 0, 0, &st), 0, "put an empty key");
+	is_int(st.size, 0, "size 0");
+	is_int(mms_mkdir(env, ROOT, "d", 1, 0755, 0, 0, NULL), 0, "mkdir d");
+	is_int(mms_put(env, ROOT, "d", 1, "x", 1, 0644, 0, 0, NULL), MMS_ISDIR, "put over a directory: MMS_ISDIR");
+	is_int(mms_symlink(env, ROOT, "l", 1, "small", 5, 0, 0, NULL), 0, "symlink l");
+	is_int(mms_put(env, ROOT, "l", 1, "x", 1, 0644, 0, 0, NULL), MMS_INVAL, "put over a symlink: MMS_INVAL");
+	is_int(mms_put(env, 999999, "k", 1, "x", 1, 0644, 0, 0, NULL), MMS_NOTFOUND, "missing parent: MMS_NOTFOUND");
+	is_int(mms_put(env, st.ino, "k", 1, "x", 1, 0644, 0, 0, NULL), MMS_NOTDIR, "file as parent: MMS_NOTDIR");
+	is_int(mms_commit(env), 0, "commit");
+	env = reopen(env, path);
+	is_int(mms_lookup(env, ROOT, "big", 3, &st), 0, "after reopen");
+	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "read it");
+	ok(n == sizeof big && !memcmp(got, big, n), "the bytes persisted");
+	check_store(env, "mms_put");
+	mms_close(env);
+
+	/* a full store: a replacement that does not fit changes nothing */
+	char full[4096];
+	snprintf(full, sizeof full, "%s.full", path);
+	rc = mms_open(full, &(struct mms_options){ .flags = MMS_CREATE, .max_size = 1u << 20 }, &env);
+	if (!ok(rc == 0, "create a 1 MiB store"))
+		return;
+	is_int(mms_put(env, ROOT, "k", 1, big, 100000, 0644, 0, 0, &st), 0, "put 100 KB");
+	is_int(mms_commit(env), 0, "commit");
+	static char huge[2u << 20];
+	is_int(mms_put(env, ROOT, "k", 1, huge, sizeof huge, 0644, 0, 0, NULL), MMS_FULL, "a 2 MiB replacement: MMS_FULL");
+	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "the transaction is still usable");
+	ok(n == 100000 && !memcmp(got, big, n), "the old bytes are intact");
+	is_int(mms_put(env, ROOT, "k2", 2, huge, sizeof huge, 0644, 0, 0, NULL), MMS_FULL, "a 2 MiB new key: MMS_FULL");
+	is_int(mms_lookup(env, ROOT, "k2", 2, &st2), MMS_NOTFOUND, "and it was not created");
+	check_store(env, "a full store after mms_put");
+	mms_close(env);
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -1263,5 +1324,6 @@ int main(void)
 	test_xattr_corrupt();
 	test_persistence();
 	test_full_store();
+	test_put();
 	return tap_done();
 }
