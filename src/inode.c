@@ -1046,6 +1046,25 @@ int mms_mkdir(mms_env *env, uint64_t parent, const char *name, size_t len,
 	return mms_mknod(env, parent, name, len, S_IFDIR | (mode & 07777), uid, gid, st);
 }
 
+/* Write the bytes of an empty inode this call made (or emptied), then its
+ * attributes into *st (may be NULL).  The call has changed the store
+ * already: a failure poisons the transaction. */
+static int mms_fill(mms_env *env, uint64_t ino, const void *data, size_t dlen, struct mms_stat *st)
+{
+	struct mms_inode in;
+	int rc = dlen ? mms_write(env, ino, data, dlen, 0) : 0;
+
+	if (!rc)
+		rc = mms_inode_get(env, ino, &in, NULL, NULL);
+	if (rc) {
+		mms_txn_poison(env);
+		return rc;
+	}
+	if (st)
+		mms_inode_to_stat(&in, st);
+	return 0;
+}
+
 int mms_symlink(mms_env *env, uint64_t parent, const char *name, size_t len,
                 const char *target, size_t tlen, uint32_t uid, uint32_t gid,
                 struct mms_stat *st)
@@ -1073,18 +1092,7 @@ int mms_symlink(mms_env *env, uint64_t parent, const char *name, size_t len,
 	                (tlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, NULL, 0, &in);
 	if (rc)
 		return rc;
-	rc = mms_write(env, in.ino, target, tlen, 0);
-	if (rc)
-		goto fail;
-	rc = mms_inode_get(env, in.ino, &in, NULL, NULL);
-	if (rc)
-		goto fail;
-	if (st)
-		mms_inode_to_stat(&in, st);
-	return 0;
-fail:
-	mms_txn_poison(env);
-	return rc;
+	return mms_fill(env, in.ino, target, tlen, st);
 }
 
 int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const void *data,
@@ -1136,17 +1144,7 @@ int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const v
 	if (rc)
 		goto fail;
 write:
-	if (dlen) {
-		rc = mms_write(env, in.ino, data, dlen, 0);
-		if (rc)
-			goto fail;
-	}
-	rc = mms_inode_get(env, in.ino, &in, NULL, NULL);
-	if (rc)
-		goto fail;
-	if (st)
-		mms_inode_to_stat(&in, st);
-	return 0;
+	return mms_fill(env, in.ino, data, dlen, st);
 fail:
 	mms_txn_poison(env);
 	return rc;
