@@ -36,6 +36,7 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,7 @@ struct mmfs_config {
 struct mmfs {
 	mms_env *env;
 	pthread_rwlock_t lock;  /* guards env; see the invariants above */
+	pthread_mutex_t vacuum_lock; /* one vacuum at a time (it yields `lock`) */
 	int readonly;
 	int foreground;         /* log to stderr instead of syslog */
 	int debug;              /* log every failed request, not only serious ones */
@@ -1242,6 +1244,11 @@ static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
 	if (fs->debug)
 		mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " of %" PRIu64, fs->store,
 		         done, total);
+	/* between batches everything is committed: let waiting requests run,
+	 * so clients are held up by one batch at most, not the whole vacuum */
+	mmfs_unlock(fs);
+	sched_yield();
+	mmfs_wrlock(fs);
 	return 0;
 }
 
@@ -1256,17 +1263,21 @@ static int mmfs_control_set(struct mmfs *fs, const char *name, const char *value
 		return EOPNOTSUPP;
 	if (size != 1 || value[0] != '1')
 		return EINVAL;
-	mmfs_wrlock(fs);
 	if (strcmp(name, MMFS_CTL_SYNC) == 0) {
+		mmfs_wrlock(fs);
 		rc = mms_sync(fs->env);
+		mmfs_unlock(fs);
 	} else {
+		pthread_mutex_lock(&fs->vacuum_lock);
+		mmfs_wrlock(fs);
 		rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
 		if (rc == 0)
 			mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " -> %" PRIu64
 			         " bytes, %" PRIu64 " moved", fs->store, res.size_before,
 			         res.size_after, res.moved_bytes);
+		mmfs_unlock(fs);
+		pthread_mutex_unlock(&fs->vacuum_lock);
 	}
-	mmfs_unlock(fs);
 	if (rc != 0) {
 		mmfs_log_fail(fs, name, FUSE_ROOT_ID, NULL, rc);
 		if (rc == MMS_BADTXN || rc == MMS_CORRUPT) {
@@ -1723,6 +1734,7 @@ int main(int argc, char *argv[])
 	/* Writers must not starve behind a stream of reads. */
 	pthread_rwlockattr_setkind_np(&lattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&fs.lock, &lattr);
+	pthread_mutex_init(&fs.vacuum_lock, NULL);
 	pthread_rwlockattr_destroy(&lattr);
 
 	if (fuse_opt_parse(&args, &cfg, mmfs_opts, mmfs_opt_proc) != 0 || cfg.bad)
@@ -1858,6 +1870,7 @@ out:
 	if (loop != NULL)
 		fuse_loop_cfg_destroy(loop);
 	pthread_rwlock_destroy(&fs.lock);
+	pthread_mutex_destroy(&fs.vacuum_lock);
 	free(mnt);
 	free(opts.mountpoint);
 	free(cfg.store);

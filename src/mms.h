@@ -459,7 +459,9 @@ int mms_set_max_size(mms_env *env, uint64_t max_size);
 
 /*
  * Progress callback: `done` of `total` units of work.  Return nonzero to
- * stop early; the store is consistent at every call.
+ * stop early; the store is consistent and committed at every call, so a
+ * caller that guards the env with a lock may release it inside the
+ * callback to let other calls run (mms_vacuum carries on after them).
  */
 typedef int (*mms_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 

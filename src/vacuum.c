@@ -70,6 +70,8 @@ static int mms_vac_checkpoint(struct mms_vac *v)
 	if (rc)
 		return rc;
 	v->batch = 0;
+	/* other calls may run inside the callback: they allocate anywhere */
+	mms_alloc_set_limit(v->env, 0);
 	if (v->progress && v->progress(v->ctx, v->done, v->total))
 		v->stopped = 1;
 	return 0;
