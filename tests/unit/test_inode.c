@@ -1292,8 +1292,10 @@ static void test_put(void)
 	char full[4096];
 	snprintf(full, sizeof full, "%s.full", path);
 	rc = mms_open(full, &(struct mms_options){ .flags = MMS_CREATE, .max_size = 1u << 20 }, &env);
-	if (!ok(rc == 0, "create a 1 MiB store"))
+	if (!ok(rc == 0, "create a 1 MiB store")) {
+		free(path);
 		return;
+	}
 	is_int(mms_put(env, ROOT, "k", 1, big, 100000, 0644, 0, 0, &st), 0, "put 100 KB");
 	is_int(mms_commit(env), 0, "commit");
 	static char huge[2u << 20];
@@ -1304,6 +1306,7 @@ static void test_put(void)
 	is_int(mms_lookup(env, ROOT, "k2", 2, &st2), MMS_NOTFOUND, "and it was not created");
 	check_store(env, "a full store after mms_put");
 	mms_close(env);
+	free(path);
 }
 
 int main(void)
