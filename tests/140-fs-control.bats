@@ -6,12 +6,7 @@ load helpers/common
 load helpers/mount
 
 setup_file() {
-	DIR=$(mk_tmp)
-	STORE=$DIR/control.mms
-	MNT=$DIR/mnt
-	mkdir "$MNT"
-	export DIR STORE MNT
-	mount_store "$STORE" "$MNT" create
+	mount_fresh_store control
 }
 
 teardown_file() {

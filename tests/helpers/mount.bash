@@ -5,6 +5,8 @@
 #   mount_store STORE MNT [OPTS]  run "$MMFS" -f [-o OPTS] STORE MNT in the
 #                                 background, log to mmfs_log MNT, and wait
 #                                 (MOUNT_TIMEOUT seconds) for the mount
+#   mount_fresh_store NAME [OPTS] for setup_file: DIR/NAME.mms, created and
+#                                 mounted at DIR/mnt (exports DIR STORE MNT)
 #   unmount_store MNT             fusermount3 -u (umount -l as a last resort),
 #                                 then wait for the daemon to exit
 #   is_mounted MNT                whether MNT is in /proc/mounts
@@ -74,6 +76,15 @@ _mmfs_show_log() {
 	echo "--- mmfs log for $1 ---" >&2
 	tail -n 200 "$log" >&2
 	echo "--- end of log ---" >&2
+}
+
+mount_fresh_store() {
+	DIR=$(mk_tmp)
+	STORE=$DIR/$1.mms
+	MNT=$DIR/mnt
+	mkdir "$MNT"
+	export DIR STORE MNT
+	mount_store "$STORE" "$MNT" "create${2:+,$2}"
 }
 
 mount_store() {
