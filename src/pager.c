@@ -36,7 +36,30 @@ struct mms_pager_state {
 	struct mms_dirty *dirty;
 	size_t dirty_cap;       /* power of two */
 	size_t ndirty;
+	uint8_t *spare[64];     /* page buffers kept for reuse */
+	size_t nspare;
 };
+
+/* A page buffer: from the spare pool, else a new one.  NULL if out of memory. */
+static uint8_t *mms_buf_get(struct mms_pager_state *pg)
+{
+	uint8_t *buf;
+	if (pg->nspare)
+		return pg->spare[--pg->nspare];
+	if (posix_memalign((void **)&buf, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
+		return NULL;
+	return buf;
+}
+
+static void mms_buf_put(struct mms_pager_state *pg, uint8_t *buf)
+{
+	if (!buf)
+		return;
+	if (pg->nspare < sizeof(pg->spare) / sizeof(pg->spare[0]))
+		pg->spare[pg->nspare++] = buf;
+	else
+		free(buf);
+}
 
 #define MMS_MAP_MIN (64ull << 30) /* reserve 64 GiB of address space at least */
 
@@ -172,6 +195,8 @@ void mms_pager_close(mms_env *env)
 	if (!pg)
 		return;
 	mms_pager_discard(env);
+	while (pg->nspare)
+		free(pg->spare[--pg->nspare]);
 	free(pg->dirty);
 	if (pg->map)
 		munmap(pg->map, pg->map_len);
@@ -246,18 +271,21 @@ int mms_page_is_dirty(mms_env *env, uint64_t pgno)
 	return mms_dirty_find(env->pager, pgno) != NULL;
 }
 
-uint8_t *mms_page_new(mms_env *env, uint64_t *pgnop, int *rc)
+/* A new dirty page; zeroed if `zero` (a copy overwrites all of it). */
+static uint8_t *mms_page_alloc(mms_env *env, uint64_t *pgnop, int zero, int *rc)
 {
 	uint64_t pgno;
 	uint8_t *buf = NULL;
 	int err = mms_alloc(env, 1, MMS_ALLOC_TREE, &pgno);
 	if (err)
 		goto fail;
-	if (posix_memalign((void **)&buf, MMS_PAGE_SIZE, MMS_PAGE_SIZE)) {
+	buf = mms_buf_get(env->pager);
+	if (!buf) {
 		err = ENOMEM;
 		goto fail_free;
 	}
-	memset(buf, 0, MMS_PAGE_SIZE);
+	if (zero)
+		memset(buf, 0, MMS_PAGE_SIZE);
 	err = mms_dirty_insert(env->pager, pgno, buf);
 	if (err)
 		goto fail_buf;
@@ -266,12 +294,17 @@ uint8_t *mms_page_new(mms_env *env, uint64_t *pgnop, int *rc)
 	*pgnop = pgno;
 	return buf;
 fail_buf:
-	free(buf);
+	mms_buf_put(env->pager, buf);
 fail_free:
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
 fail:
 	*rc = err;
 	return NULL;
+}
+
+uint8_t *mms_page_new(mms_env *env, uint64_t *pgnop, int *rc)
+{
+	return mms_page_alloc(env, pgnop, 1, rc);
 }
 
 uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
@@ -285,7 +318,7 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 	if (!old)
 		return NULL;
 	uint64_t np;
-	uint8_t *buf = mms_page_new(env, &np, rc);
+	uint8_t *buf = mms_page_alloc(env, &np, 0, rc);
 	if (!buf)
 		return NULL;
 	memcpy(buf, old, MMS_PAGE_SIZE);
@@ -300,7 +333,7 @@ void mms_page_free(mms_env *env, uint64_t pgno)
 	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 	struct mms_dirty *d = mms_dirty_find(env->pager, pgno);
 	if (d) {
-		free(d->buf);
+		mms_buf_put(env->pager, d->buf);
 		mms_dirty_remove(env->pager, d);
 	}
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
@@ -360,7 +393,7 @@ int mms_pager_flush(mms_env *env)
 	if (!rc) {
 		for (size_t i = 0; i < n; i++) {
 			mms_mark_verified(pg, list[i].pgno);
-			free(list[i].buf);
+			mms_buf_put(pg, list[i].buf);
 		}
 		memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
 		pg->ndirty = 0;
@@ -375,7 +408,7 @@ void mms_pager_discard(mms_env *env)
 	if (!pg || !pg->dirty)
 		return;
 	for (size_t i = 0; i < pg->dirty_cap; i++)
-		free(pg->dirty[i].buf);
+		mms_buf_put(pg, pg->dirty[i].buf);
 	memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
 	pg->ndirty = 0;
 }
