@@ -4,7 +4,7 @@
  * The daemon translates low-level FUSE requests into libmms calls and the
  * results back; every rule about the data (names, sizes, space, limits)
  * lives in libmms.  FUSE inode numbers are store inode numbers (the root is
- * 1 in both), so no inode table is kept here.
+ * 1 in both); the only table kept here is the kernel's lookup counts.
  *
  * Invariants:
  *  - One reader-writer lock guards the env: calls that only read the store
@@ -19,6 +19,13 @@
  *    rolled back before the error is returned.
  *  - Open files and directories hold their inode (mms_hold), so a name
  *    unlinked while open keeps its data until the last release.
+ *  - mmfs counts the entries it gives the kernel (its lookup counts, less
+ *    what FORGET returns).  A rename that replaces a name the kernel still
+ *    knows holds the replaced inode until the kernel forgets it, so a stat
+ *    or open that resolved the name just before the rename finds the old
+ *    inode, as on a local filesystem.  Unlink and rmdir need no such hold:
+ *    a request for an inode the store has freed gets ESTALE, the VFS looks
+ *    the name up again and finds it gone (ENOENT), the right answer.
  *  - The daemon is the only writer of the store while it is mounted (the
  *    engine's lock sees to that), so the kernel may cache entries,
  *    attributes, negative look-ups and pages for a long time.
@@ -96,6 +103,7 @@ struct mmfs {
 	mms_env *env;
 	pthread_rwlock_t lock;  /* guards env; see the invariants above */
 	pthread_mutex_t vacuum_lock; /* one vacuum at a time (it yields `lock`) */
+	struct mmfs_known *known;    /* the kernel's lookup counts */
 	int readonly;
 	int foreground;         /* log to stderr instead of syslog */
 	int debug;              /* log every failed request, not only serious ones */
@@ -267,6 +275,179 @@ static void mmfs_unlock(struct mmfs *fs)
 	pthread_rwlock_unlock(&fs->lock);
 }
 
+/* ---- Lookup counts --------------------------------------------------------- */
+
+/* One inode the kernel knows: how many entries it got, and whether mmfs
+ * holds the inode for it (after a rename replaced its name). */
+struct mmfs_known_ent {
+	uint64_t ino;
+	uint64_t nlookup;
+	int held;
+	struct mmfs_known_ent *next;
+};
+
+/* A hash table of mmfs_known_ent, with its own mutex: entries are counted
+ * under the env's shared lock too. */
+struct mmfs_known {
+	pthread_mutex_t mutex;
+	struct mmfs_known_ent **bucket;
+	size_t nbuckets, count;
+};
+
+static struct mmfs_known_ent **mmfs_known_slot(struct mmfs_known *k, uint64_t ino)
+{
+	struct mmfs_known_ent **pp = &k->bucket[(ino * 0x9e3779b97f4a7c15ull >> 20) % k->nbuckets];
+
+	while (*pp != NULL && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Double the buckets (mutex held).  Failing to grow only makes chains longer. */
+static void mmfs_known_grow(struct mmfs_known *k)
+{
+	size_t n = k->nbuckets ? k->nbuckets * 2 : 1024, i;
+	struct mmfs_known_ent **old = k->bucket, *e, *next;
+	size_t oldn = k->nbuckets;
+
+	k->bucket = calloc(n, sizeof(*k->bucket));
+	if (k->bucket == NULL) {
+		k->bucket = old;
+		return;
+	}
+	k->nbuckets = n;
+	for (i = 0; i < oldn; i++)
+		for (e = old[i]; e != NULL; e = next) {
+			struct mmfs_known_ent **pp = mmfs_known_slot(k, e->ino);
+
+			next = e->next;
+			e->next = *pp;
+			*pp = e;
+		}
+	free(old);
+}
+
+/*
+ * Count an entry about to be sent for `ino` (the env's lock held, shared or
+ * exclusive, so that a rename cannot slip in between the look-up and the
+ * count).  Nothing is counted on a read-only mount, which never replaces a
+ * name.  Returns 0 or ENOMEM.
+ */
+static int mmfs_known_add(struct mmfs *fs, uint64_t ino)
+{
+	struct mmfs_known *k = fs->known;
+	struct mmfs_known_ent **pp;
+	int rc = 0;
+
+	if (k == NULL)
+		return 0;
+	pthread_mutex_lock(&k->mutex);
+	if (k->count >= k->nbuckets)
+		mmfs_known_grow(k);
+	if (k->nbuckets == 0) {
+		rc = ENOMEM;
+		goto out;
+	}
+	pp = mmfs_known_slot(k, ino);
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL) {
+			rc = ENOMEM;
+			goto out;
+		}
+		(*pp)->ino = ino;
+		k->count++;
+	}
+	(*pp)->nlookup++;
+out:
+	pthread_mutex_unlock(&k->mutex);
+	return rc;
+}
+
+/* The kernel forgot `n` entries of `ino` (or never got them); the last one
+ * drops the inode's hold, which frees it if it has no name left. */
+static void mmfs_known_forget(struct mmfs *fs, uint64_t ino, uint64_t n)
+{
+	struct mmfs_known *k = fs->known;
+	struct mmfs_known_ent **pp, *e;
+	int held = 0;
+	int rc;
+
+	if (k == NULL || k->nbuckets == 0)
+		return;
+	pthread_mutex_lock(&k->mutex);
+	pp = mmfs_known_slot(k, ino);
+	e = *pp;
+	if (e != NULL && e->nlookup > n) {
+		e->nlookup -= n;
+	} else if (e != NULL) {
+		*pp = e->next;
+		held = e->held;
+		free(e);
+		k->count--;
+	}
+	pthread_mutex_unlock(&k->mutex);
+	if (!held)
+		return;
+	mmfs_wrlock(fs);
+	rc = mms_release(fs->env, ino);
+	if (rc == 0)
+		rc = mms_commit(fs->env);
+	if (rc != 0) {
+		mmfs_log(LOG_ERR, "%s: forget: inode %" PRIu64 ": %s", fs->store, ino,
+		         mms_strerror(rc));
+		mms_rollback(fs->env); /* the orphan stays; the next open frees it */
+	}
+	mmfs_unlock(fs);
+}
+
+/*
+ * A name is about to be replaced (exclusive lock held): if the kernel knows
+ * the inode it names, hold the inode until the kernel forgets it.
+ */
+static void mmfs_known_pin(struct mmfs *fs, uint64_t parent, const char *name)
+{
+	struct mmfs_known *k = fs->known;
+	struct mmfs_known_ent *e;
+	struct mms_stat ms;
+
+	if (k == NULL || k->nbuckets == 0 ||
+	    mms_lookup(fs->env, parent, name, strlen(name), &ms) != 0)
+		return;
+	pthread_mutex_lock(&k->mutex);
+	e = *mmfs_known_slot(k, ms.ino);
+	/* If the hold fails (out of memory), requests for the inode get ESTALE. */
+	if (e != NULL && !e->held && mms_hold(fs->env, ms.ino) == 0)
+		e->held = 1;
+	pthread_mutex_unlock(&k->mutex);
+}
+
+static struct mmfs_known *mmfs_known_new(void)
+{
+	struct mmfs_known *k = calloc(1, sizeof(*k));
+
+	if (k != NULL)
+		pthread_mutex_init(&k->mutex, NULL);
+	return k;
+}
+
+static void mmfs_known_free(struct mmfs_known *k)
+{
+	struct mmfs_known_ent *e, *next;
+	size_t i;
+
+	if (k == NULL)
+		return;
+	for (i = 0; i < k->nbuckets; i++)
+		for (e = k->bucket[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	free(k->bucket);
+	pthread_mutex_destroy(&k->mutex);
+	free(k);
+}
+
 /*
  * Finish a modifying call made under the exclusive lock: commit it when it
  * succeeded; roll back when it failed half-way or its commit failed.  Logs
@@ -321,8 +502,11 @@ static void mmfs_entry_of(const struct mms_stat *ms, struct fuse_entry_param *e)
 	e->entry_timeout = MMFS_TIMEOUT;
 }
 
-/* Reply an entry, or an error if `err` is nonzero. */
-static void mmfs_reply_entry(fuse_req_t req, int err, const struct mms_stat *ms)
+/* Reply an entry (counted with mmfs_known_add() before the lock was
+ * dropped), or an error if `err` is nonzero.  An entry the kernel did not
+ * take (the request was interrupted) is not counted. */
+static void mmfs_reply_entry(struct mmfs *fs, fuse_req_t req, int err,
+                             const struct mms_stat *ms)
 {
 	struct fuse_entry_param e;
 
@@ -331,7 +515,8 @@ static void mmfs_reply_entry(fuse_req_t req, int err, const struct mms_stat *ms)
 		return;
 	}
 	mmfs_entry_of(ms, &e);
-	fuse_reply_entry(req, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		mmfs_known_forget(fs, ms->ino, 1);
 }
 
 /* Reply attributes, or an error if `err` is nonzero. */
@@ -420,6 +605,8 @@ static void mmfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	mmfs_rdlock(fs);
 	rc = mms_lookup(fs->env, parent, name, strlen(name), &ms);
+	if (rc == 0)
+		mmfs_known_add(fs, ms.ino);
 	mmfs_unlock(fs);
 	if (rc == MMS_NOTFOUND) {
 		/* A negative entry: the kernel sees every creation itself. */
@@ -430,22 +617,22 @@ static void mmfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (rc != 0)
 		mmfs_log_fail(fs, "lookup", parent, name, rc);
-	mmfs_reply_entry(req, mmfs_errno(rc), &ms);
+	mmfs_reply_entry(fs, req, mmfs_errno(rc), &ms);
 }
 
 static void mmfs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	/* Inode numbers are never reused and open files are held: no counts. */
-	(void)ino;
-	(void)nlookup;
+	mmfs_known_forget(mmfs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void mmfs_op_forget_multi(fuse_req_t req, size_t count,
                                  struct fuse_forget_data *forgets)
 {
-	(void)count;
-	(void)forgets;
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		mmfs_known_forget(mmfs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -546,8 +733,10 @@ static void mmfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	err = mmfs_settle(fs, "mknod", parent, name,
 	                  mms_mknod(fs->env, parent, name, strlen(name), mode,
 	                            ctx->uid, ctx->gid, &ms));
+	if (err == 0)
+		mmfs_known_add(fs, ms.ino);
 	mmfs_unlock(fs);
-	mmfs_reply_entry(req, err, &ms);
+	mmfs_reply_entry(fs, req, err, &ms);
 }
 
 static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -562,8 +751,10 @@ static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	err = mmfs_settle(fs, "mkdir", parent, name,
 	                  mms_mkdir(fs->env, parent, name, strlen(name),
 	                            mode & 07777, ctx->uid, ctx->gid, &ms));
+	if (err == 0)
+		mmfs_known_add(fs, ms.ino);
 	mmfs_unlock(fs);
-	mmfs_reply_entry(req, err, &ms);
+	mmfs_reply_entry(fs, req, err, &ms);
 }
 
 /* Every key has one name (its inode records its parent): no hard links.
@@ -589,8 +780,10 @@ static void mmfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	err = mmfs_settle(fs, "symlink", parent, name,
 	                  mms_symlink(fs->env, parent, name, strlen(name), link,
 	                              strlen(link), ctx->uid, ctx->gid, &ms));
+	if (err == 0)
+		mmfs_known_add(fs, ms.ino);
 	mmfs_unlock(fs);
-	mmfs_reply_entry(req, err, &ms);
+	mmfs_reply_entry(fs, req, err, &ms);
 }
 
 static void mmfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -634,6 +827,8 @@ static void mmfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (flags & RENAME_EXCHANGE)
 		mflags |= MMS_RENAME_EXCHANGE;
 	mmfs_wrlock(fs);
+	if (!(flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)))
+		mmfs_known_pin(fs, newparent, newname);
 	err = mmfs_settle(fs, "rename", parent, name,
 	                  mms_rename(fs->env, parent, name, strlen(name), newparent,
 	                             newname, strlen(newname), mflags));
@@ -691,6 +886,8 @@ static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0)
 		rc = mmfs_hold(fs, ms.ino);
 	err = mmfs_settle(fs, "create", parent, name, rc);
+	if (err == 0)
+		mmfs_known_add(fs, ms.ino);
 	mmfs_unlock(fs);
 	if (err != 0) {
 		fuse_reply_err(req, err);
@@ -698,8 +895,10 @@ static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	mmfs_entry_of(&ms, &e);
 	fi->keep_cache = 1;
-	if (fuse_reply_create(req, &e, fi) != 0)
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		mmfs_known_forget(fs, ms.ino, 1);
 		mmfs_release_hold(fs, "create", ms.ino);
+	}
 }
 
 /*
@@ -1002,8 +1201,8 @@ static void mmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct mms_stat ms;
 	char name[MMS_NAME_MAX + 1];
 	char *buf;
-	size_t used = 0, need;
-	uint64_t want;
+	size_t used = 0, need, nsent = 0, capsent = 0;
+	uint64_t want, *sent = NULL, *grown;
 	int rc = 0;
 
 	buf = malloc(size);
@@ -1070,6 +1269,20 @@ static void mmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			}
 			break;
 		}
+		if (plus) {
+			/* the kernel counts a look-up for each entry it gets */
+			if (nsent == capsent) {
+				capsent = capsent ? capsent * 2 : 64;
+				grown = realloc(sent, capsent * sizeof(*sent));
+				if (grown == NULL) {
+					rc = ENOMEM;
+					break;
+				}
+				sent = grown;
+			}
+			sent[nsent++] = ent.ino;
+			mmfs_known_add(fs, ent.ino);
+		}
 		d->has_pending = 0;
 		used += need;
 		d->pos = ent.cookie;
@@ -1080,9 +1293,11 @@ reply:
 	if (rc != 0 && used == 0) {
 		mmfs_log_fail(fs, plus ? "readdirplus" : "readdir", ino, NULL, rc);
 		fuse_reply_err(req, mmfs_errno(rc));
-	} else {
-		fuse_reply_buf(req, buf, used);
+	} else if (fuse_reply_buf(req, buf, used) != 0) {
+		while (nsent > 0)
+			mmfs_known_forget(fs, sent[--nsent], 1);
 	}
+	free(sent);
 	free(buf);
 }
 
@@ -1794,6 +2009,10 @@ int main(int argc, char *argv[])
 	fs.writeback = cfg.writeback;
 	fs.sync_secs = cfg.sync_secs;
 	fs.max_read = cfg.max_read;
+	if (!fs.readonly && (fs.known = mmfs_known_new()) == NULL) {
+		fprintf(stderr, "mmfs: out of memory\n");
+		goto out;
+	}
 
 	se = fuse_session_new(&args, &mmfs_ops, sizeof(mmfs_ops), &fs);
 	if (se == NULL) {
@@ -1871,6 +2090,7 @@ out:
 		fuse_loop_cfg_destroy(loop);
 	pthread_rwlock_destroy(&fs.lock);
 	pthread_mutex_destroy(&fs.vacuum_lock);
+	mmfs_known_free(fs.known);
 	free(mnt);
 	free(opts.mountpoint);
 	free(cfg.store);

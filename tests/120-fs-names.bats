@@ -244,6 +244,33 @@ except OSError as e:
 	assert_output ''
 }
 
+@test "open racing with renames over the name never fails (ESTALE)" {
+	# Two threads rename new files over d/key as fast as they can while
+	# three open it: the kernel may send OPEN for the inode a rename has
+	# just replaced.  mmfs keeps such an inode until the kernel forgets it.
+	mkdir "$W/d"
+	TEST_TIMEOUT=60 t "$TEST_LANG_DIR/rename_race" "$W/d" 5
+	assert_success
+	echo "# $output" >&3
+	local renames
+	renames=$(sed -n 's/.* renames \([0-9]*\) .*/\1/p' <<<"$output")
+	((renames > 1000)) || fail "only $renames renames: the threads did not race"
+	t ls -A "$W/d"
+	assert_output key
+	# every replaced inode is freed once the kernel forgets it (dropping
+	# the kernel's inode cache makes it forget them now)
+	sync
+	echo 2 >/proc/sys/vm/drop_caches
+	local i orphans
+	for ((i = 0; i < 50; i++)); do
+		orphans=$(getfattr --absolute-names --only-values -n user.mmfs.stats "$MNT" |
+			/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["orphans"])')
+		((orphans == 0)) && break
+		sleep 0.1
+	done
+	assert_equal "$orphans" 0
+}
+
 @test "100,000 keys in one directory: ls and find both count them all" {
 	TEST_TIMEOUT=600 t /usr/bin/python3 -c "
 import os, stat, sys
