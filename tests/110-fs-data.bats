@@ -199,7 +199,8 @@ os.close(fd)" "$MNT/seek"
 	local ref=$BATS_TEST_TMPDIR/ref used_open used_closed i
 	head -c 4M /dev/urandom >"$ref"
 	cp "$ref" "$MNT/open-unlinked"
-	t setfattr -n user.mmfs.sync -v 1 "$MNT"
+	run mmfs_settle "$MNT"
+	assert_success
 	exec 5<>"$MNT/open-unlinked"
 	rm "$MNT/open-unlinked"
 	[ ! -e "$MNT/open-unlinked" ]

@@ -259,16 +259,8 @@ except OSError as e:
 	assert_output key
 	# every replaced inode is freed once the kernel forgets it (dropping
 	# the kernel's inode cache makes it forget them now)
-	sync
-	echo 2 >/proc/sys/vm/drop_caches
-	local i orphans
-	for ((i = 0; i < 50; i++)); do
-		orphans=$(getfattr --absolute-names --only-values -n user.mmfs.stats "$MNT" |
-			/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["orphans"])')
-		((orphans == 0)) && break
-		sleep 0.1
-	done
-	assert_equal "$orphans" 0
+	run mmfs_settle "$MNT"
+	assert_success
 }
 
 @test "100,000 keys in one directory: ls and find both count them all" {

@@ -183,6 +183,22 @@ mmfs_stat() {
 		/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
 
+# mmfs_settle MNT: let the store at MNT finish freeing what earlier steps
+# left: the kernel forgets the inodes it caches (a file replaced by a rename
+# is freed then), then a sync makes pending pages free.  Fails if an orphan
+# is still there after 10 s.
+mmfs_settle() {
+	local i
+	sync
+	echo 2 >/proc/sys/vm/drop_caches
+	for ((i = 0; i < 100; i++)); do
+		[[ $(mmfs_stat "$1" orphans) == 0 ]] && break
+		sleep 0.1
+	done
+	[[ $(mmfs_stat "$1" orphans) == 0 ]] || { echo "orphans remain in $1" >&2; return 1; }
+	timeout 60 setfattr -n user.mmfs.sync -v 1 "$1"
+}
+
 # _mmfs_unmount_registry FILE: unmount every mount listed in FILE.
 _mmfs_unmount_registry() {
 	local mnt rc=0
