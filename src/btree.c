@@ -1172,8 +1172,10 @@ void mms_bt_drop(mms_env *env, int tree)
 
 /* Copy the page path to `pgno`'s position so the page moves (vacuum):
  * rewrite every page of the tree at or beyond `limit` by copying it on
- * write.  Returns the number of pages moved in *moved. */
-static int bt_relocate_page(mms_env *env, int tree, struct bt_path *path, uint64_t limit, uint64_t *moved)
+ * write, counting them in *moved.  Once `budget` pages have moved it stops,
+ * leaving the rest, and sets *more. */
+static int bt_relocate_page(mms_env *env, int tree, struct bt_path *path, uint64_t limit,
+                            uint64_t budget, uint64_t *moved, int *more)
 {
 	int rc = 0;
 	int d = path->depth - 1;
@@ -1181,6 +1183,10 @@ static int bt_relocate_page(mms_env *env, int tree, struct bt_path *path, uint64
 	if (!p)
 		return rc;
 	if (path->pg[d] >= limit && !mms_page_is_dirty(env, path->pg[d])) {
+		if (*moved >= budget) {
+			*more = 1;
+			return 0;
+		}
 		rc = bt_cow_path(env, tree, path);
 		if (rc)
 			return rc;
@@ -1194,26 +1200,28 @@ static int bt_relocate_page(mms_env *env, int tree, struct bt_path *path, uint64
 	if (path->depth >= MMS_BT_MAXDEPTH)
 		return mms_fail(env, MMS_CORRUPT, "%s tree too deep", mms_tree_name(tree));
 	unsigned n = pg_n(p);
-	for (unsigned i = 0; i < n && !rc; i++) {
+	for (unsigned i = 0; i < n && !rc && !*more; i++) {
 		p = mms_page_get(env, path->pg[d], &rc);
 		if (!p)
 			return rc;
 		path->idx[d] = (int)i;
 		path->pg[d + 1] = pg_child(p, i);
 		path->depth = d + 2;
-		rc = bt_relocate_page(env, tree, path, limit, moved);
+		rc = bt_relocate_page(env, tree, path, limit, budget, moved, more);
 		path->depth = d + 1;
 	}
 	return rc;
 }
 
-int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t *moved)
+int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t budget, uint64_t *moved,
+                    int *more)
 {
 	struct bt_path path;
+	*more = 0;
 	if (!env->meta.root[tree])
 		return 0;
 	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
 	path.depth = 1;
 	path.pg[0] = env->meta.root[tree];
-	return bt_relocate_page(env, tree, &path, limit, moved);
+	return bt_relocate_page(env, tree, &path, limit, budget, moved, more);
 }

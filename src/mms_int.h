@@ -389,7 +389,9 @@ int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen);
 unsigned mms_bt_page_count(const uint8_t *p);
 void mms_bt_page_item(const uint8_t *p, unsigned i, const void **k, size_t *kl,
                       const void **v, size_t *vl);
-/* btree.c: copy every page of `tree` at or beyond page `limit` (vacuum). */
-int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t *moved);
+/* btree.c: copy pages of `tree` at or beyond page `limit` (vacuum), at most
+ * `budget` of them (counted in *moved); *more is set if some are left. */
+int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t budget, uint64_t *moved,
+                    int *more);
 
 #endif /* MMS_INT_H */

@@ -8,8 +8,12 @@
  * xattr blobs are rewritten, and tree pages are copied on write with the
  * allocator limited to pages below the target.  Each batch is committed
  * and synced, so a crash at any point finds a consistent store whose
- * extra space is bounded by one batch; the file never grows.  At the end
- * both meta slots are written with the smaller size, then the file is
+ * extra space is bounded by one batch; the file never grows.  Tree pages
+ * move in batches too: copying a page also copies the pages above it, and
+ * the old copies only become reusable at the next sync.  When the space
+ * below the target runs out, the batch in progress is rolled back and
+ * vacuum stops there: what moved stays moved, the rest stays put.  At the
+ * end both meta slots are written with the smaller size, then the file is
  * truncated (a meta never records more pages than the file has).
  *
  * Between batches the progress callback runs with everything committed: a
@@ -34,7 +38,7 @@ struct mms_vac {
 	uint64_t done;
 	uint64_t batch;    /* moved in this batch */
 	uint8_t *buf;
-	int stopped;
+	int stopped;       /* the callback asked to stop, or no room is left */
 };
 
 static int mms_vac_copy(mms_env *env, uint8_t *buf, uint64_t from, uint64_t to, uint64_t n)
@@ -63,17 +67,77 @@ static int mms_vac_copy(mms_env *env, uint8_t *buf, uint64_t from, uint64_t to, 
 	return 0;
 }
 
-/* End a batch: commit, sync (old copies become free), report progress. */
+/*
+ * Commit and sync the batch.  The free list the commit writes may go
+ * anywhere: it needs a contiguous run, which the holes below the target
+ * rarely offer while vacuum is filling them, and the next commit replaces
+ * it anyway.  Where the last one lands, mms_trim() sees to.
+ */
+static int mms_vac_sync(struct mms_vac *v)
+{
+	mms_alloc_set_limit(v->env, 0);
+	return mms_sync(v->env);
+}
+
+/* End a batch: commit, sync (old copies become free), report progress.
+ * The caller sets the limit again before the next batch. */
 static int mms_vac_checkpoint(struct mms_vac *v)
 {
-	int rc = mms_sync(v->env);
+	int rc = mms_vac_sync(v);
 	if (rc)
 		return rc;
 	v->batch = 0;
 	/* other calls may run inside the callback: they allocate anywhere */
-	mms_alloc_set_limit(v->env, 0);
 	if (v->progress && v->progress(v->ctx, v->done, v->total))
 		v->stopped = 1;
+	return 0;
+}
+
+/*
+ * Move the tree pages at or past the target, a batch at a time, each batch
+ * checkpointed.  A batch also copies the pages above the ones it moves, and
+ * their old copies are only reusable after the checkpoint, so a batch can
+ * need more room below the target than is left: it is then rolled back and
+ * tried at half the size.  The data moved so far is checkpointed first, so
+ * that no rollback here undoes it.
+ */
+static int mms_vac_trees(struct mms_vac *v)
+{
+	mms_env *env = v->env;
+	uint64_t cap = MMS_VAC_BATCH;
+	int rc = 0;
+	if (v->batch && ((rc = mms_vac_checkpoint(v)) || v->stopped))
+		return rc;
+	for (int t = 0; t < MMS_NTREES && !v->stopped; t++) {
+		int more = 1;
+		while (more && !v->stopped) {
+			uint64_t moved = 0;
+			mms_alloc_set_limit(env, v->target);
+			rc = mms_txn_enter(env);
+			if (!rc)
+				rc = mms_bt_relocate(env, t, v->target, cap, &moved, &more);
+			if (rc == MMS_FULL) {
+				mms_alloc_set_limit(env, 0);
+				rc = mms_rollback(env);
+				if (rc)
+					return rc;
+				if (cap == 1) {
+					v->stopped = 1; /* no room for even one page: stop here */
+					return 0;
+				}
+				cap /= 2;
+				more = 1;
+				continue;
+			}
+			if (rc)
+				return rc;
+			v->done += moved;
+			v->batch += moved;
+			rc = mms_vac_checkpoint(v);
+			if (rc)
+				return rc;
+		}
+	}
 	return 0;
 }
 
@@ -307,21 +371,14 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 		rc = mms_vac_data(&v);
 		if (!rc && !v.stopped)
 			rc = mms_vac_xattrs(&v);
-		for (int t = 0; t < MMS_NTREES && !rc && !v.stopped; t++) {
-			uint64_t moved = 0;
-			rc = mms_bt_relocate(env, t, v.target, &moved);
-			v.done += moved;
-		}
-		mms_alloc_set_limit(env, 0);
+		if (!rc && !v.stopped)
+			rc = mms_vac_trees(&v);
 		if (rc) {
+			mms_alloc_set_limit(env, 0);
 			mms_rollback(env);
 			goto out;
 		}
-		/* the tree pages and free list written by this commit land below
-		 * the target too */
-		mms_alloc_set_limit(env, v.target);
-		rc = mms_sync(env);
-		mms_alloc_set_limit(env, 0);
+		rc = mms_vac_sync(&v);
 		if (rc)
 			goto out;
 	}
