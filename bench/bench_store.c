@@ -511,7 +511,7 @@ static int bench_usage(const char *path, double *size, double *disk)
 /* Open time and file size of a store of o->open_keys keys of 100 bytes. */
 static int bench_open_size(const char *tmp, const struct bench_opts *o)
 {
-	char path[4096], mpath[4096], name[64];
+	char path[4096], mpath[4096], cpath[4096], name[64];
 	double times[BENCH_OPEN_RUNS], mtimes[BENCH_OPEN_RUNS];
 	double size, disk, msize, mdisk, raw = (double)o->open_keys * BENCH_SMALL_VALUE;
 	mms_env *env = NULL;
@@ -597,6 +597,54 @@ static int bench_open_size(const char *tmp, const struct bench_opts *o)
 	bench_add(name, "MB", disk / 1e6, mdisk / 1e6);
 	snprintf(name, sizeof(name), "disk usage / raw %.0f MB", raw / 1e6);
 	bench_add(name, "x raw", disk / raw, mdisk / raw);
+
+	/* What compaction gives: mms_vacuum in place, LMDB's compacting copy. */
+	rc = mms_open(path, &(struct mms_options){ 0 }, &env);
+	if (rc) {
+		bench_mms_fail(NULL, path, "mms_open", NULL, rc);
+		goto out;
+	}
+	double t = bench_now(), vsecs;
+	rc = mms_vacuum(env, NULL, NULL, NULL);
+	vsecs = bench_now() - t;
+	if (!rc)
+		rc = mms_close(env);
+	else
+		mms_close(env);
+	env = NULL;
+	if (rc) {
+		bench_mms_fail(NULL, path, "mms_vacuum", NULL, rc);
+		goto out;
+	}
+	snprintf(cpath, sizeof(cpath), "%s/lmdb-compact", tmp);
+	if (mkdir(cpath, 0755) != 0) {
+		rc = errno;
+		fprintf(stderr, "bench_store: mkdir %s: %s\n", cpath, strerror(rc));
+		goto out;
+	}
+	rc = mdb_env_create(&menv);
+	if (!rc)
+		rc = mdb_env_set_mapsize(menv, bench_mapsize(o->open_keys, BENCH_SMALL_VALUE));
+	if (!rc)
+		rc = mdb_env_open(menv, mpath, MDB_RDONLY, 0644);
+	t = bench_now();
+	if (!rc)
+		rc = mdb_env_copy2(menv, cpath, MDB_CP_COMPACT);
+	double msecs = bench_now() - t;
+	if (rc) {
+		bench_mdb_fail(mpath, "mdb_env_copy2 (compact)", NULL, rc);
+		goto out;
+	}
+	rc = bench_usage(path, &size, &disk);
+	if (!rc)
+		rc = bench_usage(cpath, &msize, &mdisk);
+	if (rc) {
+		fprintf(stderr, "bench_store: stat of %s: %s\n", path, strerror(rc));
+		goto out;
+	}
+	bench_add("vacuum (LMDB: compacting copy)", "s", vsecs, msecs);
+	bench_add("file size / raw, compacted", "x raw", size / raw, msize / raw);
+	bench_add("disk usage / raw, compacted", "x raw", disk / raw, mdisk / raw);
 out:
 	if (env)
 		mms_close(env);
