@@ -316,7 +316,11 @@ static int mms_vac_xattrs(struct mms_vac *v)
 			return rc;
 		}
 		mms_blob_free(env, pg, len);
-		v->done += (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+		/* progress counts the pages that were at or past the target */
+		uint64_t np = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+		if (np == 0)
+			np = 1;
+		v->done += pg + np - (pg > v->target ? pg : v->target);
 		/* continue after this key: append a zero byte */
 		if (keylen >= MMS_BT_KEY_MAX)
 			return 0;
