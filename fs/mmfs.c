@@ -277,6 +277,8 @@ static void mmfs_unlock(struct mmfs *fs)
 
 /* ---- Lookup counts --------------------------------------------------------- */
 
+static void mmfs_release_hold(struct mmfs *fs, const char *op, uint64_t ino);
+
 /* One inode the kernel knows: how many entries it got, and whether mmfs
  * holds the inode for it (after a rename replaced its name). */
 struct mmfs_known_ent {
@@ -331,37 +333,29 @@ static void mmfs_known_grow(struct mmfs_known *k)
  * Count an entry about to be sent for `ino` (the env's lock held, shared or
  * exclusive, so that a rename cannot slip in between the look-up and the
  * count).  Nothing is counted on a read-only mount, which never replaces a
- * name.  Returns 0 or ENOMEM.
+ * name.  Out of memory, the entry goes uncounted: a rename may then free
+ * the inode early, and requests for it get ESTALE.
  */
-static int mmfs_known_add(struct mmfs *fs, uint64_t ino)
+static void mmfs_known_add(struct mmfs *fs, uint64_t ino)
 {
 	struct mmfs_known *k = fs->known;
 	struct mmfs_known_ent **pp;
-	int rc = 0;
 
 	if (k == NULL)
-		return 0;
+		return;
 	pthread_mutex_lock(&k->mutex);
 	if (k->count >= k->nbuckets)
 		mmfs_known_grow(k);
-	if (k->nbuckets == 0) {
-		rc = ENOMEM;
-		goto out;
-	}
-	pp = mmfs_known_slot(k, ino);
-	if (*pp == NULL) {
-		*pp = calloc(1, sizeof(**pp));
-		if (*pp == NULL) {
-			rc = ENOMEM;
-			goto out;
+	if (k->nbuckets > 0) {
+		pp = mmfs_known_slot(k, ino);
+		if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL) {
+			(*pp)->ino = ino;
+			k->count++;
 		}
-		(*pp)->ino = ino;
-		k->count++;
+		if (*pp != NULL)
+			(*pp)->nlookup++;
 	}
-	(*pp)->nlookup++;
-out:
 	pthread_mutex_unlock(&k->mutex);
-	return rc;
 }
 
 /* The kernel forgot `n` entries of `ino` (or never got them); the last one
@@ -371,7 +365,6 @@ static void mmfs_known_forget(struct mmfs *fs, uint64_t ino, uint64_t n)
 	struct mmfs_known *k = fs->known;
 	struct mmfs_known_ent **pp, *e;
 	int held = 0;
-	int rc;
 
 	if (k == NULL || k->nbuckets == 0)
 		return;
@@ -387,18 +380,8 @@ static void mmfs_known_forget(struct mmfs *fs, uint64_t ino, uint64_t n)
 		k->count--;
 	}
 	pthread_mutex_unlock(&k->mutex);
-	if (!held)
-		return;
-	mmfs_wrlock(fs);
-	rc = mms_release(fs->env, ino);
-	if (rc == 0)
-		rc = mms_commit(fs->env);
-	if (rc != 0) {
-		mmfs_log(LOG_ERR, "%s: forget: inode %" PRIu64 ": %s", fs->store, ino,
-		         mms_strerror(rc));
-		mms_rollback(fs->env); /* the orphan stays; the next open frees it */
-	}
-	mmfs_unlock(fs);
+	if (held)
+		mmfs_release_hold(fs, "forget", ino);
 }
 
 /*
@@ -1201,12 +1184,19 @@ static void mmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct mms_stat ms;
 	char name[MMS_NAME_MAX + 1];
 	char *buf;
-	size_t used = 0, need, nsent = 0, capsent = 0;
-	uint64_t want, *sent = NULL, *grown;
+	size_t used = 0, need, nsent = 0;
+	uint64_t want, *sent = NULL;
 	int rc = 0;
 
 	buf = malloc(size);
-	if (buf == NULL) {
+	/* room for the inode numbers of as many entries as the reply can hold
+	 * (the shortest entry has a one-byte name) */
+	if (plus)
+		sent = malloc((size / fuse_add_direntry_plus(req, NULL, 0, "x", NULL, 0) + 1) *
+		              sizeof(*sent));
+	if (buf == NULL || (plus && sent == NULL)) {
+		free(sent);
+		free(buf);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -1271,15 +1261,6 @@ static void mmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		if (plus) {
 			/* the kernel counts a look-up for each entry it gets */
-			if (nsent == capsent) {
-				capsent = capsent ? capsent * 2 : 64;
-				grown = realloc(sent, capsent * sizeof(*sent));
-				if (grown == NULL) {
-					rc = ENOMEM;
-					break;
-				}
-				sent = grown;
-			}
 			sent[nsent++] = ent.ino;
 			mmfs_known_add(fs, ent.ino);
 		}
