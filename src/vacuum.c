@@ -10,11 +10,12 @@
  * and synced, so a crash at any point finds a consistent store whose
  * extra space is bounded by one batch; the file never grows.  Tree pages
  * move in batches too: copying a page also copies the pages above it, and
- * the old copies only become reusable at the next sync.  When the space
- * below the target runs out, the batch in progress is rolled back and
- * vacuum stops there: what moved stays moved, the rest stays put.  At the
- * end both meta slots are written with the smaller size, then the file is
- * truncated (a meta never records more pages than the file has).
+ * the old copies only become reusable at the next sync.  A batch that runs
+ * out of space below the target is rolled back and tried at half the size;
+ * when not even one page fits, vacuum stops there: what moved stays moved,
+ * the rest stays put.  At the end both meta slots are written with the
+ * smaller size, then the file is truncated (a meta never records more
+ * pages than the file has).
  *
  * Between batches the progress callback runs with everything committed: a
  * caller that guards the env with a lock may release it there, so other
@@ -264,7 +265,7 @@ static int mms_vac_xattrs(struct mms_vac *v)
 		int rc = mms_bt_seek(&c, env, MMS_TREE_XATTR, pos, poslen, MMS_BT_GE);
 		uint8_t key[MMS_BT_KEY_MAX];
 		size_t keylen = 0;
-		uint64_t pg = 0;
+		uint64_t pg = 0, np = 0; /* the value's pages (at least one) */
 		uint32_t len = 0, crc = 0;
 		int found = 0;
 		while (rc == 0) {
@@ -276,8 +277,10 @@ static int mms_vac_xattrs(struct mms_vac *v)
 				pg = mms_get_le64(b + 1);
 				len = mms_get_le32(b + 9);
 				crc = mms_get_le32(b + 13);
-				uint64_t np = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
-				if (pg + (np ? np : 1) > v->target) {
+				np = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+				if (np == 0)
+					np = 1;
+				if (pg + np > v->target) {
 					memcpy(key, k, kl);
 					keylen = kl;
 					found = 1;
@@ -317,9 +320,6 @@ static int mms_vac_xattrs(struct mms_vac *v)
 		}
 		mms_blob_free(env, pg, len);
 		/* progress counts the pages that were at or past the target */
-		uint64_t np = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
-		if (np == 0)
-			np = 1;
 		v->done += pg + np - (pg > v->target ? pg : v->target);
 		/* continue after this key: append a zero byte */
 		if (keylen >= MMS_BT_KEY_MAX)
