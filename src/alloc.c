@@ -26,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include "mms_int.h"
+#include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -225,9 +226,8 @@ static void mms_punch(mms_env *env, uint64_t start, uint64_t n)
 	struct mms_alloc_state *a = env->alloc;
 	if (!a->punch_ok || (env->flags & MMS_RDONLY))
 		return;
-	if (fallocate(env->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-	              (off_t)(start * MMS_PAGE_SIZE), (off_t)(n * MMS_PAGE_SIZE)) < 0 &&
-	    (errno == EOPNOTSUPP || errno == ENOSYS))
+	int rc = mms_io_punch(env->fd, start * MMS_PAGE_SIZE, n * MMS_PAGE_SIZE);
+	if (rc == EOPNOTSUPP || rc == ENOSYS)
 		a->punch_ok = 0;
 }
 
@@ -475,30 +475,57 @@ void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
 
 int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n)
 {
-	struct mms_alloc_state *a = env->alloc;
-	off_t off = (off_t)(pgno * MMS_PAGE_SIZE), len = (off_t)(n * MMS_PAGE_SIZE);
-	if (a->punch_ok && fallocate(env->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
-		return 0;
-	static const uint8_t zeros[65536];
-	while (len > 0) {
-		size_t k = len > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)len;
-		ssize_t w = pwrite(env->fd, zeros, k, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return mms_fail(env, errno, "cannot zero pages at %llu", (unsigned long long)pgno);
-		}
-		off += w;
-		len -= w;
-	}
+	int rc = mms_io_zero_alloc(env->fd, pgno * MMS_PAGE_SIZE, n * MMS_PAGE_SIZE);
+	if (rc)
+		return mms_fail(env, rc, "cannot zero pages %llu+%llu: %s", (unsigned long long)pgno,
+		                (unsigned long long)n, strerror(rc));
 	return 0;
+}
+
+int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run)
+{
+	const struct mms_runset *f = &env->alloc->fresh;
+	size_t i = rs_find(f, pgno);
+	if (i < f->n && f->r[i].start <= pgno) {
+		uint64_t end = f->r[i].start + f->r[i].n;
+		*run = end - pgno < n ? end - pgno : n;
+		return 1;
+	}
+	uint64_t next = i < f->n ? f->r[i].start : UINT64_MAX;
+	*run = next - pgno < n ? next - pgno : n;
+	return 0;
+}
+
+/* Entries [start, start+n) adds to the free list when split by `fresh`
+ * (each part goes to free or to pending) - an exact bound, not a guess. */
+static int mms_count_part(void *vctx, uint64_t start, uint64_t n, int fresh)
+{
+	(void)start;
+	(void)fresh;
+	*(uint64_t *)vctx += (n + MMS_RUN_MAXN - 1) / MMS_RUN_MAXN;
+	return 0;
+}
+
+static uint64_t rs_entries(const struct mms_runset *s);
+
+/* The most entries the free list can have once this transaction's frees
+ * apply: every part of a freed run can be a run of its own, and the free
+ * list blob's own allocation can split one more. */
+static uint64_t mms_commit_entries(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t e = rs_entries(&a->free) + rs_entries(&a->pending) + 8;
+	for (size_t i = 0; i < a->txn_free.n; i++)
+		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_count_part, &e);
+	if (env->meta.free_blob)
+		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_count_part, &e);
+	return e;
 }
 
 /* Pages one commit may need for the free list blob beyond what is free now. */
 static uint64_t mms_commit_need(mms_env *env)
 {
-	struct mms_alloc_state *a = env->alloc;
-	uint64_t entries = a->free.n + a->pending.n + a->txn_free.n + 8;
+	uint64_t entries = mms_commit_entries(env);
 	if (entries <= MMS_META_INLINE_MAX)
 		return 0;
 	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
@@ -615,8 +642,7 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	 * nothing may be written over them before that meta is gone.  Its size
 	 * comes from an upper bound of the entries after the frees apply.
 	 */
-	uint64_t bound = rs_entries(&a->free) + rs_entries(&a->pending) +
-	                 2 * rs_entries(&a->txn_free) + 8;
+	uint64_t bound = mms_commit_entries(env);
 	if (bound > MMS_META_INLINE_MAX) {
 		blob_pages = (bound * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 		rc = mms_alloc(env, blob_pages, MMS_ALLOC_BLOB, &blob_pg);
@@ -646,18 +672,9 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 			return ENOMEM;
 		uint8_t *end = rs_write(&a->pending, rs_write(&a->free, blob));
 		size_t len = (size_t)(end - blob);
-		rc = 0;
-		for (size_t done = 0; done < blob_pages * MMS_PAGE_SIZE;) {
-			ssize_t w = pwrite(env->fd, blob + done, blob_pages * MMS_PAGE_SIZE - done,
-			                   (off_t)(blob_pg * MMS_PAGE_SIZE + done));
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				rc = mms_fail(env, errno, "cannot write the free list");
-				break;
-			}
-			done += (size_t)w;
-		}
+		rc = mms_io_pwrite(env->fd, blob, blob_pages * MMS_PAGE_SIZE, blob_pg * MMS_PAGE_SIZE);
+		if (rc)
+			rc = mms_fail(env, rc, "cannot write the free list: %s", strerror(rc));
 		if (!rc)
 			mms_put_le32(metapg + 216, mms_crc32c(0, blob, len));
 		free(blob);

@@ -21,6 +21,10 @@
  *     size stay in the file while the size rolls back.  So every call that
  *     grows a value also zeroes the allocated bytes between the old size and
  *     the new bytes (a short write, or mms_zero_pages for whole pages).
+ *   - Copy-on-write: a data page the last synced meta may reach is never
+ *     written; a change of its bytes goes to a new page (see "Writing
+ *     bytes" below).  Pages allocated since the last sync are written in
+ *     place.
  *   - inode.pages is exactly the number of pages the extents hold.
  *   - New pages are written before the extent items that reference them;
  *     space is reserved (mms_reserve) before the first change, so MMS_FULL
@@ -28,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include "mms_int.h"
+#include "io.h"
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -43,8 +48,6 @@
 struct mms_data_ext {
 	uint64_t lpage, ppage, npages;
 };
-
-static const uint8_t mms_data_zeros[MMS_PAGE_SIZE];
 
 /* ---- Small helpers ------------------------------------------------------- */
 
@@ -101,57 +104,26 @@ static void mms_data_touch(struct mms_inode *in)
 
 static int mms_data_pread(mms_env *env, uint64_t ino, void *buf, size_t n, uint64_t pos)
 {
-	uint8_t *p = buf;
-	while (n > 0) {
-		ssize_t r = pread(env->fd, p, n, (off_t)pos);
-		if (r < 0) {
-			int err = errno;
-			if (err == EINTR)
-				continue;
-			return mms_fail(env, err, "ino %llu: reading %zu bytes at byte %llu of the store: %s",
-			                (unsigned long long)ino, n, (unsigned long long)pos, strerror(err));
-		}
-		if (r == 0)
-			return mms_fail(env, MMS_CORRUPT,
-			                "ino %llu: the store file ends before byte %llu of an extent",
-			                (unsigned long long)ino, (unsigned long long)pos);
-		p += r;
-		n -= (size_t)r;
-		pos += (uint64_t)r;
-	}
+	size_t got = 0;
+	int rc = mms_io_pread(env->fd, buf, n, pos, &got);
+	if (rc)
+		return mms_fail(env, rc, "ino %llu: reading %zu bytes at byte %llu of the store: %s",
+		                (unsigned long long)ino, n, (unsigned long long)pos, strerror(rc));
+	if (got < n)
+		return mms_fail(env, MMS_CORRUPT,
+		                "ino %llu: the store file ends before byte %llu of an extent",
+		                (unsigned long long)ino, (unsigned long long)(pos + got));
 	return 0;
 }
 
 /* Write n bytes at file byte pos; buf NULL writes zeros. */
 static int mms_data_pwrite(mms_env *env, uint64_t ino, const void *buf, uint64_t n, uint64_t pos)
 {
-	const uint8_t *p = buf;
-	while (n > 0) {
-		size_t chunk;
-		const void *src;
-		if (p) {
-			chunk = (size_t)mms_data_min(n, (uint64_t)1 << 30);
-			src = p;
-		} else {
-			chunk = (size_t)mms_data_min(n, sizeof mms_data_zeros);
-			src = mms_data_zeros;
-		}
-		ssize_t r = pwrite(env->fd, src, chunk, (off_t)pos);
-		if (r < 0) {
-			int err = errno;
-			if (err == EINTR)
-				continue;
-			return mms_fail(env, err, "ino %llu: writing %zu bytes at byte %llu of the store: %s",
-			                (unsigned long long)ino, chunk, (unsigned long long)pos, strerror(err));
-		}
-		if (r == 0)
-			return mms_fail(env, EIO, "ino %llu: writing at byte %llu of the store made no progress",
-			                (unsigned long long)ino, (unsigned long long)pos);
-		if (p)
-			p += r;
-		n -= (uint64_t)r;
-		pos += (uint64_t)r;
-	}
+	int rc = mms_io_pwrite(env->fd, buf, (size_t)n, pos);
+	if (rc)
+		return mms_fail(env, rc, "ino %llu: writing %llu bytes at byte %llu of the store: %s",
+		                (unsigned long long)ino, (unsigned long long)n,
+		                (unsigned long long)pos, strerror(rc));
 	return 0;
 }
 
@@ -400,7 +372,268 @@ static int mms_data_uninline(mms_env *env, struct mms_inode *in, const uint8_t *
 	return 0;
 }
 
-/* ---- Filling ranges ----------------------------------------------------- */
+/* ---- Writing bytes: in place or copied on write --------------------------
+ *
+ * The rule (doc/FORMAT.md, "Copy-on-write of data"): a data page the last
+ * synced meta may reach is never written.  Pages allocated since the last
+ * sync (mms_alloc_writable) are written in place; any other page that a
+ * write, a truncation or a punch changes is first copied to a new page
+ * holding the old bytes with the change applied, the extent map is pointed
+ * at it, and the old page is freed (reusable after the next sync).  So a
+ * machine crash finds every value exactly as of the last sync.
+ */
+
+/* Count the pages of value bytes [from, to) that lie in extents and may not
+ * be written in place, and the runs they form: the copies a change of those
+ * bytes needs. */
+static int mms_data_cow_need(mms_env *env, uint64_t ino, uint64_t from, uint64_t to,
+                             uint64_t *pages, uint64_t *runs)
+{
+	struct mms_bt_cursor c;
+	struct mms_data_ext ext;
+	bool found;
+	int rc;
+
+	*pages = *runs = 0;
+	if (from >= to)
+		return 0;
+	uint64_t p0 = from >> MMS_PAGE_SHIFT, p1 = mms_data_pages_for(to);
+	memset(&c, 0, sizeof c);
+	rc = mms_data_find(env, ino, p0, &c, &ext, &found);
+	while (rc == 0 && found && ext.lpage < p1) {
+		uint64_t a = mms_data_max(p0, ext.lpage), b = mms_data_min(p1, ext.lpage + ext.npages);
+		while (a < b) {
+			uint64_t run;
+			if (!mms_alloc_writable(env, ext.ppage + (a - ext.lpage), b - a, &run)) {
+				*pages += run;
+				(*runs)++;
+			}
+			a += run;
+		}
+		if (ext.lpage + ext.npages >= p1)
+			break;
+		rc = mms_data_next(env, ino, &c, &ext, &found);
+	}
+	return rc;
+}
+
+/* Extent items a change of value bytes [from, to) may add: the holes it
+ * fills plus, for the copies, a split on each side of each run and, where
+ * free space is scattered, a piece every 16 pages. */
+static uint64_t mms_data_cow_items(uint64_t cow_pages, uint64_t cow_runs)
+{
+	return 2 * cow_runs + cow_pages / 16;
+}
+
+/*
+ * Bytes of new page ppage (logical page lpage) from value bytes [from, to)
+ * of src (src points at byte `from`; NULL: zeros), the rest of the page
+ * from the old page at `old` (0: zeros).
+ */
+static int mms_data_merge_page(mms_env *env, uint64_t ino, uint64_t ppage, uint64_t lpage,
+                               uint64_t old, const uint8_t *src, uint64_t from, uint64_t to)
+{
+	uint8_t page[MMS_PAGE_SIZE];
+	uint64_t ps = lpage << MMS_PAGE_SHIFT;
+	uint64_t a = mms_data_max(from, ps), b = mms_data_min(to, ps + MMS_DATA_PAGE);
+	int rc;
+	if (old)
+		rc = mms_data_pread(env, ino, page, sizeof page, old << MMS_PAGE_SHIFT);
+	else
+		rc = (memset(page, 0, sizeof page), 0);
+	if (rc)
+		return rc;
+	if (b > a) {
+		if (src)
+			memcpy(page + (a - ps), src + (a - from), (size_t)(b - a));
+		else
+			memset(page + (a - ps), 0, (size_t)(b - a));
+	}
+	return mms_data_pwrite(env, ino, page, sizeof page, ppage << MMS_PAGE_SHIFT);
+}
+
+/*
+ * Fill new pages [ppage, ppage+n) for logical pages [lpage, lpage+n): value
+ * bytes [from, to) from src (NULL: zeros), every other byte from the old
+ * pages at `old` (0: there were none, zeros).
+ */
+static int mms_data_fill_pages(mms_env *env, uint64_t ino, uint64_t ppage, uint64_t lpage,
+                               uint64_t n, uint64_t old, const uint8_t *src,
+                               uint64_t from, uint64_t to)
+{
+	uint64_t rs = lpage << MMS_PAGE_SHIFT, re = (lpage + n) << MMS_PAGE_SHIFT;
+	uint64_t a = mms_data_max(from, rs), b = mms_data_min(to, re);
+	int rc = 0;
+	if (b <= a) {
+		/* nothing of the change here: a plain copy (or zeros) */
+		if (!old)
+			return mms_zero_pages(env, ppage, n);
+		for (uint64_t i = 0; i < n && !rc; i++)
+			rc = mms_data_merge_page(env, ino, ppage + i, lpage + i, old + i, NULL, 0, 0);
+		return rc;
+	}
+	/* whole pages the change covers, between partial first and last ones */
+	uint64_t fa = mms_data_pages_for(a), fb = b >> MMS_PAGE_SHIFT;
+	uint64_t first = a >> MMS_PAGE_SHIFT, last = (b - 1) >> MMS_PAGE_SHIFT;
+	for (uint64_t lp = lpage; lp < lpage + n && !rc; lp++) {
+		if (lp >= fa && lp < fb) {
+			/* a run of covered pages at once */
+			uint64_t k = fb - lp;
+			uint64_t at = ppage + (lp - lpage);
+			if (src)
+				rc = mms_data_pwrite(env, ino, src + ((lp << MMS_PAGE_SHIFT) - from),
+				                     k << MMS_PAGE_SHIFT, at << MMS_PAGE_SHIFT);
+			else
+				rc = mms_zero_pages(env, at, k);
+			lp += k - 1;
+			continue;
+		}
+		uint64_t o = old ? old + (lp - lpage) : 0;
+		if (lp < first || lp > last) {
+			rc = o ? mms_data_merge_page(env, ino, ppage + (lp - lpage), lp, o, NULL, 0, 0)
+			       : mms_zero_pages(env, ppage + (lp - lpage), 1);
+		} else {
+			rc = mms_data_merge_page(env, ino, ppage + (lp - lpage), lp, o, src, from, to);
+		}
+	}
+	return rc;
+}
+
+/*
+ * Copy logical pages [lp, lp+n) of extent `ext` (which covers them) to new
+ * pages with value bytes [from, to) of src applied, and point the extent
+ * map there; the old pages are freed.  The new pages extend the extent
+ * ending just before lp where they can.  *done gets the pages moved (fewer
+ * than n when free space is scattered).
+ */
+static int mms_data_cow(mms_env *env, uint64_t ino, const struct mms_data_ext *ext,
+                        uint64_t lp, uint64_t n, const uint8_t *src, uint64_t from,
+                        uint64_t to, uint64_t *done, bool *changed)
+{
+	struct mms_data_ext prev = { 0, 0, 0 };
+	uint64_t newp = 0, got = 0, old = ext->ppage + (lp - ext->lpage);
+	bool merge = false;
+	int rc;
+
+	if (lp == ext->lpage && lp > 0) {
+		struct mms_bt_cursor c;
+		bool found;
+		memset(&c, 0, sizeof c);
+		rc = mms_data_find(env, ino, lp - 1, &c, &prev, &found);
+		if (rc)
+			return rc;
+		if (found && prev.lpage + prev.npages == lp) {
+			rc = mms_alloc_at(env, prev.ppage + prev.npages, n, MMS_ALLOC_DATA, &got);
+			if (rc)
+				return rc;
+			if (got > n)
+				return mms_fail(env, MMS_CORRUPT, "ino %llu: allocator returned %llu pages for %llu",
+				                (unsigned long long)ino, (unsigned long long)got,
+				                (unsigned long long)n);
+			if (got) {
+				merge = true;
+				newp = prev.ppage + prev.npages;
+			}
+		}
+	}
+	if (!got) {
+		rc = mms_alloc_some(env, n, MMS_ALLOC_DATA, &newp, &got);
+		if (rc)
+			return rc;
+		if (got == 0 || got > n)
+			return mms_fail(env, MMS_CORRUPT, "ino %llu: allocator returned %llu pages for %llu",
+			                (unsigned long long)ino, (unsigned long long)got,
+			                (unsigned long long)n);
+	}
+	*changed = true;
+	rc = mms_data_fill_pages(env, ino, newp, lp, got, old, src, from, to);
+	if (rc)
+		return rc;
+	/* the bytes are in place: now reference them */
+	uint64_t e0 = ext->lpage, e1 = ext->lpage + ext->npages;
+	if (lp > e0) {
+		struct mms_data_ext head = { e0, ext->ppage, lp - e0 };
+		rc = mms_data_put_ext(env, ino, &head);
+	} else if (merge) {
+		rc = mms_data_del_ext(env, ino, e0);
+	}
+	if (rc == 0) {
+		struct mms_data_ext mid = { lp, newp, got };
+		if (merge) {
+			mid = prev;
+			mid.npages += got;
+		}
+		rc = mms_data_put_ext(env, ino, &mid);
+	}
+	if (rc == 0 && lp + got < e1) {
+		struct mms_data_ext tail = { lp + got, ext->ppage + (lp + got - e0), e1 - (lp + got) };
+		rc = mms_data_put_ext(env, ino, &tail);
+	}
+	if (rc)
+		return rc;
+	mms_free(env, old, got, MMS_ALLOC_DATA);
+	*done = got;
+	return 0;
+}
+
+/*
+ * Write value bytes [from, to) (src points at byte `from`; NULL: zeros)
+ * over the parts of that range that extents cover; holes are left alone.
+ * In place where the pages allow it, else copied on write.
+ */
+static int mms_data_put_bytes(mms_env *env, uint64_t ino, const uint8_t *src,
+                              uint64_t from, uint64_t to, bool *changed)
+{
+	uint64_t pos = from;
+	while (pos < to) {
+		struct mms_bt_cursor c;
+		struct mms_data_ext ext;
+		bool found;
+		memset(&c, 0, sizeof c);
+		int rc = mms_data_find(env, ino, pos >> MMS_PAGE_SHIFT, &c, &ext, &found);
+		if (rc)
+			return rc;
+		uint64_t es = ext.lpage << MMS_PAGE_SHIFT;
+		if (!found || es >= to)
+			return 0;
+		uint64_t stop = mms_data_min(to, (ext.lpage + ext.npages) << MMS_PAGE_SHIFT);
+		if (es > pos)
+			pos = es;
+		uint64_t lp = pos >> MMS_PAGE_SHIFT, lend = mms_data_pages_for(stop), run;
+		uint64_t phys = ext.ppage + (lp - ext.lpage);
+		if (mms_alloc_writable(env, phys, lend - lp, &run)) {
+			uint64_t e = mms_data_min(stop, (lp + run) << MMS_PAGE_SHIFT);
+			uint64_t at = (phys << MMS_PAGE_SHIFT) + (pos - (lp << MMS_PAGE_SHIFT));
+			if (src) {
+				rc = mms_data_pwrite(env, ino, src + (pos - from), e - pos, at);
+			} else {
+				/* whole pages as zero ranges, partial ones written */
+				uint64_t a = (pos + MMS_DATA_PAGE - 1) & ~(MMS_DATA_PAGE - 1);
+				uint64_t b = e & ~(MMS_DATA_PAGE - 1);
+				if (a >= b) {
+					rc = mms_data_pwrite(env, ino, NULL, e - pos, at);
+				} else {
+					rc = mms_data_pwrite(env, ino, NULL, a - pos, at);
+					if (rc == 0)
+						rc = mms_zero_pages(env, phys + ((a - (lp << MMS_PAGE_SHIFT)) >> MMS_PAGE_SHIFT),
+						                    (b - a) >> MMS_PAGE_SHIFT);
+					if (rc == 0)
+						rc = mms_data_pwrite(env, ino, NULL, e - b, at + (b - pos));
+				}
+			}
+			if (rc)
+				return rc;
+			pos = e;
+			continue;
+		}
+		uint64_t done = 0;
+		rc = mms_data_cow(env, ino, &ext, lp, run, src, from, to, &done, changed);
+		if (rc)
+			return rc;
+		pos = mms_data_min(stop, (lp + done) << MMS_PAGE_SHIFT);
+	}
+	return 0;
+}
 
 /*
  * Write what belongs in the new pages [lpage, lpage+n) at ppage: the bytes
@@ -412,28 +645,17 @@ static int mms_data_write_new(mms_env *env, uint64_t ino, uint64_t ppage, uint64
 {
 	if (!buf)
 		return mms_zero_pages(env, ppage, n);
-	uint64_t rs = lpage << MMS_PAGE_SHIFT, re = (lpage + n) << MMS_PAGE_SHIFT;
-	uint64_t ds = mms_data_max(off, rs), de = mms_data_min(off + len, re);
-	uint64_t phys = ppage << MMS_PAGE_SHIFT;
-	int rc = 0;
-
-	if (ds > rs)
-		rc = mms_data_pwrite(env, ino, NULL, ds - rs, phys);
-	if (rc == 0 && de > ds)
-		rc = mms_data_pwrite(env, ino, buf + (ds - off), de - ds, phys + (ds - rs));
-	if (rc == 0 && re > mms_data_max(de, ds))
-		rc = mms_data_pwrite(env, ino, NULL, re - mms_data_max(de, ds),
-		                     phys + (mms_data_max(de, ds) - rs));
-	return rc;
+	return mms_data_fill_pages(env, ino, ppage, lpage, n, 0, buf, off, off + len);
 }
 
 /*
  * Make logical pages [p0, p1) allocated, writing buf (value bytes
- * [off, off+len)) into them: in place inside existing extents, into new
- * pages for holes.  buf NULL: allocate only (new pages zeroed, existing
- * bytes kept).  A hole right after an extent is first grown in place
- * (mms_alloc_at), so sequential writes make few extents.  *added gets the
- * pages allocated; *changed becomes true at the first change of state.
+ * [off, off+len)) into them: over existing bytes as mms_data_put_bytes
+ * does, into new pages for holes.  buf NULL: allocate only (new pages
+ * zeroed, existing bytes kept).  A hole right after an extent is first
+ * grown in place (mms_alloc_at), so sequential writes make few extents.
+ * *added gets the pages allocated; *changed becomes true at the first
+ * change of state.
  */
 static int mms_data_fill(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
                          const uint8_t *buf, uint64_t off, uint64_t len,
@@ -441,54 +663,43 @@ static int mms_data_fill(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
 {
 	struct mms_bt_cursor c;
 	struct mms_data_ext ext, prev = { 0, 0, 0 };
-	bool found, have_prev = false;
+	bool found, have_prev;
 	uint64_t page = p0;
 	int rc;
 
-	memset(&c, 0, sizeof c);
-	/* An extent ending exactly at p0 is where a hole at p0 would grow from. */
-	if (p0 > 0) {
-		rc = mms_data_find(env, ino, p0 - 1, &c, &ext, &found);
+	while (page < p1) {
+		memset(&c, 0, sizeof c);
+		rc = mms_data_find(env, ino, page, &c, &ext, &found);
 		if (rc)
 			return rc;
-		if (found && ext.lpage <= p0 - 1 && ext.lpage + ext.npages == p0) {
-			prev = ext;
-			have_prev = true;
-		}
-	}
-	rc = mms_data_find(env, ino, p0, &c, &ext, &found);
-	if (rc)
-		return rc;
-	while (page < p1) {
 		if (found && ext.lpage <= page) {
-			/* Inside an extent: write in place. */
+			/* Inside an extent: over the bytes there. */
 			uint64_t stop = mms_data_min(ext.lpage + ext.npages, p1);
 			if (buf) {
 				uint64_t bs = mms_data_max(off, page << MMS_PAGE_SHIFT);
 				uint64_t be = mms_data_min(off + len, stop << MMS_PAGE_SHIFT);
 				if (be > bs) {
-					rc = mms_data_pwrite(env, ino, buf + (bs - off), be - bs,
-					                     (ext.ppage << MMS_PAGE_SHIFT) +
-					                     (bs - (ext.lpage << MMS_PAGE_SHIFT)));
+					rc = mms_data_put_bytes(env, ino, buf + (bs - off), bs, be, changed);
 					if (rc)
 						return rc;
 				}
 			}
-			prev = ext;
-			have_prev = true;
 			page = stop;
-			if (page < p1) {
-				rc = mms_data_next(env, ino, &c, &ext, &found);
-				if (rc)
-					return rc;
-			}
 			continue;
 		}
 		/* A hole [page, hole_end): allocate it piece by piece. */
 		uint64_t hole_end = found ? mms_data_min(ext.lpage, p1) : p1;
+		have_prev = false;
+		if (page > 0) {
+			memset(&c, 0, sizeof c);
+			rc = mms_data_find(env, ino, page - 1, &c, &prev, &have_prev);
+			if (rc)
+				return rc;
+			have_prev = have_prev && prev.lpage + prev.npages == page;
+		}
 		while (page < hole_end) {
 			uint64_t want = hole_end - page, got = 0, ppage = 0;
-			if (have_prev && prev.lpage + prev.npages == page) {
+			if (have_prev) {
 				ppage = prev.ppage + prev.npages;
 				rc = mms_alloc_at(env, ppage, want, MMS_ALLOC_DATA, &got);
 				if (rc)
@@ -529,68 +740,8 @@ static int mms_data_fill(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
 			*added += got;
 			page += got;
 		}
-		/* The tree changed: the cursor is stale. */
-		if (page < p1) {
-			rc = mms_data_find(env, ino, page, &c, &ext, &found);
-			if (rc)
-				return rc;
-		}
 	}
 	return 0;
-}
-
-/*
- * Zero n bytes at file byte phys: partial pages are written, whole pages
- * are handed to mms_zero_pages (which may punch them out of the file).
- */
-static int mms_data_zero_bytes(mms_env *env, uint64_t ino, uint64_t phys, uint64_t n)
-{
-	uint64_t end = phys + n;
-	uint64_t a = (phys + MMS_DATA_PAGE - 1) & ~(MMS_DATA_PAGE - 1);
-	uint64_t b = end & ~(MMS_DATA_PAGE - 1);
-	if (a >= b)
-		return mms_data_pwrite(env, ino, NULL, n, phys);
-	int rc = mms_data_pwrite(env, ino, NULL, a - phys, phys);
-	if (rc == 0)
-		rc = mms_zero_pages(env, a >> MMS_PAGE_SHIFT, (b - a) >> MMS_PAGE_SHIFT);
-	if (rc == 0)
-		rc = mms_data_pwrite(env, ino, NULL, end - b, b);
-	return rc;
-}
-
-/*
- * Write buf (value bytes [off, off+len); NULL: zeros) over the allocated
- * parts of that range, in place; holes are left alone.
- */
-static int mms_data_overwrite(mms_env *env, uint64_t ino, const uint8_t *buf,
-                              uint64_t off, uint64_t len)
-{
-	struct mms_bt_cursor c;
-	struct mms_data_ext ext;
-	bool found;
-	uint64_t end = off + len;
-	int rc;
-
-	if (len == 0)
-		return 0;
-	memset(&c, 0, sizeof c);
-	rc = mms_data_find(env, ino, off >> MMS_PAGE_SHIFT, &c, &ext, &found);
-	while (rc == 0 && found && (ext.lpage << MMS_PAGE_SHIFT) < end) {
-		uint64_t es = ext.lpage << MMS_PAGE_SHIFT;
-		uint64_t bs = mms_data_max(off, es);
-		uint64_t be = mms_data_min(end, (ext.lpage + ext.npages) << MMS_PAGE_SHIFT);
-		if (be > bs) {
-			uint64_t phys = (ext.ppage << MMS_PAGE_SHIFT) + (bs - es);
-			if (buf)
-				rc = mms_data_pwrite(env, ino, buf + (bs - off), be - bs, phys);
-			else
-				rc = mms_data_zero_bytes(env, ino, phys, be - bs);
-			if (rc)
-				break;
-		}
-		rc = mms_data_next(env, ino, &c, &ext, &found);
-	}
-	return rc;
 }
 
 /*
@@ -865,11 +1016,15 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 	}
 
 	uint64_t p0 = off >> MMS_PAGE_SHIFT, p1 = mms_data_pages_for(end);
+	uint64_t cow = 0, cow_runs = 0;
 	rc = mms_data_scan(env, ino, p0, p1, &sv);
+	if (rc == 0 && !is_inline)
+		rc = mms_data_cow_need(env, ino, mms_data_min(in.size, off), end, &cow, &cow_runs);
 	if (rc)
 		return rc;
-	rc = mms_reserve(env, sv.hole_pages + (is_inline ? 1 : 0) +
-	                 mms_data_overhead(sv.depth, sv.holes + (is_inline ? 1 : 0)));
+	rc = mms_reserve(env, sv.hole_pages + cow + (is_inline ? 1 : 0) +
+	                 mms_data_overhead(sv.depth, sv.holes + (is_inline ? 1 : 0) +
+	                                   mms_data_cow_items(cow, cow_runs)));
 	if (rc)
 		return rc;
 	if (is_inline) {
@@ -882,7 +1037,8 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 			in.flags &= ~MMS_INO_INLINE;
 		}
 	} else if (off > in.size) {
-		rc = mms_data_overwrite(env, ino, NULL, in.size, off - in.size);
+		/* bytes past the size may be left by a crash: zero them */
+		rc = mms_data_put_bytes(env, ino, NULL, in.size, off, &changed);
 		if (rc)
 			goto out;
 	}
@@ -950,21 +1106,28 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 	} else {
 		/* Free every page past the new end, and zero the tail of the last. */
 		uint64_t keep = mms_data_pages_for(size);
-		rc = mms_data_scan(env, ino, keep, MMS_DATA_MAX_LPAGES, &sv);
-		if (rc)
-			return rc;
-		rc = mms_reserve_free(env, mms_data_overhead(sv.depth, sv.extents));
-		if (rc)
-			return rc;
+		uint64_t zfrom = 0, zto = 0, cow = 0, cow_runs = 0;
 		if (size < in.size && (size & (MMS_DATA_PAGE - 1))) {
-			uint64_t stop = mms_data_min(keep << MMS_PAGE_SHIFT, in.size);
-			rc = mms_data_overwrite(env, ino, NULL, size, stop - size);
-			if (rc)
-				return rc;
+			zfrom = size;
+			zto = mms_data_min(keep << MMS_PAGE_SHIFT, in.size);
 		} else if (size > in.size) {
-			rc = mms_data_overwrite(env, ino, NULL, in.size, size - in.size);
+			zfrom = in.size;
+			zto = size;
+		}
+		rc = mms_data_scan(env, ino, keep, MMS_DATA_MAX_LPAGES, &sv);
+		if (rc == 0)
+			rc = mms_data_cow_need(env, ino, zfrom, zto, &cow, &cow_runs);
+		if (rc)
+			return rc;
+		uint64_t need = mms_data_overhead(sv.depth, sv.extents + mms_data_cow_items(cow, cow_runs));
+		/* zeroing bytes of a synced page copies it: that adds space */
+		rc = cow ? mms_reserve(env, cow + need) : mms_reserve_free(env, need);
+		if (rc)
+			return rc;
+		if (zto > zfrom) {
+			rc = mms_data_put_bytes(env, ino, NULL, zfrom, zto, &changed);
 			if (rc)
-				return rc;
+				goto out;
 		}
 		if (sv.extents) {
 			rc = mms_data_remove(env, ino, keep, MMS_DATA_MAX_LPAGES, &freed, &changed);
@@ -1014,20 +1177,33 @@ static int mms_data_punch(mms_env *env, struct mms_inode *in, const uint8_t *old
 	}
 
 	uint64_t a = mms_data_pages_for(off), b = end >> MMS_PAGE_SHIFT;
+	uint64_t cow = 0, cow_runs = 0, c2 = 0, r2 = 0;
 	rc = mms_data_scan(env, in->ino, off >> MMS_PAGE_SHIFT, mms_data_pages_for(end), &sv);
 	if (rc)
 		return rc;
-	rc = mms_reserve_free(env, mms_data_overhead(sv.depth, sv.extents + 2));
+	/* the partial pages at each end are zeroed: copied if synced */
+	if (a > b) {
+		rc = mms_data_cow_need(env, in->ino, off, end, &cow, &cow_runs);
+	} else {
+		rc = mms_data_cow_need(env, in->ino, off, a << MMS_PAGE_SHIFT, &cow, &cow_runs);
+		if (rc == 0)
+			rc = mms_data_cow_need(env, in->ino, b << MMS_PAGE_SHIFT, end, &c2, &r2);
+		cow += c2;
+		cow_runs += r2;
+	}
+	if (rc)
+		return rc;
+	uint64_t need = mms_data_overhead(sv.depth, sv.extents + 2 + mms_data_cow_items(cow, cow_runs));
+	rc = cow ? mms_reserve(env, cow + need) : mms_reserve_free(env, need);
 	if (rc)
 		return rc;
 	/* Zero the covered bytes of partial pages (bytes past size are zero). */
 	if (a > b) {
-		rc = mms_data_overwrite(env, in->ino, NULL, off, end - off);
+		rc = mms_data_put_bytes(env, in->ino, NULL, off, end, &changed);
 	} else {
-		rc = mms_data_overwrite(env, in->ino, NULL, off, (a << MMS_PAGE_SHIFT) - off);
+		rc = mms_data_put_bytes(env, in->ino, NULL, off, a << MMS_PAGE_SHIFT, &changed);
 		if (rc == 0)
-			rc = mms_data_overwrite(env, in->ino, NULL, b << MMS_PAGE_SHIFT,
-			                        end - (b << MMS_PAGE_SHIFT));
+			rc = mms_data_put_bytes(env, in->ino, NULL, b << MMS_PAGE_SHIFT, end, &changed);
 		if (rc == 0 && a < b)
 			rc = mms_data_remove(env, in->ino, a, b, &freed, &changed);
 	}
@@ -1102,11 +1278,14 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 	}
 
 	uint64_t p0 = off >> MMS_PAGE_SHIFT, p1 = mms_data_pages_for(end);
+	uint64_t cow = 0, cow_runs = 0;
 	rc = mms_data_scan(env, ino, p0, p1, &sv);
+	if (rc == 0 && !is_inline && newsize > in.size)
+		rc = mms_data_cow_need(env, ino, in.size, newsize, &cow, &cow_runs);
 	if (rc)
 		return rc;
-	rc = mms_reserve(env, sv.hole_pages + (is_inline ? 1 : 0) +
-	                 mms_data_overhead(sv.depth, sv.holes + 1));
+	rc = mms_reserve(env, sv.hole_pages + cow + (is_inline ? 1 : 0) +
+	                 mms_data_overhead(sv.depth, sv.holes + 1 + mms_data_cow_items(cow, cow_runs)));
 	if (rc)
 		return rc;
 	if (is_inline) {
@@ -1115,7 +1294,7 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 		if (rc)
 			goto out;
 	} else if (newsize > in.size) {
-		rc = mms_data_overwrite(env, ino, NULL, in.size, newsize - in.size);
+		rc = mms_data_put_bytes(env, ino, NULL, in.size, newsize, &changed);
 		if (rc)
 			goto out;
 	}

@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include "mms_int.h"
+#include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,26 +132,6 @@ int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
 
 /* ---- meta pages ------------------------------------------------------------ */
 
-static void mms_read_boot_id(uint8_t out[16])
-{
-	char buf[64] = "";
-	const char *forced = getenv("MMS_BOOT_ID"); /* tests simulate a reboot */
-	if (forced) {
-		snprintf(buf, sizeof(buf), "%s", forced);
-	} else {
-		int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			ssize_t r = read(fd, buf, sizeof(buf) - 1);
-			buf[r > 0 ? r : 0] = 0;
-			close(fd);
-		}
-	}
-	uint32_t h[4];
-	for (int i = 0; i < 4; i++)
-		h[i] = mms_crc32c((uint32_t)i * 0x9E3779B9u, buf, strlen(buf));
-	memcpy(out, h, 16);
-}
-
 /* Encode env->meta into bytes 0..207 of pg and checksum the page. */
 static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
 {
@@ -246,20 +227,18 @@ static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, char *why, siz
 
 static int mms_pwrite_page(mms_env *env, const uint8_t *pg, uint64_t pgno)
 {
-	for (;;) {
-		ssize_t w = pwrite(env->fd, pg, MMS_PAGE_SIZE, (off_t)(pgno * MMS_PAGE_SIZE));
-		if (w == MMS_PAGE_SIZE)
-			return 0;
-		if (w < 0 && errno == EINTR)
-			continue;
-		return mms_fail(env, w < 0 ? errno : EIO, "cannot write meta page %llu", (unsigned long long)pgno);
-	}
+	int rc = mms_io_pwrite(env->fd, pg, MMS_PAGE_SIZE, pgno * MMS_PAGE_SIZE);
+	if (rc)
+		return mms_fail(env, rc, "cannot write meta page %llu: %s", (unsigned long long)pgno,
+		                strerror(rc));
+	return 0;
 }
 
 static int mms_datasync(mms_env *env)
 {
-	if (fdatasync(env->fd) < 0)
-		return mms_fail(env, errno, "fdatasync failed");
+	int rc = mms_io_datasync(env->fd);
+	if (rc)
+		return mms_fail(env, rc, "fdatasync failed: %s", strerror(rc));
 	return 0;
 }
 
@@ -328,6 +307,7 @@ int mms_sync(mms_env *env)
 	}
 	env->committed = env->meta;
 	env->commit_slot ^= 1;
+	env->synced_pages = env->meta.file_pages;
 	mms_alloc_synced(env);
 	return 0;
 }
@@ -343,9 +323,11 @@ int mms_rollback(mms_env *env)
 	/* numbers handed out by the dropped changes are not handed out again:
 	 * a caller may have shown them to someone (NFS handles, FUSE) */
 	env->meta.next_ino = next_ino;
-	if (grown > env->meta.file_pages &&
-	    ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0) {
-		/* a longer file is harmless: its tail is unused */
+	if (grown > env->meta.file_pages && env->file_pages > env->synced_pages) {
+		/* a longer file is harmless (its tail is unused), so a failure
+		 * to shorten it is not an error */
+		if (mms_pager_shrink(env, env->meta.file_pages))
+			env->detail[0] = 0;
 	}
 	int rc = mms_alloc_rollback(env, env->meta_page);
 	if (rc)
@@ -384,11 +366,13 @@ static int mms_create_store(mms_env *env, const struct mms_options *o)
 		                     (unsigned long long)o->max_size);
 	if (maxp && pages > maxp)
 		pages = maxp;
-	if (ftruncate(env->fd, (off_t)(pages * MMS_PAGE_SIZE)) < 0)
-		return mms_open_fail(errno, "cannot size the new store: %s", strerror(errno));
+	int trc = mms_io_truncate(env->fd, pages * MMS_PAGE_SIZE);
+	if (trc)
+		return mms_open_fail(trc, "cannot size the new store: %s", strerror(trc));
 	struct mms_meta *m = &env->meta;
 	memset(m, 0, sizeof(*m));
 	m->file_pages = pages;
+	env->file_pages = env->synced_pages = pages;
 	m->max_pages = maxp;
 	m->next_ino = MMS_ROOT_INO + 1;
 	m->created_ns = (uint64_t)mms_now_ns();
@@ -433,11 +417,13 @@ static int mms_choose_meta(mms_env *env, uint64_t file_bytes, int *synced)
 	if (posix_memalign((void **)&pgs, MMS_PAGE_SIZE, 2 * MMS_PAGE_SIZE))
 		return ENOMEM;
 	memset(pgs, 0, 2 * MMS_PAGE_SIZE);
-	ssize_t r = pread(env->fd, pgs, 2 * MMS_PAGE_SIZE, 0);
-	if (r < 0) {
-		rc = mms_open_fail(errno, "cannot read: %s", strerror(errno));
+	size_t got = 0;
+	rc = mms_io_pread(env->fd, pgs, 2 * MMS_PAGE_SIZE, 0, &got);
+	if (rc) {
+		rc = mms_open_fail(rc, "cannot read: %s", strerror(rc));
 		goto out;
 	}
+	ssize_t r = (ssize_t)got;
 	for (int s = 0; s < 2; s++) {
 		char why[160];
 		if ((uint64_t)r < (uint64_t)(s + 1) * MMS_PAGE_SIZE) {
@@ -486,6 +472,13 @@ static int mms_choose_meta(mms_env *env, uint64_t file_bytes, int *synced)
 	}
 	env->meta = m[c];
 	env->committed = m[c];
+	env->file_pages = file_bytes / MMS_PAGE_SIZE;
+	/* until a sync, the file must keep what any valid meta records */
+	env->synced_pages = m[c].file_pages;
+	for (int s = 0; s < 2; s++)
+		if (ok[s] && trusted[s] && m[s].file_pages > env->synced_pages &&
+		    m[s].file_pages <= env->file_pages)
+			env->synced_pages = m[s].file_pages;
 	memcpy(env->meta_page, pgs + c * MMS_PAGE_SIZE, MMS_PAGE_SIZE);
 	*synced = (mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED) != 0;
 	/* commits go to the slot that does not hold the last synced meta */
@@ -523,7 +516,7 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 		rc = ENOMEM;
 		goto fail;
 	}
-	mms_read_boot_id(env->boot_id);
+	mms_io_boot_id(env->boot_id);
 
 	int oflags = (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	if (o->flags & MMS_CREATE) {
@@ -573,11 +566,6 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 	rc = mms_choose_meta(env, (uint64_t)st.st_size, &synced);
 	if (rc)
 		goto fail;
-	if (!rdonly && (uint64_t)st.st_size > env->meta.file_pages * MMS_PAGE_SIZE &&
-	    ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0) {
-		rc = mms_open_fail(errno, "cannot drop the unused tail: %s", strerror(errno));
-		goto fail;
-	}
 	rc = mms_pager_open(env);
 	if (!rc)
 		rc = mms_alloc_open(env, env->meta_page, synced);
@@ -597,6 +585,13 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 		}
 		if (rc) {
 			mms_open_fail(rc, "cannot recover: %s", env->detail);
+			goto fail;
+		}
+		/* Only now that the chosen meta is the synced one may the file
+		 * lose a tail that an older synced meta still counted on. */
+		if (env->file_pages > env->meta.file_pages &&
+		    (rc = mms_pager_shrink(env, env->meta.file_pages))) {
+			mms_open_fail(rc, "cannot drop the unused tail: %s", env->detail);
 			goto fail;
 		}
 	}

@@ -172,6 +172,9 @@ struct mms_env {
 	uint8_t boot_id[16];
 	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
 	uint8_t *meta_page;           /* the last committed meta page (4096 bytes) */
+	uint64_t file_pages;          /* the file's real length in pages: it may
+	                               * pass meta.file_pages after a trim */
+	uint64_t synced_pages;        /* meta.file_pages of the last synced meta */
 	struct mms_pager_state *pager;
 	struct mms_alloc_state *alloc;
 	struct mms_holds *holds;      /* inode.c: open counts */
@@ -221,8 +224,14 @@ int mms_reserve(mms_env *env, uint64_t n);
 /* mms_reserve() for calls that give space back or change only metadata:
  * may use the floor of pages mms_reserve() keeps unused. */
 int mms_reserve_free(mms_env *env, uint64_t n);
-/* Make pages read as zeros (punch a hole, or write zeros). */
+/* Make pages read as zeros, keeping their disk space allocated (a later
+ * write there does not need host space). */
 int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n);
+/* May page pgno be written in place?  Only if it was allocated since the
+ * last sync: a page the last synced meta reaches is never written (data
+ * pages are copied on write, like tree pages).  *run gets how many pages
+ * from pgno (at most n) share the answer. */
+int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run);
 
 /* ---- pager.c: blobs (multi-page byte strings outside the trees) ---------- */
 /* Allocate ceil(len/4096) pages, write `data`, return the first page. */
@@ -351,8 +360,12 @@ int mms_page_is_dirty(mms_env *env, uint64_t pgno);
 int mms_pager_flush(mms_env *env);
 /* Drop every dirty page (rollback). */
 void mms_pager_discard(mms_env *env);
-/* Grow the file to `pages` pages (ftruncate) and the map with it. */
+/* Set meta.file_pages to `pages`, growing the file (never shortening it)
+ * and the map with it. */
 int mms_pager_grow(mms_env *env, uint64_t pages);
+/* Shorten the file to `pages` pages, or to what the current or the last
+ * synced meta records if that is more. */
+int mms_pager_shrink(mms_env *env, uint64_t pages);
 
 int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced); /* load the free list */
 void mms_alloc_close(mms_env *env);

@@ -16,6 +16,7 @@
  * freshly allocated pages, which no committed state references.
  */
 #include "mms_int.h"
+#include "io.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -218,11 +219,35 @@ int mms_pager_remap(mms_env *env)
 
 int mms_pager_grow(mms_env *env, uint64_t pages)
 {
-	if (ftruncate(env->fd, (off_t)(pages * MMS_PAGE_SIZE)) < 0)
-		return mms_fail(env, errno, "cannot grow the store file to %llu bytes",
-		                (unsigned long long)(pages * MMS_PAGE_SIZE));
+	/* The file may be longer than meta.file_pages (a trim not yet
+	 * synced): growing never shortens it, or the older synced meta would
+	 * record pages the file no longer has. */
+	if (pages > env->file_pages) {
+		int rc = mms_io_truncate(env->fd, pages * MMS_PAGE_SIZE);
+		if (rc)
+			return mms_fail(env, rc, "cannot grow the store file to %llu bytes: %s",
+			                (unsigned long long)(pages * MMS_PAGE_SIZE), strerror(rc));
+		env->file_pages = pages;
+	}
 	env->meta.file_pages = pages;
 	return mms_pager_remap(env);
+}
+
+int mms_pager_shrink(mms_env *env, uint64_t pages)
+{
+	/* never below what the current or the last synced meta records */
+	if (pages < env->meta.file_pages)
+		pages = env->meta.file_pages;
+	if (pages < env->synced_pages)
+		pages = env->synced_pages;
+	if (pages >= env->file_pages)
+		return 0;
+	int rc = mms_io_truncate(env->fd, pages * MMS_PAGE_SIZE);
+	if (rc)
+		return mms_fail(env, rc, "cannot truncate the store file to %llu bytes: %s",
+		                (unsigned long long)(pages * MMS_PAGE_SIZE), strerror(rc));
+	env->file_pages = pages;
+	return 0;
 }
 
 static const char *const mms_tree_names[MMS_NTREES] = {
@@ -372,22 +397,10 @@ int mms_pager_flush(mms_env *env)
 			iov[k].iov_len = MMS_PAGE_SIZE;
 			k++;
 		}
-		off_t off = (off_t)(list[i].pgno * MMS_PAGE_SIZE);
-		size_t want = k * MMS_PAGE_SIZE, done = 0;
-		while (done < want) {
-			/* a short write is retried page-wise from where it stopped */
-			ssize_t w = (done == 0) ? pwritev(env->fd, iov, (int)k, off)
-			                        : pwrite(env->fd, (uint8_t *)iov[done / MMS_PAGE_SIZE].iov_base + done % MMS_PAGE_SIZE,
-			                                 MMS_PAGE_SIZE - done % MMS_PAGE_SIZE, off + (off_t)done);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				rc = mms_fail(env, errno, "cannot write tree pages at page %llu",
-				              (unsigned long long)list[i].pgno);
-				break;
-			}
-			done += (size_t)w;
-		}
+		rc = mms_io_pwritev(env->fd, iov, (int)k, list[i].pgno * MMS_PAGE_SIZE);
+		if (rc)
+			rc = mms_fail(env, rc, "cannot write tree pages at page %llu: %s",
+			              (unsigned long long)list[i].pgno, strerror(rc));
 		i += k;
 	}
 	if (!rc) {
@@ -423,23 +436,6 @@ int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
 	return 0;
 }
 
-static int mms_pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t w = pwrite(fd, p, len, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno;
-		}
-		p += w;
-		len -= (size_t)w;
-		off += w;
-	}
-	return 0;
-}
-
 int mms_blob_write(mms_env *env, const void *data, size_t len, uint64_t *pgnop)
 {
 	uint64_t n = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, pgno;
@@ -448,7 +444,7 @@ int mms_blob_write(mms_env *env, const void *data, size_t len, uint64_t *pgnop)
 	int rc = mms_alloc(env, n, MMS_ALLOC_BLOB, &pgno);
 	if (rc)
 		return rc;
-	rc = mms_pwrite_all(env->fd, data, len, (off_t)(pgno * MMS_PAGE_SIZE));
+	rc = mms_io_pwrite(env->fd, data, len, pgno * MMS_PAGE_SIZE);
 	if (rc) {
 		mms_free(env, pgno, n, MMS_ALLOC_BLOB);
 		return mms_fail(env, rc, "cannot write %zu bytes at page %llu", len, (unsigned long long)pgno);
@@ -463,22 +459,13 @@ int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len)
 	int rc = mms_check_run(env, pgno, n ? n : 1, "blob");
 	if (rc)
 		return rc;
-	uint8_t *p = buf;
-	off_t off = (off_t)(pgno * MMS_PAGE_SIZE);
-	while (len) {
-		ssize_t r = pread(env->fd, p, len, off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return mms_fail(env, errno, "cannot read page %llu", (unsigned long long)pgno);
-		}
-		if (r == 0)
-			return mms_fail(env, MMS_CORRUPT, "page %llu: blob past the end of the file",
-			                (unsigned long long)pgno);
-		p += r;
-		len -= (size_t)r;
-		off += r;
-	}
+	size_t got = 0;
+	rc = mms_io_pread(env->fd, buf, len, pgno * MMS_PAGE_SIZE, &got);
+	if (rc)
+		return mms_fail(env, rc, "cannot read page %llu: %s", (unsigned long long)pgno, strerror(rc));
+	if (got < len)
+		return mms_fail(env, MMS_CORRUPT, "page %llu: blob past the end of the file",
+		                (unsigned long long)pgno);
 	return 0;
 }
 

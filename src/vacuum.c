@@ -22,6 +22,7 @@
  * calls can run during a long vacuum.  Vacuum re-reads its position after.
  */
 #include "mms_int.h"
+#include "io.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -46,24 +47,18 @@ static int mms_vac_copy(mms_env *env, uint8_t *buf, uint64_t from, uint64_t to, 
 {
 	uint64_t bytes = n * MMS_PAGE_SIZE, off = 0;
 	while (off < bytes) {
-		size_t k = bytes - off > MMS_VAC_COPY ? MMS_VAC_COPY : (size_t)(bytes - off);
-		ssize_t r = pread(env->fd, buf, k, (off_t)(from * MMS_PAGE_SIZE + off));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return mms_fail(env, r < 0 ? errno : EIO, "vacuum: cannot read page %llu",
-			                (unsigned long long)(from + off / MMS_PAGE_SIZE));
-		size_t w = 0;
-		while (w < (size_t)r) {
-			ssize_t x = pwrite(env->fd, buf + w, (size_t)r - w, (off_t)(to * MMS_PAGE_SIZE + off + w));
-			if (x < 0 && errno == EINTR)
-				continue;
-			if (x < 0)
-				return mms_fail(env, errno, "vacuum: cannot write page %llu",
-				                (unsigned long long)(to + (off + w) / MMS_PAGE_SIZE));
-			w += (size_t)x;
-		}
-		off += (uint64_t)r;
+		size_t k = bytes - off > MMS_VAC_COPY ? MMS_VAC_COPY : (size_t)(bytes - off), got = 0;
+		int rc = mms_io_pread(env->fd, buf, k, from * MMS_PAGE_SIZE + off, &got);
+		if (!rc && got < k)
+			rc = EIO;
+		if (rc)
+			return mms_fail(env, rc, "vacuum: cannot read page %llu: %s",
+			                (unsigned long long)(from + off / MMS_PAGE_SIZE), strerror(rc));
+		rc = mms_io_pwrite(env->fd, buf, k, to * MMS_PAGE_SIZE + off);
+		if (rc)
+			return mms_fail(env, rc, "vacuum: cannot write page %llu: %s",
+			                (unsigned long long)(to + off / MMS_PAGE_SIZE), strerror(rc));
+		off += k;
 	}
 	return 0;
 }
@@ -142,8 +137,12 @@ static int mms_vac_trees(struct mms_vac *v)
 	return 0;
 }
 
-/* Move one data extent below the target, in pieces if need be. */
-static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, uint64_t n)
+/* Move one data extent below the target, in pieces if need be.  `cut`: the
+ * caller already shortened the extent's item to the head it keeps below the
+ * target, so the unmoved rest must get an item of its own even when nothing
+ * moved. */
+static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, uint64_t n,
+                          int cut)
 {
 	mms_env *env = v->env;
 	uint64_t ino = mms_get_be64(key), lp = mms_get_be64(key + 8), moved = 0;
@@ -181,7 +180,7 @@ static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, 
 		mms_put_be64(k + 8, lp + moved);
 		mms_put_le64(val, phys + moved);
 		mms_put_le64(val + 8, n - moved);
-		if (moved && (rc = mms_bt_put(env, MMS_TREE_EXTENT, k, 16, val, 16))) {
+		if ((moved || cut) && (rc = mms_bt_put(env, MMS_TREE_EXTENT, k, 16, val, 16))) {
 			mms_txn_poison(env);
 			return rc;
 		}
@@ -237,7 +236,7 @@ static int mms_vac_data(struct mms_vac *v)
 				return rc;
 			mms_put_be64(key + 8, mms_get_be64(key + 8) + keep);
 		}
-		rc = mms_vac_extent(v, key, phys + keep, n - keep);
+		rc = mms_vac_extent(v, key, phys + keep, n - keep, keep != 0);
 		if (rc == MMS_FULL)
 			return 0;
 		if (rc)
@@ -346,8 +345,8 @@ int mms_trim(mms_env *env)
 		rc = mms_sync(env);
 	}
 	/* that commit may have grown the file again for its free list */
-	if (!rc && ftruncate(env->fd, (off_t)(env->meta.file_pages * MMS_PAGE_SIZE)) < 0)
-		rc = mms_fail(env, errno, "cannot truncate the store file");
+	if (!rc)
+		rc = mms_pager_shrink(env, env->meta.file_pages);
 	return rc;
 }
 

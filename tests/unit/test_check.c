@@ -5,6 +5,8 @@
  * nothing crashes.
  */
 #include "mms_int.h"
+#define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la */
+#include "io.h"
 #include "tap.h"
 
 #include <fcntl.h>
@@ -207,7 +209,7 @@ int main(void)
 	if (system(cmd))
 		abort();
 	mms_close(env);
-	setenv("MMS_BOOT_ID", "another-boot", 1);
+	mms_io_test_boot_id = "another-boot";
 	is_int(mms_open(other, NULL, &env), 0, "after a reboot: opens");
 	is_int(mms_lookup(env, MMS_ROOT_INO, "late", 4, &sst), MMS_NOTFOUND, "the unsynced key is gone");
 	is_int(mms_lookup(env, MMS_ROOT_INO, "committed", 9, &sst), 0, "the synced keys are there");
@@ -216,6 +218,6 @@ int main(void)
 	is_int(mms_check(env, on_problem, NULL, NULL, NULL, &np), 0, "check");
 	ok(np == 0, "clean: %s", problems);
 	mms_close(env);
-	unsetenv("MMS_BOOT_ID");
+	mms_io_test_boot_id = NULL;
 	return tap_done();
 }

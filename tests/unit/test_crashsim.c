@@ -1,0 +1,745 @@
+/*
+ * test_crashsim.c - machine-crash simulator of libmms.
+ *
+ * A workload runs in this process on a fresh store while the I/O layer
+ * (src/io.h, test build) records every write (with its bytes), truncate,
+ * punch and fdatasync the engine does to the store file, in order.  After
+ * every commit and sync the workload notes the store's generation and a
+ * digest of every key (name, type, mode, size, bytes, xattrs) read back
+ * through the API: the content at that generation.
+ *
+ * From the record the simulator builds the files a crash could leave:
+ *
+ *   machine crash  everything up to some fdatasync is on disk; of the
+ *                  operations after it and before the crash point, any
+ *                  subset reached the disk (in order), and a write may be
+ *                  torn at 512-byte sectors.  The extremes (all, none) and
+ *                  random subsets.  The image is opened under another boot
+ *                  id: it must open, mms_check must find nothing, and it
+ *                  must hold exactly the content of one generation, at or
+ *                  after the last sync that was durable, and not after the
+ *                  crash point.
+ *   process crash  everything up to the crash point reached the file (the
+ *                  kernel has it), same boot id: the store opens at the
+ *                  last commit written, check finds nothing, and every key
+ *                  but those the unanswered operation was changing is
+ *                  exactly as at that commit (those may hold some of the
+ *                  operation's bytes: pages written since the last sync
+ *                  are written in place, doc/FORMAT.md).
+ *
+ * Some images are also opened read-write, changed, committed and checked
+ * again: recovery must leave a store that takes writes.
+ *
+ * The workload: puts of small and large values, overwrites at random
+ * offsets, truncation down and up, hole punching, fallocate, renames over
+ * other keys, unlinks, xattrs (inline and blob), vacuum; a commit after
+ * every operation (as mmfs does), a sync after some.
+ *
+ * Environment: MMS_SEED (printed), MMS_SIM_STEPS (operations per run,
+ * default 250), MMS_SIM_RUNS (default 3), MMS_SIM_IMAGES (machine-crash
+ * images per run, default 700; process-crash images are a quarter of that).
+ * `test_crashsim --long` runs 40 runs of 2,000 steps with 25,000 images each:
+ * a million images.
+ */
+#define _GNU_SOURCE
+#define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la */
+#include "mms.h"
+#include "io.h"
+#include "tap.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NKEYS 12
+#define MAXVAL 40000
+#define SECTOR 512
+
+/* ---- random numbers (splitmix64) ------------------------------------------- */
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t n)
+{
+	return n ? rnd() % n : 0;
+}
+
+/* ---- the record ------------------------------------------------------------ */
+
+enum rec_kind {
+	R_WRITE, R_TRUNCATE, R_PUNCH, R_SYNC, /* I/O, as recorded */
+	R_BEGIN,                              /* an operation starts: keys a and b */
+	R_COMMITTED,                          /* a commit returned: gen */
+	R_SYNCED                              /* a sync returned: gen */
+};
+
+struct rec {
+	enum rec_kind kind;
+	uint64_t off, len;
+	uint8_t *data;
+	int key_a, key_b;
+	uint64_t gen;
+};
+
+static struct rec *recs;
+static size_t nrecs, caprecs;
+static int store_fd = -1;
+static bool recording;
+static size_t created_at; /* records before this made the store */
+
+static struct rec *rec_add(enum rec_kind kind)
+{
+	if (nrecs == caprecs) {
+		caprecs = caprecs ? caprecs * 2 : 4096;
+		recs = realloc(recs, caprecs * sizeof *recs);
+		if (!recs)
+			abort();
+	}
+	struct rec *r = &recs[nrecs++];
+	memset(r, 0, sizeof *r);
+	r->kind = kind;
+	return r;
+}
+
+static void on_io(void *ctx, int fd, enum mms_io_op op, const void *buf, uint64_t len, uint64_t off)
+{
+	(void)ctx;
+	if (!recording || (store_fd >= 0 && fd != store_fd))
+		return;
+	struct rec *r;
+	switch (op) {
+	case MMS_IO_WRITE:
+		r = rec_add(R_WRITE);
+		r->off = off;
+		r->len = len;
+		r->data = malloc(len ? len : 1);
+		if (!r->data)
+			abort();
+		memcpy(r->data, buf, len);
+		break;
+	case MMS_IO_TRUNCATE:
+		r = rec_add(R_TRUNCATE);
+		r->len = len;
+		break;
+	case MMS_IO_PUNCH:
+	case MMS_IO_ZERO:
+		r = rec_add(R_PUNCH);
+		r->off = off;
+		r->len = len;
+		break;
+	case MMS_IO_SYNC:
+		rec_add(R_SYNC);
+		break;
+	}
+}
+
+static struct mms_io_hooks hooks = { on_io, NULL };
+
+static void rec_free(void)
+{
+	for (size_t i = 0; i < nrecs; i++)
+		free(recs[i].data);
+	nrecs = 0;
+}
+
+/* ---- content digests --------------------------------------------------------- */
+
+struct keystate {
+	bool exists;
+	uint32_t mode;
+	uint64_t size, hash, xhash;
+};
+
+struct state {
+	uint64_t gen;
+	struct keystate k[NKEYS];
+};
+
+static struct state *states;
+static size_t nstates, capstates;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001B3ull;
+	return h;
+}
+
+static void keyname(int k, char name[8])
+{
+	snprintf(name, 8, "k%d", k);
+}
+
+/* Digest of every key as the env sees it now.  0, or the failing code. */
+static int digest(mms_env *env, struct state *s, char *why, size_t whylen)
+{
+	static uint8_t buf[MAXVAL + 16384];
+	memset(s->k, 0, sizeof s->k);
+	for (int k = 0; k < NKEYS; k++) {
+		char name[8];
+		struct mms_stat st;
+		keyname(k, name);
+		int rc = mms_lookup(env, MMS_ROOT_INO, name, strlen(name), &st);
+		if (rc == MMS_NOTFOUND)
+			continue;
+		if (rc) {
+			snprintf(why, whylen, "lookup %s: %s (%s)", name, mms_strerror(rc), mms_errdetail(env));
+			return rc;
+		}
+		struct keystate *ks = &s->k[k];
+		ks->exists = true;
+		ks->mode = st.mode;
+		ks->size = st.size;
+		size_t n = 0;
+		if (st.size > sizeof buf) {
+			snprintf(why, whylen, "%s: size %" PRIu64 " is past anything written", name, st.size);
+			return MMS_CORRUPT;
+		}
+		rc = mms_read(env, st.ino, buf, sizeof buf, 0, &n);
+		if (rc || n != st.size) {
+			snprintf(why, whylen, "read %s: %s, %zu of %" PRIu64 " bytes (%s)", name,
+			         mms_strerror(rc), n, st.size, mms_errdetail(env));
+			return rc ? rc : MMS_CORRUPT;
+		}
+		ks->hash = fnv(0xCBF29CE484222325ull, buf, n);
+		size_t xl = 0;
+		rc = mms_getxattr(env, st.ino, "user.a", 6, buf, sizeof buf, &xl);
+		if (rc == 0)
+			ks->xhash = fnv(1, buf, xl) | 1;
+		else if (rc != MMS_NODATA) {
+			snprintf(why, whylen, "getxattr %s: %s (%s)", name, mms_strerror(rc), mms_errdetail(env));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void note_state(mms_env *env)
+{
+	struct mms_info info;
+	char why[256];
+	if (mms_stats(env, &info) || digest(env, &(struct state){ 0 }, why, sizeof why))
+		abort();
+	if (nstates == capstates) {
+		capstates = capstates ? capstates * 2 : 256;
+		states = realloc(states, capstates * sizeof *states);
+		if (!states)
+			abort();
+	}
+	struct state *s = &states[nstates];
+	if (digest(env, s, why, sizeof why))
+		abort();
+	s->gen = info.generation;
+	/* a generation noted twice (nothing changed) keeps one entry */
+	if (nstates && states[nstates - 1].gen == s->gen)
+		states[nstates - 1] = *s;
+	else
+		nstates++;
+}
+
+/* The content at generation g: that of the newest noted generation <= g
+ * (vacuum commits batches that change no content). */
+static const struct state *state_at(uint64_t g)
+{
+	const struct state *best = NULL;
+	for (size_t i = 0; i < nstates && states[i].gen <= g; i++)
+		best = &states[i];
+	return best;
+}
+
+/* ---- the workload -------------------------------------------------------------- */
+
+static uint8_t valbuf[MAXVAL + 16384];
+
+static void fill_random(uint8_t *p, size_t n)
+{
+	uint64_t tag = rnd();
+	for (size_t i = 0; i < n; i++) {
+		if ((i & 7) == 0)
+			tag = tag * 6364136223846793005ull + 1442695040888963407ull;
+		p[i] = (uint8_t)(tag >> (8 * (i & 7)));
+	}
+}
+
+static uint64_t pick_size(void)
+{
+	switch (below(4)) {
+	case 0: return below(1025);              /* inline */
+	case 1: return 1025 + below(8000);       /* a few pages */
+	case 2: return 4096 * (1 + below(8));    /* page-aligned */
+	default: return below(MAXVAL);
+	}
+}
+
+static int ino_of(mms_env *env, int k, uint64_t *ino, uint64_t *size)
+{
+	char name[8];
+	struct mms_stat st;
+	keyname(k, name);
+	int rc = mms_lookup(env, MMS_ROOT_INO, name, strlen(name), &st);
+	if (rc == 0) {
+		*ino = st.ino;
+		*size = st.size;
+	}
+	return rc;
+}
+
+/* One random operation; returns the mms_* result (errors such as
+ * MMS_NOTFOUND are part of the workload). */
+static int step(mms_env *env)
+{
+	int a = (int)below(NKEYS), b = (int)below(NKEYS);
+	char na[8], nb[8];
+	uint64_t ino = 0, size = 0;
+	keyname(a, na);
+	keyname(b, nb);
+	struct rec *r = rec_add(R_BEGIN);
+	r->key_a = a;
+	r->key_b = b;
+	unsigned op = (unsigned)below(100);
+	if (op < 18) {
+		uint64_t n = pick_size();
+		fill_random(valbuf, (size_t)n);
+		return mms_put(env, MMS_ROOT_INO, na, strlen(na), valbuf, (size_t)n, 0644, 0, 0, NULL);
+	}
+	if (ino_of(env, a, &ino, &size))
+		return mms_put(env, MMS_ROOT_INO, na, strlen(na), "x", 1, 0644, 0, 0, NULL);
+	if (op < 45) {
+		/* overwrite or extend at a random offset */
+		uint64_t off = below(size + 6000), len = 1 + below(12000);
+		if (off + len > MAXVAL)
+			off = below(MAXVAL - len);
+		fill_random(valbuf, (size_t)len);
+		return mms_write(env, ino, valbuf, (size_t)len, off);
+	}
+	if (op < 57)
+		return mms_truncate(env, ino, below(size * 3 / 2 + 4096) % MAXVAL);
+	if (op < 64) {
+		uint64_t off = below(size + 1), len = 1 + below(10000);
+		return mms_fallocate(env, ino, MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE, off, len);
+	}
+	if (op < 69) {
+		uint64_t off = below(size + 4096), len = 1 + below(9000);
+		if (off + len > MAXVAL)
+			return 0;
+		return mms_fallocate(env, ino, below(2) ? MMS_FALLOC_KEEP_SIZE : 0, off, len);
+	}
+	if (op < 79)
+		return mms_rename(env, MMS_ROOT_INO, na, strlen(na), MMS_ROOT_INO, nb, strlen(nb), 0);
+	if (op < 86)
+		return mms_unlink(env, MMS_ROOT_INO, na, strlen(na));
+	if (op < 97) {
+		uint64_t n = below(3) ? below(300) : 1025 + below(3000);
+		fill_random(valbuf, (size_t)n);
+		return mms_setxattr(env, ino, "user.a", 6, valbuf, (size_t)n, 0);
+	}
+	return mms_vacuum(env, NULL, NULL, NULL);
+}
+
+/* Run the workload on a new store at path, recording. */
+static int run_workload(const char *path, long steps, char *why, size_t whylen)
+{
+	mms_env *env;
+	struct mms_options o = { .flags = MMS_CREATE | MMS_EXCL };
+	unlink(path);
+	rec_free();
+	nstates = 0;
+	store_fd = -1;
+	recording = true;
+	int rc = mms_open(path, &o, &env);
+	if (rc) {
+		snprintf(why, whylen, "create: %s (%s)", mms_strerror(rc), mms_open_detail());
+		return rc;
+	}
+	store_fd = mms_fd(env);
+	note_state(env);
+	created_at = nrecs;
+	for (long i = 0; i < steps; i++) {
+		rc = step(env);
+		if (rc && rc != MMS_NOTFOUND && rc != MMS_EXISTS && rc != MMS_NODATA) {
+			snprintf(why, whylen, "step %ld: %s (%s)", i, mms_strerror(rc), mms_errdetail(env));
+			mms_close(env);
+			return rc;
+		}
+		bool sync = below(5) == 0;
+		rc = sync ? mms_sync(env) : mms_commit(env);
+		if (rc) {
+			snprintf(why, whylen, "step %ld: commit: %s (%s)", i, mms_strerror(rc), mms_errdetail(env));
+			mms_close(env);
+			return rc;
+		}
+		struct mms_info info;
+		mms_stats(env, &info);
+		rec_add(sync ? R_SYNCED : R_COMMITTED)->gen = info.generation;
+		note_state(env);
+	}
+	recording = false; /* close's syncs and trim are not noted: not checked */
+	rc = mms_close(env);
+	store_fd = -1;
+	if (rc)
+		snprintf(why, whylen, "close: %s", mms_strerror(rc));
+	return rc;
+}
+
+/* ---- images ------------------------------------------------------------------- */
+
+struct image {
+	uint8_t *b;
+	uint64_t len, cap;
+};
+
+static void img_resize(struct image *im, uint64_t len)
+{
+	if (len > im->cap) {
+		uint64_t cap = im->cap ? im->cap : 1 << 20;
+		while (cap < len)
+			cap *= 2;
+		im->b = realloc(im->b, cap);
+		if (!im->b)
+			abort();
+		im->cap = cap;
+	}
+	if (len > im->len)
+		memset(im->b + im->len, 0, len - im->len);
+	im->len = len;
+}
+
+/* Apply record i; torn: only a random subset of its sectors. */
+static void img_apply(struct image *im, const struct rec *r, bool torn)
+{
+	switch (r->kind) {
+	case R_WRITE:
+		if (r->off + r->len > im->len)
+			img_resize(im, r->off + r->len);
+		if (!torn) {
+			memcpy(im->b + r->off, r->data, r->len);
+			break;
+		}
+		for (uint64_t s = r->off / SECTOR * SECTOR; s < r->off + r->len; s += SECTOR) {
+			uint64_t a = s > r->off ? s : r->off, e = s + SECTOR;
+			if (e > r->off + r->len)
+				e = r->off + r->len;
+			if (below(2))
+				memcpy(im->b + a, r->data + (a - r->off), e - a);
+		}
+		break;
+	case R_TRUNCATE:
+		img_resize(im, r->len);
+		break;
+	case R_PUNCH: {
+		uint64_t e = r->off + r->len < im->len ? r->off + r->len : im->len;
+		if (r->off < e)
+			memset(im->b + r->off, 0, e - r->off);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void img_copy(struct image *dst, const struct image *src)
+{
+	dst->len = 0;
+	img_resize(dst, src->len);
+	memcpy(dst->b, src->b, src->len);
+}
+
+static int img_write(const char *path, const struct image *im)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	int rc = 0;
+	for (uint64_t off = 0; off < im->len && !rc;) {
+		ssize_t w = pwrite(fd, im->b + off, im->len - off, (off_t)off);
+		if (w <= 0)
+			rc = -1;
+		else
+			off += (uint64_t)w;
+	}
+	close(fd);
+	return rc;
+}
+
+static void on_problem(void *ctx, const char *where, const char *what)
+{
+	char *out = ctx;
+	size_t l = strlen(out);
+	if (l < 400)
+		snprintf(out + l, 512 - l, "%s: %s; ", where, what);
+}
+
+/*
+ * Open the image at path and compare it.  machine: the store must hold
+ * exactly one generation in [lo, hi].  Otherwise (process crash) it must
+ * open at generation hi exactly, keys skip_a/skip_b compared without their
+ * bytes.  Writes a reason into why on failure.
+ */
+static bool img_verify(const char *path, bool machine, uint64_t lo, uint64_t hi, int skip_a,
+                       int skip_b, bool write_after, char *why, size_t whylen)
+{
+	mms_env *env;
+	struct mms_options ro = { .flags = MMS_RDONLY };
+	char problems[512] = "";
+	uint64_t np = 0;
+	struct state got;
+	struct mms_info info;
+	int rc = mms_open(path, &ro, &env);
+	if (rc) {
+		snprintf(why, whylen, "open: %s (%s)", mms_strerror(rc), mms_open_detail());
+		return false;
+	}
+	rc = mms_check(env, on_problem, problems, NULL, NULL, &np);
+	if (rc || np) {
+		snprintf(why, whylen, "check: %s, %" PRIu64 " problems: %s", mms_strerror(rc), np, problems);
+		mms_close(env);
+		return false;
+	}
+	mms_stats(env, &info);
+	rc = digest(env, &got, why, whylen);
+	mms_close(env);
+	if (rc)
+		return false;
+	if (info.generation < lo || info.generation > hi) {
+		snprintf(why, whylen, "opened at generation %" PRIu64 ", not in %" PRIu64 "..%" PRIu64,
+		         info.generation, lo, hi);
+		return false;
+	}
+	const struct state *want = state_at(info.generation);
+	if (!want) {
+		snprintf(why, whylen, "no content noted for generation %" PRIu64, info.generation);
+		return false;
+	}
+	for (int k = 0; k < NKEYS; k++) {
+		const struct keystate *w = &want->k[k], *g = &got.k[k];
+		bool skip = !machine && (k == skip_a || k == skip_b);
+		if (w->exists != g->exists || w->mode != g->mode || w->size != g->size ||
+		    (!skip && (w->hash != g->hash || w->xhash != g->xhash))) {
+			snprintf(why, whylen,
+			         "generation %" PRIu64 ": key k%d is %s mode %o size %" PRIu64 " hash %016" PRIx64
+			         " xattr %016" PRIx64 ", was %s mode %o size %" PRIu64 " hash %016" PRIx64
+			         " xattr %016" PRIx64,
+			         info.generation, k, g->exists ? "there" : "absent", g->mode, g->size, g->hash,
+			         g->xhash, w->exists ? "there" : "absent", w->mode, w->size, w->hash, w->xhash);
+			return false;
+		}
+	}
+	if (!write_after)
+		return true;
+	/* recovery must leave a store that takes writes */
+	rc = mms_open(path, NULL, &env);
+	if (rc) {
+		snprintf(why, whylen, "read-write open: %s (%s)", mms_strerror(rc), mms_open_detail());
+		return false;
+	}
+	fill_random(valbuf, 6000);
+	rc = mms_put(env, MMS_ROOT_INO, "after", 5, valbuf, 6000, 0644, 0, 0, NULL);
+	if (!rc)
+		rc = mms_commit(env);
+	if (!rc) {
+		problems[0] = 0;
+		rc = mms_check(env, on_problem, problems, NULL, NULL, &np);
+	}
+	if (rc || np) {
+		snprintf(why, whylen, "after recovery, a put and check: %s (%s), %" PRIu64 " problems: %s",
+		         mms_strerror(rc), mms_errdetail(env), np, problems);
+		mms_close(env);
+		return false;
+	}
+	mms_close(env);
+	return true;
+}
+
+/* The generation the operation under way at record `cut` ends at: commits
+ * up to it may have reached the file (a vacuum commits several). */
+static uint64_t next_gen(size_t cut)
+{
+	for (size_t i = cut; i < nrecs; i++)
+		if (recs[i].kind == R_COMMITTED || recs[i].kind == R_SYNCED)
+			return recs[i].gen;
+	return nstates ? states[nstates - 1].gen : 0;
+}
+
+struct totals {
+	long machine, process, failed;
+};
+
+/*
+ * Check `images` machine-crash images and a quarter as many process-crash
+ * images of the record.  Returns false at the first failing image.
+ */
+static bool check_record(const char *img_path, long images, struct totals *t, char *why,
+                         size_t whylen)
+{
+	/* the sync points: durable[j] = record index of the j-th fdatasync */
+	size_t *syncs = malloc((nrecs + 1) * sizeof *syncs), ns = 0;
+	if (!syncs)
+		abort();
+	for (size_t i = 0; i < nrecs; i++)
+		if (recs[i].kind == R_SYNC)
+			syncs[ns++] = i;
+	syncs[ns] = nrecs; /* the end: nothing after it */
+	struct image base = { 0 }, im = { 0 };
+	size_t applied = 0; /* records [0, applied) are in base */
+	bool ok = true;
+	long per_window = images / (long)(ns + 1) + 1;
+
+	for (size_t w = 0; w <= ns && ok; w++) {
+		/* window w: the durable prefix ends at syncs[w-1] (w == 0: nothing) */
+		size_t start = w ? syncs[w - 1] + 1 : 0, end = syncs[w];
+		while (applied < start)
+			img_apply(&base, &recs[applied++], false);
+		if (start < created_at)
+			continue; /* the store was still being made */
+		/* the generation that durable prefix guarantees: that of the
+		 * sync whose last fdatasync ends it, else the sync before */
+		uint64_t lo = states[0].gen;
+		for (size_t i = 0; i < start; i++)
+			if (recs[i].kind == R_SYNCED)
+				lo = recs[i].gen;
+		for (size_t i = start; i < nrecs && recs[i].kind != R_SYNC; i++)
+			if (recs[i].kind == R_SYNCED) {
+				lo = recs[i].gen;
+				break;
+			}
+		for (long n = 0; n < per_window && ok; n++) {
+			/* crash point: any record in [start, end] */
+			size_t cut = start + (size_t)below(end - start + 1);
+			uint64_t hi = next_gen(cut);
+			img_copy(&im, &base);
+			int mode = (int)below(8); /* 0: none, 1: all, else random */
+			for (size_t i = start; i < cut; i++) {
+				if (mode == 0)
+					break;
+				if (mode == 1 || below(2))
+					img_apply(&im, &recs[i], mode != 1 && recs[i].kind == R_WRITE && below(4) == 0);
+			}
+			if (img_write(img_path, &im)) {
+				snprintf(why, whylen, "cannot write the image");
+				ok = false;
+				break;
+			}
+			mms_io_test_boot_id = "simulated-reboot";
+			char detail[1400];
+			ok = img_verify(img_path, true, lo, hi, -1, -1, below(16) == 0, detail, sizeof detail);
+			mms_io_test_boot_id = NULL;
+			t->machine++;
+			if (!ok)
+				snprintf(why, whylen, "machine crash at record %zu of %zu (last durable fdatasync: record %zd, %s): %s",
+				         cut, nrecs, w ? (ssize_t)syncs[w - 1] : (ssize_t)-1,
+				         mode == 0 ? "nothing after it" : mode == 1 ? "everything after it" : "a random subset after it",
+				         detail);
+		}
+	}
+	/* process crashes: everything up to the cut reached the file */
+	im.len = 0;
+	size_t at = 0;
+	long nproc = images / 4 + 1;
+	size_t *cuts = malloc((size_t)nproc * sizeof *cuts);
+	if (!cuts)
+		abort();
+	for (long i = 0; i < nproc; i++)
+		cuts[i] = (size_t)below(nrecs + 1);
+	/* ascending, so the image is built once */
+	for (long i = 1; i < nproc; i++)
+		for (long j = i; j > 0 && cuts[j - 1] > cuts[j]; j--) {
+			size_t x = cuts[j];
+			cuts[j] = cuts[j - 1];
+			cuts[j - 1] = x;
+		}
+	for (long i = 0; i < nproc && ok; i++) {
+		size_t cut = cuts[i];
+		while (at < cut)
+			img_apply(&im, &recs[at++], false);
+		if (cut < created_at)
+			continue; /* the store was not made yet */
+		uint64_t gen = states[0].gen;
+		int skip_a = -1, skip_b = -1;
+		for (size_t j = 0; j < cut; j++) {
+			if (recs[j].kind == R_COMMITTED || recs[j].kind == R_SYNCED) {
+				gen = recs[j].gen;
+				skip_a = skip_b = -1;
+			} else if (recs[j].kind == R_BEGIN) {
+				skip_a = recs[j].key_a;
+				skip_b = recs[j].key_b;
+			}
+		}
+		if (img_write(img_path, &im)) {
+			snprintf(why, whylen, "cannot write the image");
+			ok = false;
+			break;
+		}
+		char detail[1400];
+		/* the meta of the unanswered commit may be written: gen or gen+1 */
+		ok = img_verify(img_path, false, gen, skip_a >= 0 ? next_gen(cut) : gen, skip_a, skip_b,
+		                below(16) == 0, detail, sizeof detail);
+		t->process++;
+		if (!ok)
+			snprintf(why, whylen, "process crash at record %zu of %zu: %s", cut, nrecs, detail);
+	}
+	free(cuts);
+	free(base.b);
+	free(im.b);
+	free(syncs);
+	return ok;
+}
+
+static long env_long(const char *name, long def)
+{
+	const char *s = getenv(name);
+	return s && *s ? strtol(s, NULL, 10) : def;
+}
+
+int main(int argc, char **argv)
+{
+	bool longrun = argc > 1 && !strcmp(argv[1], "--long");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t seed = (uint64_t)env_long("MMS_SEED", (long)((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+	                                                     (uint64_t)getpid()));
+	long runs = env_long("MMS_SIM_RUNS", longrun ? 40 : 3);
+	long steps = env_long("MMS_SIM_STEPS", longrun ? 2000 : 250);
+	long images = env_long("MMS_SIM_IMAGES", longrun ? 25000 : 700);
+	char *dir = tap_tmpdir();
+	char path[1024], img[1024];
+	snprintf(path, sizeof path, "%s/store.mms", dir);
+	snprintf(img, sizeof img, "%s/image.mms", dir);
+	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld runs of %ld steps, %ld images each",
+	         seed, seed, runs, steps, images);
+	mms_io_hooks = &hooks;
+	struct totals t = { 0, 0, 0 };
+	for (long run = 0; run < runs; run++) {
+		char why[2048] = "";
+		rng = seed + (uint64_t)run * 0x632BE59BD9B4E019ull;
+		int rc = run_workload(path, steps, why, sizeof why);
+		if (!ok(rc == 0, "run %ld: the workload ran (%zu records, %zu generations)%s%s", run, nrecs,
+		        nstates, rc ? ": " : "", why))
+			continue;
+		long m0 = t.machine, p0 = t.process;
+		bool good = check_record(img, images, &t, why, sizeof why);
+		ok(good, "run %ld: %ld machine-crash and %ld process-crash images hold a committed state%s%s",
+		   run, t.machine - m0, t.process - p0, good ? "" : ": ", why);
+	}
+	mms_io_hooks = NULL;
+	tap_diag("%ld machine-crash images and %ld process-crash images checked", t.machine, t.process);
+	rec_free();
+	free(recs);
+	free(states);
+	return tap_done();
+}
