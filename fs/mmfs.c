@@ -1469,8 +1469,10 @@ static int mmfs_control_set(struct mmfs *fs, const char *name, const char *value
 		rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
 		if (rc == 0)
 			mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " -> %" PRIu64
-			         " bytes, %" PRIu64 " moved", fs->store, res.size_before,
-			         res.size_after, res.moved_bytes);
+			         " bytes, %" PRIu64 " moved%s", fs->store, res.size_before,
+			         res.size_after, res.moved_bytes,
+			         res.incomplete ? " (stopped early: writers used the free space "
+			                          "below its target; run it again)" : "");
 		mmfs_unlock(fs);
 		pthread_mutex_unlock(&fs->vacuum_lock);
 	}

@@ -468,6 +468,11 @@ typedef int (*mms_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 struct mms_vacuum_result {
 	uint64_t size_before, size_after;   /* file bytes */
 	uint64_t moved_bytes;               /* data and tree bytes relocated */
+	int incomplete;                     /* 1: stopped early, as the space below
+	                                     * the target ran out (other calls used
+	                                     * it during an online vacuum); what
+	                                     * moved stays moved, nothing is lost:
+	                                     * run it again to go further */
 };
 
 /*
@@ -475,7 +480,10 @@ struct mms_vacuum_result {
  * free space nearer the front, sync, and truncate the file.  Works in
  * batches, each committed and synced, so a crash at any point leaves a
  * consistent store and extra space stays bounded (it never grows the file).
- * `progress` and `res` may be NULL.
+ * Between batches `progress` runs with everything committed, and the caller
+ * may let other calls change the store there; if they use the free space
+ * vacuum was moving into, it stops early and says so (res->incomplete), it
+ * does not fail.  `progress` and `res` may be NULL.
  */
 int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx,
                struct mms_vacuum_result *res);

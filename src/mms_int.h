@@ -407,4 +407,9 @@ void mms_bt_page_item(const uint8_t *p, unsigned i, const void **k, size_t *kl,
 int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t budget, uint64_t *moved,
                     int *more);
 
+#ifdef MMS_TEST_HOOKS
+/* vacuum.c, test builds: move pages in batches of this many (0: the default). */
+extern uint64_t mms_vac_test_batch;
+#endif
+
 #endif /* MMS_INT_H */

@@ -1147,6 +1147,9 @@ static int mmstore_cmd_vacuum(const struct mmstore_cmd *cmd, int argc, char **ar
 		       store, res.size_before, mmstore_human(res.size_before, h1, sizeof h1),
 		       res.size_after, mmstore_human(res.size_after, h2, sizeof h2),
 		       res.moved_bytes);
+		if (res.incomplete)
+			printf("%s: vacuum stopped early: no free space was left below its target; "
+			       "nothing is lost, run it again to go further\n", store);
 		status = mmstore_flush_stdout(store);
 	}
 	return mmstore_finish(env, store, status);

@@ -19,7 +19,12 @@
  *
  * Between batches the progress callback runs with everything committed: a
  * caller that guards the env with a lock may release it there, so other
- * calls can run during a long vacuum.  Vacuum re-reads its position after.
+ * calls can run during a long vacuum (they must commit their changes before
+ * the callback returns).  Vacuum re-reads its position after.  If those
+ * calls use the free space below the target, vacuum runs out of room: a
+ * batch that finds none is rolled back, vacuum stops there and reports it
+ * (res->incomplete) - it never fails for that, and an extent it was cutting
+ * at the target keeps its unmoved tail where it was.
  */
 #include "mms_int.h"
 #include "io.h"
@@ -28,7 +33,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define MMS_VAC_BATCH 16384ull /* pages moved per batch: 64 MiB */
+#define MMS_VAC_BATCH_PAGES 16384ull /* pages moved per batch: 64 MiB */
+#ifdef MMS_TEST_HOOKS
+uint64_t mms_vac_test_batch; /* tests: batches of this many pages */
+#define MMS_VAC_BATCH (mms_vac_test_batch ? mms_vac_test_batch : MMS_VAC_BATCH_PAGES)
+#else
+#define MMS_VAC_BATCH MMS_VAC_BATCH_PAGES
+#endif
 #define MMS_VAC_COPY (1u << 20)
 
 struct mms_vac {
@@ -41,6 +52,7 @@ struct mms_vac {
 	uint64_t batch;    /* moved in this batch */
 	uint8_t *buf;
 	int stopped;       /* the callback asked to stop, or no room is left */
+	int no_room;       /* stopped because the space below the target ran out */
 };
 
 static int mms_vac_copy(mms_env *env, uint8_t *buf, uint64_t from, uint64_t to, uint64_t n)
@@ -118,7 +130,8 @@ static int mms_vac_trees(struct mms_vac *v)
 				if (rc)
 					return rc;
 				if (cap == 1) {
-					v->stopped = 1; /* no room for even one page: stop here */
+					/* no room for even one page: stop here */
+					v->stopped = v->no_room = 1;
 					return 0;
 				}
 				cap /= 2;
@@ -237,8 +250,10 @@ static int mms_vac_data(struct mms_vac *v)
 			mms_put_be64(key + 8, mms_get_be64(key + 8) + keep);
 		}
 		rc = mms_vac_extent(v, key, phys + keep, n - keep, keep != 0);
-		if (rc == MMS_FULL)
+		if (rc == MMS_FULL) {
+			v->stopped = v->no_room = 1;
 			return 0;
+		}
 		if (rc)
 			return rc;
 		/* continue after this extent */
@@ -303,8 +318,10 @@ static int mms_vac_xattrs(struct mms_vac *v)
 		if (!rc)
 			rc = mms_blob_write(env, data, len, &npg);
 		free(data);
-		if (rc == MMS_FULL)
+		if (rc == MMS_FULL) {
+			v->stopped = v->no_room = 1;
 			return 0;
+		}
 		if (rc)
 			return rc;
 		uint8_t val[17];
@@ -376,6 +393,14 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 			rc = mms_vac_xattrs(&v);
 		if (!rc && !v.stopped)
 			rc = mms_vac_trees(&v);
+		if (rc == MMS_FULL) {
+			/* other calls, between batches, used the room below the
+			 * target that this batch's tree copies needed: undo the
+			 * batch (the ones before it are synced) and stop early */
+			mms_alloc_set_limit(env, 0);
+			rc = mms_rollback(env);
+			v.no_room = 1;
+		}
 		if (rc) {
 			mms_alloc_set_limit(env, 0);
 			mms_rollback(env);
@@ -392,6 +417,7 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 		res->size_before = before * MMS_PAGE_SIZE;
 		res->size_after = env->meta.file_pages * MMS_PAGE_SIZE;
 		res->moved_bytes = v.done * MMS_PAGE_SIZE;
+		res->incomplete = v.no_room;
 	}
 out:
 	free(v.buf);
