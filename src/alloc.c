@@ -465,6 +465,18 @@ void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
 	struct mms_free_ctx ctx = { env, 0 };
 	if (!n)
 		return;
+	/* Freeing what is already free means the structure that pointed at it
+	 * is damaged: stop this transaction before the free list is. */
+	const struct mms_runset *sets[] = { &a->free, &a->pending, &a->txn_free };
+	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+		size_t i = rs_find(sets[k], pgno);
+		if (i < sets[k]->n && sets[k]->r[i].start < pgno + n) {
+			mms_damaged(env, "pages %llu+%llu are freed twice (a damaged %s or free list)",
+			            (unsigned long long)pgno, (unsigned long long)n,
+			            (kind & MMS_ALLOC_TREE) ? "tree" : (kind & MMS_ALLOC_DATA) ? "extent" : "blob");
+			return;
+		}
+	}
 	mms_count(env, kind, -(int64_t)n);
 	if (kind & (MMS_ALLOC_DATA | MMS_ALLOC_BLOB))
 		rs_add(&a->punch, pgno, n);  /* cannot overlap: the pages were live */

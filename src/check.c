@@ -32,7 +32,12 @@ struct ck_inode {
 	uint32_t flags;
 	uint32_t names;     /* NAME items pointing at it */
 	uint8_t orphan;     /* has an ORPHAN item */
+	uint8_t reach;      /* its chain of parents: CK_REACH_* */
 };
+
+/* Whether an inode's chain of parents reaches the root, found once per
+ * inode (linear in the store, whatever the depth of its directories). */
+enum { CK_REACH_UNKNOWN, CK_REACH_PATH, CK_REACH_ROOT, CK_REACH_LOOP, CK_REACH_BROKEN };
 
 struct ck {
 	mms_env *env;
@@ -58,6 +63,59 @@ static const char *const ck_what[] = {
 
 static void ck_problem(struct ck *ck, const char *fmt_where, const char *what, ...)
 	__attribute__((format(printf, 3, 4)));
+
+static struct ck_inode *ck_find(struct ck *ck, uint64_t ino);
+
+/*
+ * Does c's chain of parents reach the root?  Walks up until an inode whose
+ * answer is known, then writes the answer on every inode of the walk, so
+ * each inode is visited a bounded number of times.  *bad gets the missing
+ * or non-directory ancestor for CK_REACH_BROKEN.
+ */
+static int ck_reach(struct ck *ck, struct ck_inode *c, uint64_t *bad)
+{
+	struct ck_inode **path = NULL;
+	size_t n = 0, cap = 0;
+	int r = CK_REACH_UNKNOWN;
+	struct ck_inode *at = c;
+	for (;;) {
+		if (at->ino == MMS_ROOT_INO) {
+			r = CK_REACH_ROOT;
+			break;
+		}
+		if (at->reach == CK_REACH_PATH) {
+			r = CK_REACH_LOOP;
+			break;
+		}
+		if (at->reach != CK_REACH_UNKNOWN) {
+			r = at->reach;
+			break;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct ck_inode **np = realloc(path, ncap * sizeof *np);
+			if (!np) {
+				r = CK_REACH_UNKNOWN; /* out of memory: no verdict */
+				break;
+			}
+			path = np;
+			cap = ncap;
+		}
+		path[n++] = at;
+		at->reach = CK_REACH_PATH;
+		struct ck_inode *p = ck_find(ck, at->parent);
+		if (!p || (p->mode & S_IFMT) != S_IFDIR) {
+			*bad = at->parent;
+			r = CK_REACH_BROKEN;
+			break;
+		}
+		at = p;
+	}
+	for (size_t i = 0; i < n; i++)
+		path[i]->reach = (uint8_t)r;
+	free(path);
+	return r;
+}
 static void ck_problem(struct ck *ck, const char *where, const char *fmt, ...)
 {
 	char msg[512];
@@ -447,18 +505,13 @@ static void ck_reachability(struct ck *ck)
 			else
 				keys++;
 			/* the parent chain must reach the root */
-			uint64_t p = c->parent, steps = 0;
-			while (p != MMS_ROOT_INO && steps++ <= ck->icount) {
-				struct ck_inode *pp = ck_find(ck, p);
-				if (!pp || (pp->mode & S_IFMT) != S_IFDIR) {
-					ck_problem(ck, where, "ancestor %llu is missing or not a directory",
-					           (unsigned long long)p);
-					break;
-				}
-				p = pp->parent;
-			}
-			if (p != MMS_ROOT_INO && steps > ck->icount)
+			uint64_t bad = 0;
+			int r = ck_reach(ck, c, &bad);
+			if (r == CK_REACH_LOOP)
 				ck_problem(ck, where, "its chain of parents loops");
+			else if (r == CK_REACH_BROKEN)
+				ck_problem(ck, where, "ancestor %llu is missing or not a directory",
+				           (unsigned long long)bad);
 		}
 		if (!is_dir && !(c->flags & MMS_INO_INLINE) && c->counted != c->pages)
 			ck_problem(ck, where, "records %llu data pages, extents hold %llu",

@@ -73,6 +73,21 @@ static void mms_data_key(uint8_t key[16], uint64_t ino, uint64_t lpage)
 	mms_put_be64(key + 8, lpage);
 }
 
+/* A damaged extent may point at tree pages: never read them as data
+ * (MMS_CORRUPT) nor, when `freeing`, give them to the free list (that
+ * makes the env take no more changes, mms_damaged). */
+static int mms_data_not_tree(mms_env *env, uint64_t ino, uint64_t ppage, uint64_t n, bool freeing)
+{
+	char what[64];
+	if (!mms_pager_not_tree(env, ppage, n, "extent"))
+		return 0;
+	snprintf(what, sizeof what, "ino %llu: an extent", (unsigned long long)ino);
+	int rc = mms_pager_not_tree(env, ppage, n, what);
+	if (freeing)
+		rc = mms_damaged(env, "%s (it is not freed)", mms_errdetail(env));
+	return rc;
+}
+
 static bool mms_data_isdir(const struct mms_inode *in)
 {
 	return S_ISDIR(in->mode);
@@ -569,6 +584,8 @@ static int mms_data_cow(mms_env *env, uint64_t ino, const struct mms_data_ext *e
 		struct mms_data_ext tail = { lp + got, ext->ppage + (lp + got - e0), e1 - (lp + got) };
 		rc = mms_data_put_ext(env, ino, &tail);
 	}
+	if (rc == 0)
+		rc = mms_data_not_tree(env, ino, old, got, true);
 	if (rc)
 		return rc;
 	mms_free(env, old, got, MMS_ALLOC_DATA);
@@ -776,6 +793,8 @@ static int mms_data_remove(mms_env *env, uint64_t ino, uint64_t a, uint64_t b,
 			struct mms_data_ext tail = { ce, ext.ppage + (ce - s), e - ce };
 			rc = mms_data_put_ext(env, ino, &tail);
 		}
+		if (rc == 0)
+			rc = mms_data_not_tree(env, ino, ext.ppage + (cs - s), ce - cs, true);
 		if (rc)
 			return rc;
 		mms_free(env, ext.ppage + (cs - s), ce - cs, MMS_ALLOC_DATA);
@@ -849,10 +868,17 @@ static int mms_data_read_piece(void *ctx, const struct mms_extent *piece)
 		memset(dst, 0, (size_t)piece->length);
 		return 0;
 	}
+	int rc = mms_data_not_tree(r->env, r->ino, piece->physical >> MMS_PAGE_SHIFT,
+	                           mms_data_pages_for((piece->physical & (MMS_DATA_PAGE - 1)) + piece->length),
+	                           false);
+	if (rc)
+		return rc;
 	return mms_data_pread(r->env, r->ino, dst, (size_t)piece->length, piece->physical);
 }
 
 struct mms_data_map_ctx {
+	mms_env *env;
+	uint64_t ino;
 	struct mms_extent *ext;
 	size_t max, count;
 };
@@ -860,6 +886,13 @@ struct mms_data_map_ctx {
 static int mms_data_map_piece(void *ctx, const struct mms_extent *piece)
 {
 	struct mms_data_map_ctx *m = ctx;
+	if (!(piece->flags & MMS_MAP_HOLE)) {
+		int rc = mms_data_not_tree(m->env, m->ino, piece->physical >> MMS_PAGE_SHIFT,
+		                           mms_data_pages_for((piece->physical & (MMS_DATA_PAGE - 1)) +
+		                                              piece->length), false);
+		if (rc)
+			return rc;
+	}
 	m->ext[m->count++] = *piece;
 	return m->count == m->max ? 1 : 0;
 }
@@ -916,7 +949,7 @@ int mms_map(mms_env *env, uint64_t ino, uint64_t off, uint64_t len,
 		*count = 1;
 		return 0;
 	}
-	struct mms_data_map_ctx m = { ext, max, 0 };
+	struct mms_data_map_ctx m = { env, ino, ext, max, 0 };
 	rc = mms_data_walk(env, ino, off, end, mms_data_map_piece, &m);
 	if (rc)
 		return rc;
@@ -1332,7 +1365,9 @@ int mms_data_free_all(mms_env *env, struct mms_inode *in)
 			return rc;
 		if (!found)
 			break;
-		rc = mms_data_del_ext(env, in->ino, ext.lpage);
+		rc = mms_data_not_tree(env, in->ino, ext.ppage, ext.npages, true);
+		if (rc == 0)
+			rc = mms_data_del_ext(env, in->ino, ext.lpage);
 		if (rc)
 			return rc;
 		mms_free(env, ext.ppage, ext.npages, MMS_ALLOC_DATA);

@@ -82,6 +82,21 @@ int mms_fail(mms_env *env, int err, const char *fmt, ...)
 	return err;
 }
 
+int mms_damaged(mms_env *env, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&env->detail_lock);
+	va_start(ap, fmt);
+	vsnprintf(env->detail, sizeof(env->detail), fmt, ap);
+	va_end(ap);
+	if (!env->damaged)
+		snprintf(env->damage, sizeof env->damage, "%s", env->detail);
+	pthread_mutex_unlock(&env->detail_lock);
+	__atomic_store_n(&env->damaged, 1, __ATOMIC_RELEASE);
+	mms_txn_poison(env);
+	return MMS_CORRUPT;
+}
+
 const char *mms_errdetail(mms_env *env)
 {
 	return env->detail;
@@ -114,7 +129,12 @@ int mms_txn_enter(mms_env *env)
 	if (env->flags & MMS_RDONLY)
 		return mms_fail(env, MMS_READONLY, "the store is open read-only");
 	if (env->txn_bad)
-		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
+		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way (%s); roll back first",
+		                env->poison_why[0] ? env->poison_why : "no detail");
+	if (__atomic_load_n(&env->damaged, __ATOMIC_ACQUIRE))
+		return mms_fail(env, MMS_CORRUPT,
+		                "the store is damaged (%s): it takes no changes; mmstore check names the damage",
+		                env->damage);
 	env->op_fresh_txn = !env->txn_active;
 	env->txn_active = 1;
 	env->op_mods = env->mods;
@@ -123,6 +143,11 @@ int mms_txn_enter(mms_env *env)
 
 void mms_txn_poison(mms_env *env)
 {
+	if (!env->txn_bad) {
+		pthread_mutex_lock(&env->detail_lock);
+		snprintf(env->poison_why, sizeof env->poison_why, "%s", env->detail);
+		pthread_mutex_unlock(&env->detail_lock);
+	}
 	env->txn_bad = 1;
 }
 
@@ -249,9 +274,14 @@ int mms_commit(mms_env *env)
 	if (env->flags & MMS_RDONLY)
 		return 0;
 	if (env->txn_bad)
-		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way; roll back first");
+		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way (%s); roll back first",
+		                env->poison_why[0] ? env->poison_why : "no detail");
 	if (!env->txn_active)
 		return 0;
+	if (__atomic_load_n(&env->damaged, __ATOMIC_ACQUIRE))
+		return mms_fail(env, MMS_CORRUPT,
+		                "the store is damaged (%s): nothing more is written; roll back",
+		                env->damage);
 	uint8_t *pg = NULL;
 	if (posix_memalign((void **)&pg, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
 		return ENOMEM;
@@ -334,6 +364,7 @@ int mms_rollback(mms_env *env)
 		return rc;
 	env->txn_active = 0;
 	env->txn_bad = 0;
+	env->poison_why[0] = 0;
 	return 0;
 }
 
@@ -607,7 +638,12 @@ int mms_close(mms_env *env)
 	int rc = 0;
 	if (!env)
 		return 0;
-	if (!(env->flags & MMS_RDONLY)) {
+	if (!(env->flags & MMS_RDONLY) && env->damaged) {
+		/* nothing more is written to a damaged store: not even the
+		 * punching of free space, which a damaged free list misplaces */
+		if (env->txn_active || env->txn_bad)
+			mms_rollback(env);
+	} else if (!(env->flags & MMS_RDONLY)) {
 		if (env->txn_bad)
 			mms_rollback(env);
 		rc = mms_sync(env);

@@ -101,6 +101,10 @@ int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode
 	if (f[0] > UINT32_MAX || f[1] > UINT32_MAX || f[2] > UINT32_MAX || f[3] > UINT32_MAX ||
 	    f[10] > UINT32_MAX)
 		return MMS_CORRUPT;
+	/* sizes past the limit, and more pages than the largest value has,
+	 * are damage: st_size and st_blocks must not wrap */
+	if (f[4] > MMS_SIZE_MAX || f[9] > (MMS_SIZE_MAX >> MMS_PAGE_SHIFT))
+		return MMS_CORRUPT;
 	out->ino = ino;
 	out->mode = (uint32_t)f[0];
 	out->uid = (uint32_t)f[1];
@@ -752,6 +756,20 @@ int mms_orphans_reclaim(mms_env *env)
 		}
 		if (mms_is_held(env, ino))
 			return 0; /* cannot happen at open; never free a held inode */
+		/* An orphan is an unlinked inode.  One that is still named is a
+		 * damaged orphan list: freeing it would delete a live key. */
+		struct mms_inode oin;
+		rc = mms_inode_get(env, ino, &oin, NULL, NULL);
+		if (rc == MMS_NOTFOUND)
+			rc = 0; /* mms_orphan_free drops the stray item */
+		else if (rc == 0 && oin.parent != 0)
+			rc = mms_fail(env, MMS_CORRUPT,
+			              "the orphan list names inode %llu, which is still named in "
+			              "directory %llu: the list is damaged (nothing was changed; open "
+			              "the store read-only, or see mmstore check)",
+			              (unsigned long long)ino, (unsigned long long)oin.parent);
+		if (rc)
+			goto fail;
 		rc = mms_reserve_free(env, mms_orphan_cost(env, ino));
 		if (rc)
 			goto fail;
@@ -1553,6 +1571,17 @@ int mms_dir_next(mms_cursor *cur, struct mms_dirent *ent)
 		rc = mms_fail(env, MMS_CORRUPT, "directory %llu: entry with a %zu-byte key and a %zu-byte value",
 		              (unsigned long long)cur->dir, klen, vlen);
 		goto out;
+	}
+	if (cur->started) {
+		/* a listing only moves forward, or a damaged tree could make it
+		 * go round for ever */
+		size_t m = klen < cur->klen ? klen : cur->klen;
+		int c = memcmp(k, cur->key, m);
+		if (c < 0 || (c == 0 && klen <= cur->klen)) {
+			rc = mms_fail(env, MMS_CORRUPT, "directory %llu: the name tree is out of order",
+			              (unsigned long long)cur->dir);
+			goto out;
+		}
 	}
 	memcpy(cur->key, k, klen);
 	cur->klen = klen;

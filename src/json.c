@@ -357,6 +357,44 @@ struct mms_dump {
 	uint8_t *xvalue;       /* MMS_XATTR_VALUE_MAX bytes */
 };
 
+/* The directories a dump has entered: a damaged store whose names form a
+ * cycle must give an error, not an endless dump.  Open addressing. */
+struct mms_dirset {
+	uint64_t *slot; /* 0: empty */
+	size_t cap, n;
+};
+
+/* Add ino: 1 if it was new, 0 if already there, -1 out of memory. */
+static int mms_dirset_add(struct mms_dirset *s, uint64_t ino)
+{
+	if ((s->n + 1) * 2 > s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 256;
+		uint64_t *ns = calloc(ncap, sizeof *ns);
+		if (!ns)
+			return -1;
+		for (size_t i = 0; i < s->cap; i++) {
+			if (!s->slot[i])
+				continue;
+			size_t j = (size_t)(s->slot[i] * 0x9E3779B97F4A7C15ull >> 17) & (ncap - 1);
+			while (ns[j])
+				j = (j + 1) & (ncap - 1);
+			ns[j] = s->slot[i];
+		}
+		free(s->slot);
+		s->slot = ns;
+		s->cap = ncap;
+	}
+	size_t j = (size_t)(ino * 0x9E3779B97F4A7C15ull >> 17) & (s->cap - 1);
+	while (s->slot[j]) {
+		if (s->slot[j] == ino)
+			return 0;
+		j = (j + 1) & (s->cap - 1);
+	}
+	s->slot[j] = ino;
+	s->n++;
+	return 1;
+}
+
 /* One level of the depth-first walk: a directory being listed. */
 struct mms_dump_level {
 	mms_cursor *cur;
@@ -575,6 +613,7 @@ int mms_dump(mms_env *env, FILE *out, mms_progress_fn progress, void *ctx)
 {
 	struct mms_dump d = {.env = env, .out = out, .progress = progress, .ctx = ctx};
 	struct mms_dump_level *lv = NULL;
+	struct mms_dirset seen = { NULL, 0, 0 };
 	size_t depth = 0, cap = 0;
 	struct mms_info info;
 	struct mms_stat st;
@@ -652,6 +691,17 @@ int mms_dump(mms_env *env, FILE *out, mms_progress_fn progress, void *ctx)
 			goto out;
 		if (!S_ISDIR(st.mode))
 			continue;
+		int fresh = mms_dirset_add(&seen, st.ino);
+		if (fresh < 0) {
+			rc = ENOMEM;
+			goto out;
+		}
+		if (!fresh || st.ino == MMS_ROOT_INO) {
+			rc = mms_fail(env, MMS_CORRUPT,
+			              "key '%s': directory %llu is reached twice (the names form a cycle)",
+			              mms_dump_where(&d, where, sizeof where), (unsigned long long)st.ino);
+			goto out;
+		}
 		if (depth == cap) {
 			struct mms_dump_level *nlv = realloc(lv, sizeof *lv * cap * 2);
 			if (!nlv) {
@@ -683,6 +733,7 @@ out:
 	while (depth > 0)
 		mms_dir_close(lv[--depth].cur);
 	free(lv);
+	free(seen.slot);
 	free(d.path.p);
 	free(d.xvalue);
 	free(d.b64);

@@ -180,6 +180,9 @@ struct mms_env {
 	struct mms_holds *holds;      /* inode.c: open counts */
 	pthread_mutex_t detail_lock;
 	char detail[512];             /* mms_errdetail() */
+	char poison_why[512];         /* the detail when the transaction was poisoned */
+	int damaged;                  /* MMS_CORRUPT was met: no more changes */
+	char damage[512];             /* the first damage met */
 };
 
 /* ---- env.c ---------------------------------------------------------------- */
@@ -187,8 +190,14 @@ struct mms_env {
  * `return mms_fail(env, MMS_CORRUPT, "page %llu: ...", ...)`. */
 int mms_fail(mms_env *env, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Call at the start of every modifying call: MMS_READONLY, MMS_BADTXN, or 0
- * (and marks the transaction active). */
+/* A structure claims what is not so, and acting on it would damage the
+ * store further (a free list handing out a live page, an extent freeing
+ * pages that are free or hold a tree): record the detail, poison the
+ * transaction, and make the env take no more changes (mms_txn_enter and
+ * mms_commit give MMS_CORRUPT; close writes nothing).  Returns MMS_CORRUPT. */
+int mms_damaged(mms_env *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Call at the start of every modifying call: MMS_READONLY, MMS_BADTXN,
+ * MMS_CORRUPT (mms_damaged), or 0 (and marks the transaction active). */
 int mms_txn_enter(mms_env *env);
 /* A modifying call failed after its first change. */
 void mms_txn_poison(mms_env *env);
@@ -354,6 +363,10 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc);
 uint8_t *mms_page_new(mms_env *env, uint64_t *pgno, int *rc);
 /* Free a tree page (dropping its dirty copy if any). */
 void mms_page_free(mms_env *env, uint64_t pgno);
+/* MMS_CORRUPT (detail naming `what`) if a page of [pgno, pgno+n) holds a
+ * live tree page this open has read: what a damaged extent or free list
+ * may claim, and what must then not be read as data, freed or reused. */
+int mms_pager_not_tree(mms_env *env, uint64_t pgno, uint64_t n, const char *what);
 /* Nonzero if page pgno is dirty in the open transaction. */
 int mms_page_is_dirty(mms_env *env, uint64_t pgno);
 /* Write every dirty page (checksummed) to the file; clear the table. */

@@ -155,6 +155,12 @@ static void mms_mark_verified(struct mms_pager_state *pg, uint64_t pgno)
 		__atomic_fetch_or(&pg->verified[pgno / 8], (uint8_t)(1u << (pgno % 8)), __ATOMIC_RELAXED);
 }
 
+static void mms_unmark_verified(struct mms_pager_state *pg, uint64_t pgno)
+{
+	if (pgno / 8 < pg->verified_len)
+		__atomic_fetch_and(&pg->verified[pgno / 8], (uint8_t)~(1u << (pgno % 8)), __ATOMIC_RELAXED);
+}
+
 static int mms_is_verified(struct mms_pager_state *pg, uint64_t pgno)
 {
 	if (pgno / 8 >= pg->verified_len)
@@ -304,6 +310,14 @@ static uint8_t *mms_page_alloc(mms_env *env, uint64_t *pgnop, int zero, int *rc)
 	int err = mms_alloc(env, 1, MMS_ALLOC_TREE, &pgno);
 	if (err)
 		goto fail;
+	/* A verified page is a live tree page (freeing one clears its bit):
+	 * a free list that hands it out is damaged, and writing there would
+	 * destroy a tree.  Nothing is written; the transaction is done for. */
+	if (mms_is_verified(env->pager, pgno)) {
+		err = mms_damaged(env, "page %llu: the free list hands out a live tree page "
+		                  "(the free list is damaged)", (unsigned long long)pgno);
+		goto fail;
+	}
 	buf = mms_buf_get(env->pager);
 	if (!buf) {
 		err = ENOMEM;
@@ -348,6 +362,7 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 		return NULL;
 	memcpy(buf, old, MMS_PAGE_SIZE);
 	mms_put_le64(buf + 8, np);
+	mms_unmark_verified(env->pager, pgno);
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
 	*newpgno = np;
 	return buf;
@@ -361,6 +376,7 @@ void mms_page_free(mms_env *env, uint64_t pgno)
 		mms_buf_put(env->pager, d->buf);
 		mms_dirty_remove(env->pager, d);
 	}
+	mms_unmark_verified(env->pager, pgno);
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
 }
 
@@ -424,6 +440,16 @@ void mms_pager_discard(mms_env *env)
 		mms_buf_put(pg, pg->dirty[i].buf);
 	memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
 	pg->ndirty = 0;
+}
+
+int mms_pager_not_tree(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
+{
+	struct mms_pager_state *pg = env->pager;
+	for (uint64_t i = 0; i < n; i++)
+		if (mms_is_verified(pg, pgno + i) || mms_dirty_find(pg, pgno + i))
+			return mms_fail(env, MMS_CORRUPT, "%s: page %llu is a tree page (the store is damaged)",
+			                what, (unsigned long long)(pgno + i));
+	return 0;
 }
 
 int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
