@@ -32,8 +32,8 @@ struct mms_dirty {
 struct mms_pager_state {
 	uint8_t *map;
 	size_t map_len;
-	uint8_t *verified;      /* one bit per page */
-	size_t verified_len;    /* bytes */
+	uint8_t **verified;     /* one bit per page, in chunks made on first use */
+	size_t verified_len;    /* chunk pointers */
 	struct mms_dirty *dirty;
 	size_t dirty_cap;       /* power of two */
 	size_t ndirty;
@@ -62,7 +62,10 @@ static void mms_buf_put(struct mms_pager_state *pg, uint8_t *buf)
 		free(buf);
 }
 
-#define MMS_MAP_MIN (64ull << 30) /* reserve 64 GiB of address space at least */
+/* The map reserves room to grow (twice the file, at least MMS_MAP_MIN) so
+ * that growth rarely remaps; where the address space is limited (ulimit
+ * -v) it falls back to the file's own size. */
+#define MMS_MAP_MIN (1ull << 30)
 
 static size_t mms_dirty_hash(uint64_t pgno, size_t cap)
 {
@@ -132,40 +135,75 @@ static void mms_dirty_remove(struct mms_pager_state *pg, struct mms_dirty *d)
 	}
 }
 
+/*
+ * The verified bitmap is cut in chunks of MMS_VCHUNK_PAGES pages, made when
+ * a page of theirs is first verified: opening costs the same for a store of
+ * 1 GiB and of 8 TiB (a sparse store must not pay for its size in RAM).
+ * Chunks are made by readers too (concurrently, under the env's read lock):
+ * the pointer is set with a compare-and-swap.  The pointer array only grows
+ * under the write lock (growth, remap).
+ */
+#define MMS_VCHUNK_SHIFT 15 /* 32768 pages (128 MiB of store) per 4 KiB chunk */
+#define MMS_VCHUNK_PAGES (1ull << MMS_VCHUNK_SHIFT)
+
 static int mms_verified_ensure(struct mms_pager_state *pg, uint64_t pages)
 {
-	size_t need = (size_t)((pages + 7) / 8);
+	size_t need = (size_t)((pages + MMS_VCHUNK_PAGES - 1) >> MMS_VCHUNK_SHIFT);
 	if (need <= pg->verified_len)
 		return 0;
-	size_t ncap = pg->verified_len ? pg->verified_len : 4096;
+	size_t ncap = pg->verified_len ? pg->verified_len : 16;
 	while (ncap < need)
 		ncap *= 2;
-	uint8_t *nv = realloc(pg->verified, ncap);
+	uint8_t **nv = realloc(pg->verified, ncap * sizeof *nv);
 	if (!nv)
 		return ENOMEM;
-	memset(nv + pg->verified_len, 0, ncap - pg->verified_len);
+	memset(nv + pg->verified_len, 0, (ncap - pg->verified_len) * sizeof *nv);
 	pg->verified = nv;
 	pg->verified_len = ncap;
 	return 0;
 }
 
+/* The chunk holding pgno's bit; made if `make` (NULL if out of memory or
+ * past the array). */
+static uint8_t *mms_vchunk(struct mms_pager_state *pg, uint64_t pgno, int make)
+{
+	size_t c = (size_t)(pgno >> MMS_VCHUNK_SHIFT);
+	if (c >= pg->verified_len)
+		return NULL;
+	uint8_t *chunk = __atomic_load_n(&pg->verified[c], __ATOMIC_ACQUIRE);
+	if (chunk || !make)
+		return chunk;
+	uint8_t *fresh = calloc(1, MMS_VCHUNK_PAGES / 8), *expected = NULL;
+	if (!fresh)
+		return NULL;
+	if (__atomic_compare_exchange_n(&pg->verified[c], &expected, fresh, 0, __ATOMIC_ACQ_REL,
+	                                __ATOMIC_ACQUIRE))
+		return fresh;
+	free(fresh);
+	return expected;
+}
+
 static void mms_mark_verified(struct mms_pager_state *pg, uint64_t pgno)
 {
-	if (pgno / 8 < pg->verified_len)
-		__atomic_fetch_or(&pg->verified[pgno / 8], (uint8_t)(1u << (pgno % 8)), __ATOMIC_RELAXED);
+	uint8_t *chunk = mms_vchunk(pg, pgno, 1);
+	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
+	if (chunk)
+		__atomic_fetch_or(&chunk[b / 8], (uint8_t)(1u << (b % 8)), __ATOMIC_RELAXED);
 }
 
 static void mms_unmark_verified(struct mms_pager_state *pg, uint64_t pgno)
 {
-	if (pgno / 8 < pg->verified_len)
-		__atomic_fetch_and(&pg->verified[pgno / 8], (uint8_t)~(1u << (pgno % 8)), __ATOMIC_RELAXED);
+	uint8_t *chunk = mms_vchunk(pg, pgno, 0);
+	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
+	if (chunk)
+		__atomic_fetch_and(&chunk[b / 8], (uint8_t)~(1u << (b % 8)), __ATOMIC_RELAXED);
 }
 
 static int mms_is_verified(struct mms_pager_state *pg, uint64_t pgno)
 {
-	if (pgno / 8 >= pg->verified_len)
-		return 0;
-	return __atomic_load_n(&pg->verified[pgno / 8], __ATOMIC_RELAXED) & (1u << (pgno % 8));
+	uint8_t *chunk = mms_vchunk(pg, pgno, 0);
+	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
+	return chunk && (__atomic_load_n(&chunk[b / 8], __ATOMIC_RELAXED) & (1u << (b % 8)));
 }
 
 static int mms_map_file(mms_env *env, uint64_t pages)
@@ -175,8 +213,13 @@ static int mms_map_file(mms_env *env, uint64_t pages)
 	if (want < MMS_MAP_MIN)
 		want = MMS_MAP_MIN;
 	void *m = mmap(NULL, want, PROT_READ, MAP_SHARED, env->fd, 0);
+	if (m == MAP_FAILED && errno == ENOMEM) {
+		want = (size_t)pages * MMS_PAGE_SIZE;
+		m = mmap(NULL, want, PROT_READ, MAP_SHARED, env->fd, 0);
+	}
 	if (m == MAP_FAILED)
-		return errno;
+		return mms_fail(env, errno, "cannot map %llu bytes of the store: %s",
+		                (unsigned long long)want, strerror(errno));
 	if (pg->map)
 		munmap(pg->map, pg->map_len);
 	pg->map = m;
@@ -207,6 +250,8 @@ void mms_pager_close(mms_env *env)
 	free(pg->dirty);
 	if (pg->map)
 		munmap(pg->map, pg->map_len);
+	for (size_t i = 0; i < pg->verified_len; i++)
+		free(pg->verified[i]);
 	free(pg->verified);
 	free(pg);
 	env->pager = NULL;
