@@ -331,6 +331,93 @@ out:
 	return rc;
 }
 
+static size_t bench_mapsize(unsigned n, size_t vlen);
+
+/*
+ * Random 4 KiB overwrites, one commit each: on mms inside one synced value
+ * of `pages` pages (every page the last sync reaches is copied on write,
+ * doc/FORMAT.md), on LMDB over `pages` existing 4 KiB values (LMDB copies
+ * the pages it changes).  Returns the writes per second through *ours and
+ * *lmdb.
+ */
+static int bench_overwrite(const char *tmp, unsigned pages, unsigned writes, double *ours,
+                           double *lmdb)
+{
+	char path[4096], key[BENCH_KEY_MAX];
+	unsigned char *val = malloc((size_t)pages * 4096);
+	mms_env *env = NULL;
+	MDB_env *menv = NULL;
+	MDB_dbi dbi;
+	MDB_txn *txn;
+	struct mms_stat st;
+	uint64_t seed = 0x5eed;
+	int rc;
+
+	if (!val)
+		return ENOMEM;
+	bench_fill_value(val, (size_t)pages * 4096, 7);
+	snprintf(path, sizeof(path), "%s/mms-overwrite.store", tmp);
+	rc = bench_mms_create(path, &env);
+	if (!rc)
+		rc = mms_put(env, MMS_ROOT_INO, "big", 3, val, (size_t)pages * 4096, 0644, 0, 0, &st);
+	if (!rc)
+		rc = mms_sync(env);
+	if (rc) {
+		bench_mms_fail(env, path, "filling the value", "big", rc);
+		goto out;
+	}
+	double t = bench_now();
+	for (unsigned i = 0; i < writes && !rc; i++) {
+		uint64_t pg = bench_rand(&seed) % pages;
+		rc = mms_write(env, st.ino, val, 4096, pg * 4096);
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	*ours = writes / (bench_now() - t);
+	if (rc) {
+		bench_mms_fail(env, path, "mms_write", "big", rc);
+		goto out;
+	}
+	rc = mms_close(env);
+	env = NULL;
+	if (rc)
+		goto out;
+
+	snprintf(path, sizeof(path), "%s/lmdb-overwrite", tmp);
+	rc = bench_mdb_create(path, bench_mapsize(pages, 4096), &menv, &dbi);
+	if (!rc)
+		rc = bench_mdb_put(menv, dbi, path, pages, 4096, pages);
+	if (!rc)
+		rc = mdb_env_sync(menv, 1);
+	if (rc)
+		goto out;
+	seed = 0x5eed;
+	t = bench_now();
+	for (unsigned i = 0; i < writes && !rc; i++) {
+		int klen = bench_key(key, (unsigned)(bench_rand(&seed) % pages));
+		MDB_val k = { .mv_size = (size_t)klen, .mv_data = key };
+		MDB_val v = { .mv_size = 4096, .mv_data = val };
+		rc = mdb_txn_begin(menv, NULL, 0, &txn);
+		if (!rc) {
+			rc = mdb_put(txn, dbi, &k, &v, 0);
+			if (rc)
+				mdb_txn_abort(txn);
+			else
+				rc = mdb_txn_commit(txn);
+		}
+	}
+	*lmdb = writes / (bench_now() - t);
+	if (rc)
+		bench_mdb_fail(path, "mdb_put", key, rc);
+out:
+	if (env)
+		mms_close(env);
+	if (menv)
+		mdb_env_close(menv);
+	free(val);
+	return rc;
+}
+
 /* LMDB counterpart of bench_mms_get(): mdb_get, then copy the value out. */
 static int bench_mdb_get(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n,
                          size_t vlen, const unsigned *perm)
@@ -786,6 +873,12 @@ int main(int argc, char **argv)
 	rc = bench_put_get(tmp, &o, 64, "64 B");
 	if (!rc)
 		rc = bench_put_get(tmp, &o, 4096, "4 KiB");
+	if (!rc) {
+		double ours = 0, lmdb = 0;
+		rc = bench_overwrite(tmp, 16384, o.keys / 5, &ours, &lmdb);
+		if (!rc)
+			bench_add("overwrite 4 KiB at random, commit each", "ops/s", ours, lmdb);
+	}
 	if (!rc)
 		rc = bench_open_size(tmp, &o);
 

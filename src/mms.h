@@ -5,7 +5,7 @@
  * directories and symlinks, each with POSIX metadata, extended attributes
  * and byte contents that may be sparse and up to MMS_SIZE_MAX long.  The
  * file is made of 4096-byte pages: two meta pages, copy-on-write B+trees
- * for all metadata, and page-aligned data extents written in place.  The
+ * for all metadata, and page-aligned data extents.  The
  * on-disk format and the commit rule are documented in doc/FORMAT.md.
  *
  * Conventions (after LMDB):
@@ -25,8 +25,16 @@
  * Changes are grouped in an implicit transaction that starts with the first
  * modifying call.  mms_commit() makes them reach the file (they survive a
  * crash of the process); mms_sync() also makes them durable (they survive a
- * crash of the machine).  Bytes written over existing data go to the file
- * in place at once, like a filesystem; everything else is copy-on-write.
+ * crash of the machine).  Everything is copy-on-write against the last
+ * sync: a data page the last synced state reaches is never overwritten (a
+ * change goes to a new page), so after a machine crash every key is exactly
+ * as of the last sync.  Pages written since the last sync are written in
+ * place: after a crash of the process, an uncommitted write may have left
+ * some of its bytes in the value it was writing (doc/FORMAT.md).
+ *
+ * A store found damaged in a way that a write would make worse (a free list
+ * handing out a live page, an extent freeing what is free) makes the env
+ * refuse every further change with MMS_CORRUPT; reads go on.
  *
  * Threads: calls that modify the store (or commit, sync, vacuum) must not
  * run concurrently with any other call on the same env; read-only calls

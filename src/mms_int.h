@@ -2,6 +2,7 @@
  * mms_int.h - libmms internals shared by the engine's modules.
  *
  * Module map (one job each):
+ *   io.c      every write, truncate, punch and fdatasync of the store file
  *   crc32c.c  checksums of pages and blobs
  *   pager.c   the file map (read-only mmap of the store), page verification,
  *             the dirty-page table of the open transaction, blobs, growth
@@ -15,10 +16,11 @@
  *   json.c    dump/load (public API only)
  *
  * Invariants every module keeps:
- *   - A page reachable from the last committed meta or from the last synced
- *     meta is never written.  Tree pages are copied on write (btree.c via
- *     pager.c); data bytes are written in place only inside extents that the
- *     current state references or that this transaction allocated.
+ *   - A page reachable from the last synced meta is never written, nor a
+ *     tree page reachable from the last committed meta.  Tree pages are
+ *     copied on write (btree.c via pager.c); data pages are copied on write
+ *     unless allocated since the last sync (data.c, mms_alloc_writable).
+ *   - All store-file I/O goes through io.c (the crash simulator records it).
  *   - Every offset and length read from the file is bounds-checked before
  *     use; a bad one is MMS_CORRUPT with a detail naming the page or key.
  *   - A modifying call validates its arguments and reserves the space it may
