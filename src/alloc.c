@@ -518,15 +518,16 @@ static int mms_count_part(void *vctx, uint64_t start, uint64_t n, int fresh)
 	return 0;
 }
 
-static uint64_t rs_entries(const struct mms_runset *s);
-
 /* The most entries the free list can have once this transaction's frees
  * apply: every part of a freed run can be a run of its own, and the free
  * list blob's own allocation can split one more. */
 static uint64_t mms_commit_entries(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
-	uint64_t e = rs_entries(&a->free) + rs_entries(&a->pending) + 8;
+	/* a run of n pages takes ceil(n / MMS_RUN_MAXN) entries: at most
+	 * runs + pages / MMS_RUN_MAXN in all, a bound that costs O(1) */
+	uint64_t e = a->free.n + a->free.total / MMS_RUN_MAXN + a->pending.n +
+	             a->pending.total / MMS_RUN_MAXN + 8;
 	for (size_t i = 0; i < a->txn_free.n; i++)
 		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_count_part, &e);
 	if (env->meta.free_blob)
@@ -750,9 +751,10 @@ void mms_alloc_synced(mms_env *env)
 			mms_txn_poison(env);
 	rs_clear(&a->pending);
 	rs_clear(&a->fresh);
-	for (size_t i = 0; i < a->punch_now.n; i++)
-		mms_punch(env, a->punch_now.r[i].start, a->punch_now.r[i].n);
-	rs_clear(&a->punch_now);
+	/* Long runs are punched now; short ones (the old copies of pages
+	 * overwritten since the last sync, one syscall each) wait until they
+	 * join others or the store closes: first fit reuses them soon. */
+	mms_alloc_punch(env);
 }
 
 static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
