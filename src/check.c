@@ -219,7 +219,12 @@ static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint
 	}
 	const uint8_t *p = mms_page_get(ck->env, pgno, &rc);
 	if (!p) {
-		ck_problem(ck, where, "%s", mms_errdetail(ck->env));
+		/* the detail names the page already: do not say it twice */
+		const char *d = mms_errdetail(ck->env);
+		size_t wl = strlen(where);
+		if (!strncmp(d, where, wl) && d[wl] == ':' && d[wl + 1] == ' ')
+			d += wl + 2;
+		ck_problem(ck, where, "%s", d);
 		if (pgno < ck->pages && ck->owner[pgno] == CK_NONE)
 			ck->owner[pgno] = CK_TREE; /* do not report it again as leaked */
 		return 0;
