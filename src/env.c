@@ -614,6 +614,17 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 			if (!rc)
 				rc = mms_sync(env);
 		}
+		/* The slot commits go to holds a torn or damaged meta (a power
+		 * loss during its write): give it a copy of the synced meta, so
+		 * that both slots are valid again.  The synced one stays put. */
+		if (!rc && env->meta_problem[env->commit_slot][0] &&
+		    (mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED)) {
+			rc = mms_pwrite_page(env, env->meta_page, (uint64_t)env->commit_slot);
+			if (!rc)
+				rc = mms_datasync(env);
+			if (!rc)
+				env->meta_problem[env->commit_slot][0] = 0;
+		}
 		if (rc) {
 			mms_open_fail(rc, "cannot recover: %s", env->detail);
 			goto fail;

@@ -53,7 +53,8 @@ struct mms_io_hooks {
 	void *ctx;
 };
 extern struct mms_io_hooks *mms_io_hooks;
-/* Non-NULL: the boot id every open sees (a test simulates a reboot). */
+/* Non-NULL: the boot id every open sees (a test simulates a reboot); ""
+ * stands for a boot id that cannot be read. */
 extern const char *mms_io_test_boot_id;
 #endif
 

@@ -219,5 +219,20 @@ int main(void)
 	ok(np == 0, "clean: %s", problems);
 	mms_close(env);
 	mms_io_test_boot_id = NULL;
+
+	/* A boot id that cannot be read fails closed: an unsynced meta is not
+	 * trusted (every boot would have looked the same) */
+	mms_io_test_boot_id = "";
+	is_int(mms_open(path, NULL, &env), 0, "open");
+	is_int(mms_mknod(env, MMS_ROOT_INO, "late2", 5, S_IFREG | 0644, 0, 0, &sst), 0, "create 'late2'");
+	is_int(mms_commit(env), 0, "commit without sync");
+	if (system(cmd))
+		abort();
+	mms_close(env);
+	is_int(mms_open(other, NULL, &env), 0, "no boot id: opens");
+	is_int(mms_lookup(env, MMS_ROOT_INO, "late2", 5, &sst), MMS_NOTFOUND,
+	       "no boot id: the unsynced key is gone (only synced metas are trusted)");
+	mms_close(env);
+	mms_io_test_boot_id = NULL;
 	return tap_done();
 }
