@@ -80,6 +80,8 @@
 #define MMFS_EXIT_USAGE 2
 
 /* Command-line configuration, filled by fuse_opt_parse(). */
+#define MMFS_LOCK_WAIT_DEFAULT 5 /* seconds */
+
 struct mmfs_config {
 	char *store;        /* STORE argument */
 	char *mountpoint;   /* MOUNTPOINT argument */
@@ -96,6 +98,7 @@ struct mmfs_config {
 	uint64_t max_size;  /* -o max_size= */
 	int has_max_size;
 	unsigned sync_secs; /* -o sync= */
+	unsigned lock_wait; /* -o lock_wait=: seconds to wait for a closing holder */
 };
 
 /* The daemon's state, shared by every request (fuse_req_userdata()). */
@@ -1745,6 +1748,7 @@ static const struct fuse_opt mmfs_opts[] = {
 	MMFS_OPT("create", create, 1),
 	MMFS_OPT("writeback", writeback, 1),
 	MMFS_OPT("sync=%u", sync_secs, 0),
+	MMFS_OPT("lock_wait=%u", lock_wait, 0),
 	FUSE_OPT_KEY("ro", MMFS_KEY_RO),
 	/* An fstab line's "defaults" reaches us through mount.fuse3. */
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
@@ -1819,7 +1823,10 @@ static void mmfs_usage(const char *prog)
 	       "    -o max_size=N          maximum store size (K/M/G/T; 0: unlimited)\n"
 	       "    -o sync=SECONDS        sync to disk every SECONDS (default %u; 0: only\n"
 	       "                           on fsync and unmount)\n"
-	       "    -o writeback           use the kernel's writeback cache\n\n",
+	       "    -o writeback           use the kernel's writeback cache\n"
+	       "    -o lock_wait=SECONDS   wait this long for a process letting go of the\n"
+	       "                           store (a daemon closing after an unmount;\n"
+	       "                           default 5; 0: fail at once)\n\n",
 	       prog, MMFS_SYNC_DEFAULT);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -1876,6 +1883,15 @@ static char *mmfs_abspath(const char *path)
 }
 
 /* Open the store as the options say; prints the reason on failure. */
+/* mms_open_wait() callback: say that we wait. */
+static void mmfs_waiting(void *ctx, long pid, const char *cmd)
+{
+	const struct mmfs_config *cfg = ctx;
+
+	fprintf(stderr, "mmfs: %s: waiting up to %u s for process %ld (%s) to let go of the store\n",
+	        cfg->store, cfg->lock_wait, pid, cmd[0] ? cmd : "?");
+}
+
 static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 {
 	struct mms_options mo;
@@ -1885,7 +1901,25 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 	mo.flags = (cfg->ro ? MMS_RDONLY : 0) | (cfg->create ? MMS_CREATE : 0);
 	mo.initial_size = cfg->size;
 	mo.max_size = cfg->max_size;
-	rc = mms_open(fs->store, &mo, &fs->env);
+	rc = mms_open_wait(fs->store, &mo, cfg->lock_wait * 1000u, mmfs_waiting, (void *)cfg,
+	                   &fs->env);
+	if (rc == MMS_LOCKED) {
+		char mnt[4096], cmd[256] = "";
+		long pid = 0;
+
+		if (mms_lock_holder(fs->store, &pid, cmd, sizeof cmd) != 0)
+			pid = 0;
+		if (mms_mount_of(fs->store, mnt, sizeof mnt) == 0)
+			fprintf(stderr, "mmfs: %s: cannot open: store is locked: it is mounted at %s; "
+			        "unmount it first (fusermount3 -u %s)\n", fs->store, mnt, mnt);
+		else if (pid)
+			fprintf(stderr, "mmfs: %s: cannot open: store is locked by process %ld (%s)\n",
+			        fs->store, pid, cmd[0] ? cmd : "?");
+		else
+			fprintf(stderr, "mmfs: %s: cannot open: %s\n", fs->store, mms_strerror(rc));
+		fs->env = NULL;
+		return rc;
+	}
 	if (rc != 0) {
 		const char *detail = mms_open_detail();
 
@@ -1926,6 +1960,7 @@ int main(int argc, char *argv[])
 	memset(&opts, 0, sizeof(opts));
 	memset(&fs, 0, sizeof(fs));
 	cfg.sync_secs = MMFS_SYNC_DEFAULT;
+	cfg.lock_wait = MMFS_LOCK_WAIT_DEFAULT;
 	cfg.max_read = MMFS_MAX_IO;
 	fuse_set_log_func(mmfs_fuse_log);
 	pthread_rwlockattr_init(&lattr);

@@ -22,6 +22,7 @@
 #include "mms_int.h"
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,6 +30,8 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char mms_magic[8] = { 'M', 'M', 'S', 'T', 'O', 'R', 'E', 0 };
@@ -668,6 +671,157 @@ int mms_close(mms_env *env)
 	}
 	mms_env_free(env);
 	return rc;
+}
+
+/* ---- who holds the lock -------------------------------------------------------- */
+
+int mms_lock_holder(const char *path, long *pidp, char *cmd, size_t cmdlen)
+{
+	struct stat st;
+	char line[512];
+	long found = 0;
+	if (stat(path, &st) != 0)
+		return errno;
+	FILE *f = fopen("/proc/locks", "r");
+	if (!f)
+		return errno;
+	while (!found && fgets(line, sizeof line, f)) {
+		/* "1: FLOCK  ADVISORY  WRITE 1234 08:02:131 0 EOF" ("->" for a waiter) */
+		char kind[16], type[16], mode[16];
+		long pid;
+		unsigned maj, min;
+		unsigned long long ino;
+		const char *p = strchr(line, ':');
+		if (!p || strstr(line, "->"))
+			continue;
+		if (sscanf(p + 1, "%15s %15s %15s %ld %x:%x:%llu", kind, type, mode, &pid, &maj, &min, &ino) != 7)
+			continue;
+		if (strcmp(kind, "FLOCK") || ino != (unsigned long long)st.st_ino ||
+		    makedev(maj, min) != st.st_dev || pid == getpid())
+			continue;
+		found = pid;
+	}
+	fclose(f);
+	if (!found)
+		return MMS_NOTFOUND;
+	/* /proc/locks names the process that took the lock, which may be gone
+	 * (a daemon that forked after opening, flock(1)): the holder is a
+	 * process that has the file open */
+	long holder = 0;
+	DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && !holder && (de = readdir(proc))) {
+		char fdpath[300];
+		long pid = strtol(de->d_name, NULL, 10);
+		if (pid <= 0 || pid == getpid())
+			continue;
+		snprintf(fdpath, sizeof fdpath, "/proc/%ld/fd", pid);
+		DIR *fds = opendir(fdpath);
+		struct dirent *fe;
+		while (fds && (fe = readdir(fds))) {
+			char one[600];
+			struct stat fst;
+			if (fe->d_name[0] == '.')
+				continue;
+			snprintf(one, sizeof one, "%s/%s", fdpath, fe->d_name);
+			if (stat(one, &fst) == 0 && fst.st_ino == st.st_ino && fst.st_dev == st.st_dev) {
+				holder = pid;
+				break;
+			}
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (proc)
+		closedir(proc);
+	if (holder)
+		found = holder;
+	*pidp = found;
+	if (cmd && cmdlen) {
+		char cpath[64];
+		cmd[0] = 0;
+		snprintf(cpath, sizeof cpath, "/proc/%ld/cmdline", found);
+		int fd = open(cpath, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, cmd, cmdlen - 1);
+			close(fd);
+			if (n < 0)
+				n = 0;
+			cmd[n] = 0;
+			for (ssize_t i = 0; i + 1 < n; i++)
+				if (cmd[i] == 0)
+					cmd[i] = ' ';
+		}
+	}
+	return 0;
+}
+
+int mms_mount_of(const char *path, char *mnt, size_t mntlen)
+{
+	char *real = realpath(path, NULL), line[8192];
+	int rc = MMS_NOTFOUND;
+	if (!real)
+		return errno;
+	FILE *f = fopen("/proc/self/mounts", "r");
+	if (!f) {
+		rc = errno;
+		free(real);
+		return rc;
+	}
+	while (rc == MMS_NOTFOUND && fgets(line, sizeof line, f)) {
+		char src[4096], dir[4096], type[64];
+		if (sscanf(line, "%4095s %4095s %63s", src, dir, type) != 3 || strcmp(type, "fuse.mmfs"))
+			continue;
+		/* /proc/self/mounts escapes space, tab, newline and backslash */
+		for (char *q = src, *w = src;; q++, w++) {
+			if (q[0] == '\\' && q[1] >= '0' && q[1] <= '3' && q[2] && q[3]) {
+				*w = (char)((q[1] - '0') * 64 + (q[2] - '0') * 8 + (q[3] - '0'));
+				q += 3;
+			} else if (!(*w = *q)) {
+				break;
+			}
+		}
+		if (strcmp(src, real))
+			continue;
+		if (mnt && mntlen)
+			snprintf(mnt, mntlen, "%s", dir);
+		rc = 0;
+	}
+	fclose(f);
+	free(real);
+	return rc;
+}
+
+int mms_open_wait(const char *path, const struct mms_options *opts, unsigned wait_ms,
+                  mms_wait_fn waiting, void *ctx, mms_env **envp)
+{
+	struct timespec start, now;
+	int told = 0;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		int rc = mms_open(path, opts, envp);
+		if (rc != MMS_LOCKED || wait_ms == 0)
+			return rc;
+		/* a live mount does not let go: waiting would not help */
+		if (mms_mount_of(path, NULL, 0) == 0)
+			return rc;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		int64_t ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (ms >= wait_ms) {
+			/* keep the detail of the last attempt */
+			return rc;
+		}
+		if (!told && waiting) {
+			long pid = 0;
+			char cmd[256] = "";
+			if (mms_lock_holder(path, &pid, cmd, sizeof cmd) != 0)
+				pid = 0;
+			waiting(ctx, pid, cmd);
+			told = 1;
+		}
+		struct timespec nap = { 0, 50 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
 }
 
 /* ---- store-wide ---------------------------------------------------------------- */

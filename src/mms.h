@@ -134,6 +134,35 @@ struct mms_options {
 int mms_open(const char *path, const struct mms_options *opts, mms_env **envp);
 
 /*
+ * Who holds the lock of the store at `path` (after mms_open() returned
+ * MMS_LOCKED): *pid gets the process id and, when cmd is not NULL, cmd its
+ * command line (arguments separated by spaces, cut to cmdlen - 1 bytes).
+ * Found in /proc/locks, so only a process of this machine that the caller
+ * may see.  MMS_NOTFOUND if no other process holds it now, or an errno.
+ */
+int mms_lock_holder(const char *path, long *pid, char *cmd, size_t cmdlen);
+
+/*
+ * The mount point of a mount of the store at `path` (a fuse.mmfs mount
+ * whose source is that file) into mnt.  MMS_NOTFOUND if it is not mounted.
+ */
+int mms_mount_of(const char *path, char *mnt, size_t mntlen);
+
+/* Called once by mms_open_wait() when it starts to wait: the pid and
+ * command line of the holder (pid 0 if unknown). */
+typedef void (*mms_wait_fn)(void *ctx, long pid, const char *cmd);
+
+/*
+ * mms_open(), but while the store is locked by a process that is letting
+ * go of it (a daemon closing after an unmount, another mmstore command),
+ * try again for up to wait_ms milliseconds; `waiting` (may be NULL) is
+ * told once.  A store that is mounted is not waited for (MMS_LOCKED at
+ * once): its daemon keeps it until it is unmounted.
+ */
+int mms_open_wait(const char *path, const struct mms_options *opts, unsigned wait_ms,
+                  mms_wait_fn waiting, void *ctx, mms_env **envp);
+
+/*
  * A human-readable detail of the last failed mms_open() in this thread
  * (e.g. "meta 0: checksum mismatch; meta 1: bad magic").  Static buffer,
  * valid until the next mms_open() in this thread.

@@ -310,13 +310,49 @@ static void mmstore_progress_end(struct mmstore_progress *p)
  * Open `store` with `opts`.  On failure, report it ("cannot open" or "cannot
  * create") with mms_open_detail() and return the exit status; 0 on success.
  */
+/* How long an open waits for a process that is letting go of the store
+ * (mmstore --wait SECONDS; default MMSTORE_WAIT_DEFAULT). */
+#define MMSTORE_WAIT_DEFAULT 5
+static unsigned mmstore_wait_ms = MMSTORE_WAIT_DEFAULT * 1000;
+
+static void mmstore_waiting(void *ctx, long pid, const char *cmd)
+{
+	const char *store = ctx;
+	if (pid)
+		mmstore_msg("%s: waiting up to %u s for process %ld (%s) to let go of the store",
+		            store, mmstore_wait_ms / 1000, pid, cmd[0] ? cmd : "?");
+	else
+		mmstore_msg("%s: waiting up to %u s for the store's lock", store, mmstore_wait_ms / 1000);
+}
+
+/* Say who holds the lock of `store` and what to do. */
+static void mmstore_locked(const char *store)
+{
+	char mnt[4096], cmd[256] = "";
+	long pid = 0;
+	int have = mms_lock_holder(store, &pid, cmd, sizeof cmd) == 0;
+	if (mms_mount_of(store, mnt, sizeof mnt) == 0)
+		mmstore_msg("%s: cannot open: store is locked: it is mounted at %s%s%s; use the mount, "
+		            "or unmount it first (fusermount3 -u %s)", store, mnt,
+		            have ? " by process " : "", have ? cmd : "", mnt);
+	else if (have)
+		mmstore_msg("%s: cannot open: store is locked by process %ld (%s); wait for it to "
+		            "finish, or give mmstore --wait SECONDS", store, pid, cmd[0] ? cmd : "?");
+	else
+		mmstore_msg("%s: cannot open: store is locked by another process", store);
+}
+
 static int mmstore_open(const char *store, const struct mms_options *opts, mms_env **envp)
 {
-	int err = mms_open(store, opts, envp);
+	int err = mms_open_wait(store, opts, mmstore_wait_ms, mmstore_waiting, (void *)store, envp);
 	char buf[600];
 
 	if (err == 0)
 		return MMSTORE_OK;
+	if (err == MMS_LOCKED) {
+		mmstore_locked(store);
+		return mmstore_status_of(err);
+	}
 	mmstore_msg("%s: cannot %s: %s%s", store,
 	            opts && (opts->flags & MMS_CREATE) && err == MMS_EXISTS ? "create" : "open",
 	            mms_strerror(err), mmstore_detail(mms_open_detail(), err, buf, sizeof buf));
@@ -1295,9 +1331,11 @@ static void mmstore_usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: %s [--help|--version]\n"
-	        "       %s COMMAND STORE [ARGS]\n"
+	        "       %s [--wait SECONDS] COMMAND STORE [ARGS]\n"
 	        "\n"
 	        "Work on an mmfs store file without mounting it.\n"
+	        "--wait: how long to wait for a process letting go of the store (a daemon\n"
+	        "closing after an unmount, another mmstore; default 5; 0: fail at once).\n"
 	        "\n"
 	        "Commands:\n",
 	        mmstore_prog, mmstore_prog);
@@ -1323,6 +1361,23 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "--version")) {
 		printf("mmstore (mmfs) %s\n", MMS_VERSION_STRING);
 		return fflush(stdout) ? MMSTORE_FAILED : MMSTORE_OK;
+	}
+	if (!strcmp(argv[1], "--wait") || !strncmp(argv[1], "--wait=", 7)) {
+		const char *v = argv[1][6] == '=' ? argv[1] + 7 : (argc > 2 ? argv[2] : NULL);
+		char *end = NULL;
+		unsigned long secs = v ? strtoul(v, &end, 10) : 0;
+		if (!v || !*v || *end || secs > 3600) {
+			mmstore_msg("--wait takes a number of seconds (0 to 3600)");
+			return MMSTORE_USAGE;
+		}
+		mmstore_wait_ms = (unsigned)secs * 1000;
+		int used = argv[1][6] == '=' ? 1 : 2;
+		argc -= used;
+		argv += used;
+		if (argc < 2) {
+			mmstore_usage(stderr);
+			return MMSTORE_USAGE;
+		}
 	}
 	for (const struct mmstore_cmd *c = mmstore_cmds; c->name; c++)
 		if (!strcmp(argv[1], c->name))

@@ -290,13 +290,14 @@ hold() {
 @test "a second writer gets 'locked', not a damaged store" {
 	printf v | mms put "$S" k
 	hold -x
-	t "$MMSTORE" put "$S" k2 /dev/null
+	t "$MMSTORE" --wait 0 put "$S" k2 /dev/null
 	assert_failure 1
-	assert_output --regexp "^mmstore: $S: cannot open: .*locked"
+	assert_output --regexp "^mmstore: $S: cannot open: store is locked by process $HOLDER \\(sleep 30\\)"
 	# readers are refused too while a writer holds the store
-	t "$MMSTORE" get "$S" k
+	t "$MMSTORE" --wait 1 get "$S" k
 	assert_failure 1
-	assert_output --regexp "^mmstore: $S: cannot open: .*locked"
+	assert_output --partial "waiting up to 1 s for process $HOLDER"
+	assert_output --regexp "mmstore: $S: cannot open: store is locked by process $HOLDER"
 	kill "$HOLDER"
 	wait "$HOLDER" || true
 	HOLDER=
@@ -313,9 +314,27 @@ hold() {
 	t "$MMSTORE" get "$S" k
 	assert_success
 	assert_output v
-	t "$MMSTORE" rm "$S" k
+	t "$MMSTORE" --wait 0 rm "$S" k
 	assert_failure 1
 	assert_output --regexp "^mmstore: $S: cannot open: .*locked"
+}
+
+@test "a command waits for a process that is letting go of the store, and says so" {
+	printf v | mms put "$S" k
+	hold -x
+	( sleep 1; kill "$HOLDER" ) &
+	t "$MMSTORE" get "$S" k
+	assert_success
+	assert_output --partial "mmstore: $S: waiting up to 5 s for process $HOLDER"
+	assert_output --partial v
+	wait
+	HOLDER=
+}
+
+@test "--wait takes a number of seconds" {
+	t "$MMSTORE" --wait x info "$S"
+	assert_failure 2
+	assert_output --partial "--wait takes a number of seconds"
 }
 
 # ---- names -------------------------------------------------------------------

@@ -208,3 +208,47 @@ signal_test() {
 	assert_output still-writable
 	unmount_store "$MNT"
 }
+
+@test "fusermount3 -u, then at once a new mount of the store: 20 times in a row" {
+	# The old daemon is still closing the store (sync, trim) when the
+	# unmount returns; the new one waits for it to let go of the lock.
+	echo "$MNT" >>"$BATS_TEST_TMPDIR/mmfs.mounts"
+	t "$MMFS" -o create "$STORE" "$MNT"
+	assert_success
+	local i opt
+	for ((i = 1; i <= 20; i++)); do
+		head -c $((i * 5000)) /dev/urandom >"$D/ref$i"
+		t cp "$D/ref$i" "$MNT/f$i"
+		assert_success
+		t fusermount3 -u "$MNT"
+		assert_success
+		opt=rw
+		((i % 4 == 0)) && opt=ro
+		t "$MMFS" -o "$opt" "$STORE" "$MNT"
+		assert_success
+		is_mounted "$MNT"
+		if [[ $opt == ro ]]; then
+			# the next round writes again
+			t fusermount3 -u "$MNT"
+			assert_success
+			t "$MMFS" "$STORE" "$MNT"
+			assert_success
+		fi
+	done
+	for ((i = 1; i <= 20; i++)); do
+		t cmp "$D/ref$i" "$MNT/f$i"
+		assert_success
+	done
+	t fusermount3 -u "$MNT"
+	assert_success
+}
+
+@test "a mounted store: mmstore says where it is mounted and does not wait" {
+	mount_store "$STORE" "$MNT" create
+	t "$MMSTORE" put "$STORE" k /dev/null
+	assert_failure 1
+	assert_output --partial "store is locked: it is mounted at $MNT"
+	assert_output --partial "fusermount3 -u $MNT"
+	refute_output --partial "waiting"
+	unmount_store "$MNT"
+}
