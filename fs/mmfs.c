@@ -106,6 +106,11 @@ struct mmfs {
 	mms_env *env;
 	pthread_rwlock_t lock;  /* guards env; see the invariants above */
 	pthread_mutex_t vacuum_lock; /* one vacuum at a time (it yields `lock`) */
+	char *mnt;              /* the mount point (absolute), for user.mmfs.stats */
+	/* the vacuum under way or the last one, for user.mmfs.stats (written
+	 * under the write lock, read under either) */
+	int vac_running, vac_incomplete, vac_runs;
+	uint64_t vac_done, vac_total, vac_before, vac_after;
 	struct mmfs_known *known;    /* the kernel's lookup counts */
 	int readonly;
 	int foreground;         /* log to stderr instead of syslog */
@@ -1392,47 +1397,25 @@ static int mmfs_is_acl(const char *name)
  */
 static int mmfs_stats_json(struct mmfs *fs, char **textp)
 {
-	struct mms_info info;
-	json_t *obj;
-	char *text;
+	json_t *x = json_pack("{s:s?, s:{s:b, s:I, s:I, s:I, s:b, s:I, s:I}}",
+	                      "mount", fs->mnt,
+	                      "vacuum",
+	                      "running", fs->vac_running,
+	                      "done_bytes", (json_int_t)(fs->vac_done * 4096),
+	                      "total_bytes", (json_int_t)(fs->vac_total * 4096),
+	                      "runs", (json_int_t)fs->vac_runs,
+	                      "last_incomplete", fs->vac_incomplete,
+	                      "last_size_before", (json_int_t)fs->vac_before,
+	                      "last_size_after", (json_int_t)fs->vac_after);
+	char *extra = x ? json_dumps(x, JSON_COMPACT) : NULL;
 	int rc;
 
-	rc = mms_stats(fs->env, &info);
-	if (rc != 0)
-		return rc;
-	obj = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-	                " s:f, s:I, s:I, s:I, s:b}",
-	                "store", fs->store,
-	                "page_size", (json_int_t)info.page_size,
-	                "format_version", (json_int_t)info.format_version,
-	                "file_size", (json_int_t)info.file_size,
-	                "disk_size", (json_int_t)info.disk_size,
-	                "max_size", (json_int_t)info.max_size,
-	                "used", (json_int_t)info.used_bytes,
-	                "tree", (json_int_t)info.tree_bytes,
-	                "data", (json_int_t)info.data_bytes,
-	                "free", (json_int_t)info.free_bytes,
-	                "pending", (json_int_t)info.pending_bytes,
-	                "free_extents", (json_int_t)info.free_extents,
-	                "fragmentation", info.fragmentation,
-	                "keys", (json_int_t)info.keys,
-	                "dirs", (json_int_t)info.dirs,
-	                "orphans", (json_int_t)info.orphans,
-	                "readonly", fs->readonly);
-	if (obj == NULL)
+	json_decref(x);
+	if (extra == NULL)
 		return ENOMEM;
-	if (json_object_set_new(obj, "generation", json_integer((json_int_t)info.generation)) ||
-	    json_object_set_new(obj, "synced_generation",
-	                        json_integer((json_int_t)info.synced_generation))) {
-		json_decref(obj);
-		return ENOMEM;
-	}
-	text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	json_decref(obj);
-	if (text == NULL)
-		return ENOMEM;
-	*textp = text;
-	return 0;
+	rc = mms_stats_json(fs->env, extra, textp);
+	free(extra);
+	return rc;
 }
 
 /* Progress of an online vacuum, logged with -d. */
@@ -1443,6 +1426,8 @@ static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
 	if (fs->debug)
 		mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " of %" PRIu64, fs->store,
 		         done, total);
+	fs->vac_done = done;
+	fs->vac_total = total;
 	/* between batches everything is committed: let waiting requests run,
 	 * so clients are held up by one batch at most, not the whole vacuum */
 	mmfs_unlock(fs);
@@ -1469,7 +1454,16 @@ static int mmfs_control_set(struct mmfs *fs, const char *name, const char *value
 	} else {
 		pthread_mutex_lock(&fs->vacuum_lock);
 		mmfs_wrlock(fs);
+		fs->vac_running = 1;
+		fs->vac_done = fs->vac_total = 0;
 		rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
+		fs->vac_running = 0;
+		fs->vac_runs++;
+		if (rc == 0) {
+			fs->vac_incomplete = res.incomplete;
+			fs->vac_before = res.size_before;
+			fs->vac_after = res.size_after;
+		}
 		if (rc == 0)
 			mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " -> %" PRIu64
 			         " bytes, %" PRIu64 " moved%s", fs->store, res.size_before,
@@ -2046,6 +2040,7 @@ int main(int argc, char *argv[])
 		        strerror(errno));
 		goto out;
 	}
+	fs.mnt = mnt;
 	if (mmfs_open_store(&fs, &cfg) != 0)
 		goto out;
 	if (fuse_set_signal_handlers(se) != 0) {

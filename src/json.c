@@ -1483,3 +1483,55 @@ out:
 	free(l.chunk);
 	return rc;
 }
+
+/* ---- The store's figures as JSON ------------------------------------------- */
+
+int mms_stats_json(mms_env *env, const char *extra, char **textp)
+{
+	struct mms_info in;
+	json_error_t jerr;
+	int rc = mms_stats(env, &in);
+	if (rc)
+		return rc;
+	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+	                      " s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+	                      "store", mms_path(env),
+	                      "page_size", (json_int_t)in.page_size,
+	                      "format_version", (json_int_t)in.format_version,
+	                      "file_size", (json_int_t)in.file_size,
+	                      "disk_size", (json_int_t)in.disk_size,
+	                      "max_size", (json_int_t)in.max_size,
+	                      "used", (json_int_t)in.used_bytes,
+	                      "tree", (json_int_t)in.tree_bytes,
+	                      "data", (json_int_t)in.data_bytes,
+	                      "free", (json_int_t)in.free_bytes,
+	                      "pending", (json_int_t)in.pending_bytes,
+	                      "free_extents", (json_int_t)in.free_extents,
+	                      "keys", (json_int_t)in.keys,
+	                      "fragmentation", in.fragmentation,
+	                      "dirs", (json_int_t)in.dirs,
+	                      "orphans", (json_int_t)in.orphans,
+	                      "generation", (json_int_t)in.generation,
+	                      "synced_generation", (json_int_t)in.synced_generation,
+	                      "next_ino", (json_int_t)in.next_ino,
+	                      "damaged", (json_int_t)__atomic_load_n(&env->damaged, __ATOMIC_ACQUIRE),
+	                      "readonly", mms_readonly(env) != 0);
+	if (!o)
+		return ENOMEM;
+	if (extra && *extra) {
+		json_t *x = json_loads(extra, 0, &jerr);
+		if (!x || !json_is_object(x) || json_object_update(o, x)) {
+			json_decref(x);
+			json_decref(o);
+			return mms_fail(env, MMS_INVAL, "extra fields are not a JSON object: %s",
+			                x ? "not an object" : jerr.text);
+		}
+		json_decref(x);
+	}
+	char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (!text)
+		return ENOMEM;
+	*textp = text;
+	return 0;
+}

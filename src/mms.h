@@ -485,6 +485,19 @@ struct mms_info {
 int mms_stats(mms_env *env, struct mms_info *info);
 
 /*
+ * The store's figures as one JSON object, the form `mmstore info --json`,
+ * the mount's user.mmfs.stats and `scripts/bench --json` share (fields:
+ * store, page_size, format_version, file_size, disk_size, max_size, used,
+ * tree, data, free, pending, free_extents, keys, fragmentation, dirs,
+ * orphans, generation, synced_generation, next_ino, damaged, readonly; sizes
+ * in bytes; documented in mmstore(1)).  `extra` (may be NULL) is the text of
+ * a JSON object whose fields are added (a mount adds "mount" and "vacuum").
+ * *text is malloc'd, NUL-terminated; the caller frees it.  MMS_INVAL if
+ * extra is not an object, ENOMEM.
+ */
+int mms_stats_json(mms_env *env, const char *extra, char **text);
+
+/*
  * Parse a size as mmfs and mmstore take it: decimal digits, then an optional
  * K, M, G or T (powers of 1024), then an optional "B" or "iB" ("64M",
  * "1GiB").  0, or MMS_INVAL if malformed or past 2^64.

@@ -542,42 +542,21 @@ static int mmstore_flag_opt(void *ctx, int opt, const char *arg)
 	return 0;
 }
 
-/* Print *info as one JSON object. */
-static int mmstore_info_json(const char *store, const struct mms_info *in)
+/* Print the store's figures as one JSON object (mms_stats_json). */
+static int mmstore_info_json(const char *store, mms_env *env)
 {
-	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-	                      " s:f, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                      "path", store,
-	                      "page_size", (json_int_t)in->page_size,
-	                      "format_version", (json_int_t)in->format_version,
-	                      "file_size", (json_int_t)in->file_size,
-	                      "disk_size", (json_int_t)in->disk_size,
-	                      "max_size", (json_int_t)in->max_size,
-	                      "used_bytes", (json_int_t)in->used_bytes,
-	                      "tree_bytes", (json_int_t)in->tree_bytes,
-	                      "data_bytes", (json_int_t)in->data_bytes,
-	                      "free_bytes", (json_int_t)in->free_bytes,
-	                      "pending_bytes", (json_int_t)in->pending_bytes,
-	                      "free_extents", (json_int_t)in->free_extents,
-	                      "fragmentation", in->fragmentation,
-	                      "keys", (json_int_t)in->keys,
-	                      "dirs", (json_int_t)in->dirs,
-	                      "orphans", (json_int_t)in->orphans,
-	                      "generation", (json_int_t)in->generation,
-	                      "synced_generation", (json_int_t)in->synced_generation,
-	                      "next_ino", (json_int_t)in->next_ino);
-	int status = MMSTORE_OK;
-
-	if (!o) {
-		mmstore_msg("%s: cannot build the JSON object", store);
+	char *text = NULL;
+	int err = mms_stats_json(env, NULL, &text);
+	if (err) {
+		mmstore_msg("%s: cannot describe the store: %s", store, mms_strerror(err));
 		return MMSTORE_FAILED;
 	}
-	if (json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+	int status = MMSTORE_OK;
+	if (fputs(text, stdout) == EOF || putchar('\n') == EOF) {
 		mmstore_msg("%s: writing to standard output: %s", store, strerror(errno));
 		status = MMSTORE_FAILED;
 	}
-	putchar('\n');
-	json_decref(o);
+	free(text);
 	return status;
 }
 
@@ -636,7 +615,7 @@ static int mmstore_cmd_info(const struct mmstore_cmd *cmd, int argc, char **argv
 	if (err) {
 		status = mmstore_fail(env, argv[first], NULL, err);
 	} else if (json) {
-		status = mmstore_info_json(argv[first], &info);
+		status = mmstore_info_json(argv[first], env);
 	} else {
 		mmstore_info_text(argv[first], &info);
 	}

@@ -311,8 +311,8 @@ setup() {
 	[[ $(json_get "$W/info.json" .dirs) == 3 ]]
 	[[ $(json_get "$W/info.json" .page_size) == 4096 ]]
 	[[ $(json_get "$W/info.json" .file_size) == $(stat -c %s "$S") ]]
-	[[ $(json_get "$W/info.json" .path) == "$S" ]]
-	(($(json_get "$W/info.json" .data_bytes) >= 100000))
+	[[ $(json_get "$W/info.json" .store) == "$S" ]]
+	(($(json_get "$W/info.json" .data) >= 100000))
 }
 
 @test "check: a healthy store has no problems" {
