@@ -1937,8 +1937,96 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 	return 0;
 }
 
+/*
+ * Called by mount(8) as /sbin/mount.mmfs or /sbin/mount.fuse.mmfs (links to
+ * this program, installed by make install), the arguments are mount's:
+ *   SPEC DIR [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]
+ * Rewrite them to mmfs's own, dropping the options that are mount(8)'s and
+ * not the filesystem's (defaults, auto, noauto, nofail, user, users, owner,
+ * _netdev, x-*, comment=...).  -f (mount's "fake") exits 0 at once.
+ * Returns 0, or an exit status to leave with.
+ */
+static int mmfs_mount_helper_args(int *argcp, char ***argvp)
+{
+	static const char *const drop[] = { "defaults", "auto", "noauto", "nofail", "user", "users",
+	                                    "nouser", "owner", "group", "_netdev", "rw", NULL };
+	int argc = *argcp;
+	char **argv = *argvp;
+	const char *base = strrchr(argv[0], '/');
+	base = base ? base + 1 : argv[0];
+	if (strcmp(base, "mount.mmfs") != 0 && strcmp(base, "mount.fuse.mmfs") != 0)
+		return 0;
+	if (argc < 3 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: %s STORE MOUNTPOINT [-sfnv] [-o OPTIONS]\n", base);
+		return MMFS_EXIT_USAGE;
+	}
+	char *opts = calloc(1, 1);
+	size_t olen = 0;
+	int fake = 0;
+	for (int i = 3; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-o") || !strcmp(a, "-t") || !strcmp(a, "-N")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "%s: option %s needs a value\n", base, a);
+				free(opts);
+				return MMFS_EXIT_USAGE;
+			}
+			if (a[1] == 'N') {
+				fprintf(stderr, "%s: mount namespaces (-N) are not supported\n", base);
+				free(opts);
+				return MMFS_EXIT_USAGE;
+			}
+			if (a[1] == 'o') {
+				char *list = strdup(argv[i + 1]), *save = NULL;
+				for (char *o = strtok_r(list, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+					int skip = !strncmp(o, "x-", 2) || !strncmp(o, "comment=", 8);
+					for (int d = 0; drop[d] && !skip; d++)
+						skip = !strcmp(o, drop[d]);
+					if (skip)
+						continue;
+					char *n = realloc(opts, olen + strlen(o) + 2);
+					if (!n)
+						break;
+					opts = n;
+					olen += (size_t)sprintf(opts + olen, "%s%s", olen ? "," : "", o);
+				}
+				free(list);
+			}
+			i++;
+		} else if (a[0] == '-' && a[1] && strspn(a + 1, "sfnv") == strlen(a + 1)) {
+			fake |= strchr(a, 'f') != NULL;
+		} else {
+			fprintf(stderr, "%s: unknown argument '%s'\n", base, a);
+			free(opts);
+			return MMFS_EXIT_USAGE;
+		}
+	}
+	if (fake) {
+		free(opts);
+		return -1; /* exit 0: nothing to do */
+	}
+	char **nv = calloc(6, sizeof *nv);
+	int n = 0;
+	nv[n++] = argv[0];
+	nv[n++] = argv[1];
+	nv[n++] = argv[2];
+	if (olen) {
+		nv[n++] = "-o";
+		nv[n++] = opts;
+	} else {
+		free(opts);
+	}
+	nv[n] = NULL;
+	*argcp = n;
+	*argvp = nv;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
+	int hrc = mmfs_mount_helper_args(&argc, &argv);
+	if (hrc)
+		return hrc < 0 ? 0 : hrc;
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct mmfs_config cfg;
 	struct fuse_cmdline_opts opts;
