@@ -64,6 +64,8 @@ struct bench_row {
 
 #define BENCH_MAX_ROWS 32
 static struct bench_row bench_rows[BENCH_MAX_ROWS];
+/* mms_stats_json() of the store of the size test (the --json output's "store") */
+static char *bench_store_figures;
 static int bench_nrows;
 
 static double bench_now(void)
@@ -613,6 +615,11 @@ static int bench_open_size(const char *tmp, const struct bench_opts *o)
 	rc = bench_mms_put(env, path, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH);
 	if (rc)
 		goto out;
+	/* the store's own figures, in the form mmstore info --json prints */
+	free(bench_store_figures);
+	bench_store_figures = NULL;
+	if (mms_sync(env) == 0)
+		(void)mms_stats_json(env, NULL, &bench_store_figures);
 	rc = mms_close(env);
 	env = NULL;
 	if (rc) {
@@ -789,7 +796,7 @@ static void bench_print_json(const struct bench_opts *o)
 		printf("%s\n  {\"test\": \"%s\", \"unit\": \"%s\", \"mms\": %.6g, \"lmdb\": %.6g, "
 		       "\"ratio\": %.6g}", i ? "," : "", r->name, r->unit, r->ours, r->lmdb, r->ratio);
 	}
-	printf("\n]}\n");
+	printf("\n],\n\"store\": %s}\n", bench_store_figures ? bench_store_figures : "null");
 }
 
 /* ---- Main -------------------------------------------------------------------- */
