@@ -520,14 +520,20 @@ static int mms_count_part(void *vctx, uint64_t start, uint64_t n, int fresh)
 
 /* The most entries the free list can have once this transaction's frees
  * apply: every part of a freed run can be a run of its own, and the free
- * list blob's own allocation can split one more. */
-static uint64_t mms_commit_entries(mms_env *env)
+ * list blob's own allocation can split one more.  exact: count the parts
+ * (a pass over the freed runs: once per commit); else an O(1) bound (a
+ * freed run splits at most at both ends of each fresh run: every call's
+ * reservation asks, and must not cost a pass). */
+static uint64_t mms_commit_entries(mms_env *env, int exact)
 {
 	struct mms_alloc_state *a = env->alloc;
 	/* a run of n pages takes ceil(n / MMS_RUN_MAXN) entries: at most
 	 * runs + pages / MMS_RUN_MAXN in all, a bound that costs O(1) */
 	uint64_t e = a->free.n + a->free.total / MMS_RUN_MAXN + a->pending.n +
 	             a->pending.total / MMS_RUN_MAXN + 8;
+	if (!exact)
+		return e + a->txn_free.n + a->txn_free.total / MMS_RUN_MAXN + 1 +
+		       env->meta.free_blob_pages / MMS_RUN_MAXN + 4 * a->fresh.n;
 	for (size_t i = 0; i < a->txn_free.n; i++)
 		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_count_part, &e);
 	if (env->meta.free_blob)
@@ -538,7 +544,7 @@ static uint64_t mms_commit_entries(mms_env *env)
 /* Pages one commit may need for the free list blob beyond what is free now. */
 static uint64_t mms_commit_need(mms_env *env)
 {
-	uint64_t entries = mms_commit_entries(env);
+	uint64_t entries = mms_commit_entries(env, 0);
 	if (entries <= MMS_META_INLINE_MAX)
 		return 0;
 	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
@@ -655,7 +661,7 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	 * nothing may be written over them before that meta is gone.  Its size
 	 * comes from an upper bound of the entries after the frees apply.
 	 */
-	uint64_t bound = mms_commit_entries(env);
+	uint64_t bound = mms_commit_entries(env, 1);
 	if (bound > MMS_META_INLINE_MAX) {
 		blob_pages = (bound * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 		rc = mms_alloc(env, blob_pages, MMS_ALLOC_BLOB, &blob_pg);

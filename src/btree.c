@@ -95,7 +95,7 @@ static size_t pg_used(const uint8_t *p)
 int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen)
 {
 	unsigned n = pg_n(p), heap = pg_heap(p), level = pg_level(p);
-	uint64_t used[MMS_PAGE_SIZE / 64] = { 0 }; /* bytes taken by items */
+	uint64_t starts[MMS_PAGE_SIZE / 64] = { 0 }; /* offsets where items start */
 	if ((p[4] == MMS_PG_LEAF) != (level == 0) || level >= MMS_BT_MAXDEPTH) {
 		snprintf(why, whylen, "type %u does not match level %u", p[4], level);
 		return 0;
@@ -127,21 +127,32 @@ int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen)
 			snprintf(why, whylen, "leaf item %u has an empty key", i);
 			return 0;
 		}
-		/* items may not share bytes: code that rebuilds a page copies
-		 * each item once and would overrun it */
-		for (size_t b = off; b < off + 4 + kl + vl; b++) {
-			if (used[b / 64] & (1ull << (b % 64))) {
-				snprintf(why, whylen, "item %u at offset %u overlaps another item", i, off);
-				return 0;
-			}
-			used[b / 64] |= 1ull << (b % 64);
+		if (starts[off / 64] & (1ull << (off % 64))) {
+			snprintf(why, whylen, "item %u at offset %u overlaps another item", i, off);
+			return 0;
 		}
+		starts[off / 64] |= 1ull << (off % 64);
 		if (i > 0) {
 			const uint8_t *prev = p + mms_get_le16(p + MMS_PG_HDR + 2 * (i - 1));
 			if (key_cmp(it_k(prev), it_kl(prev), it_k(p + off), kl) >= 0) {
 				snprintf(why, whylen, "item %u is out of order", i);
 				return 0;
 			}
+		}
+	}
+	/* Items may not share bytes (code that rebuilds a page copies each item
+	 * once and would overrun it): in the order of their offsets, each one
+	 * ends before the next begins. */
+	unsigned prev_end = 0, prev_off = 0;
+	for (unsigned w = 0; w < MMS_PAGE_SIZE / 64; w++) {
+		for (uint64_t bits = starts[w]; bits; bits &= bits - 1) {
+			unsigned off = w * 64 + (unsigned)__builtin_ctzll(bits);
+			if (off < prev_end) {
+				snprintf(why, whylen, "the item at offset %u overlaps the one at %u", off, prev_off);
+				return 0;
+			}
+			prev_off = off;
+			prev_end = off + 4 + (unsigned)it_kl(p + off) + (unsigned)it_vl(p + off);
 		}
 	}
 	return 1;

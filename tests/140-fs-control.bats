@@ -186,6 +186,11 @@ EOF
 	echo "rounds during the vacuum: $n"
 	t cmp "$ref" "$MNT/vac2/live"
 	assert_success
+	# user.mmfs.stats tells how the vacuum went
+	run bash -c "getfattr --absolute-names --only-values -n user.mmfs.stats '$MNT' |
+		/usr/bin/python3 -c 'import json, sys; v = json.load(sys.stdin)[\"vacuum\"]; print(v[\"running\"], v[\"runs\"] >= 1, v[\"last_size_after\"] < v[\"last_size_before\"], v[\"done_bytes\"] <= v[\"total_bytes\"])'"
+	assert_success
+	assert_output "False True True True"
 	for i in 004 008 016 032 064 128; do
 		[ "$(t tr -d x <"$MNT/vac2/f$i" | wc -c)" = 0 ]
 		[ "$(stat -c %s "$MNT/vac2/f$i")" = $((4 * 1024 * 1024)) ]
