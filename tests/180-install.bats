@@ -76,8 +76,10 @@ teardown() {
 	assert_success
 	local flags=$output
 	[[ $flags == *"-I$P/include"* ]] || fail "pkg-config gave no -I for the installed header: $flags"
+	# the compiler and its flags of this build (a sanitizer build's library
+	# needs a sanitizer program); paths come from pkg-config only
 	# shellcheck disable=SC2086 # the flags are words
-	t cc -Wall -Wextra -o "$d/example" "$d/example.c" $flags
+	t ${BUILD_CC:-cc} ${BUILD_CFLAGS:-} -Wall -Wextra -o "$d/example" "$d/example.c" $flags ${BUILD_LDFLAGS:-}
 	assert_success
 	cd "$d"
 	t ./example
