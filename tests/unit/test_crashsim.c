@@ -352,24 +352,34 @@ static int step(mms_env *env)
 	return mms_vacuum(env, NULL, NULL, NULL);
 }
 
-/* Run the workload on a new store at path, recording. */
-static int run_workload(const char *path, long steps, char *why, size_t whylen)
+/* Create a new store at path with the recorder on; note its first state. */
+static int start_recording(const char *path, mms_env **envp, char *why, size_t whylen)
 {
-	mms_env *env;
 	struct mms_options o = { .flags = MMS_CREATE | MMS_EXCL };
 	unlink(path);
 	rec_free();
 	nstates = 0;
 	store_fd = -1;
 	recording = true;
-	int rc = mms_open(path, &o, &env);
+	int rc = mms_open(path, &o, envp);
 	if (rc) {
+		recording = false;
 		snprintf(why, whylen, "create: %s (%s)", mms_strerror(rc), mms_open_detail());
 		return rc;
 	}
-	store_fd = mms_fd(env);
-	note_state(env);
+	store_fd = mms_fd(*envp);
+	note_state(*envp);
 	created_at = nrecs;
+	return 0;
+}
+
+/* Run the workload on a new store at path, recording. */
+static int run_workload(const char *path, long steps, char *why, size_t whylen)
+{
+	mms_env *env;
+	int rc = start_recording(path, &env, why, whylen);
+	if (rc)
+		return rc;
 	for (long i = 0; i < steps; i++) {
 		rc = step(env);
 		if (rc && rc != MMS_NOTFOUND && rc != MMS_EXISTS && rc != MMS_NODATA) {
@@ -407,21 +417,10 @@ static int run_workload(const char *path, long steps, char *why, size_t whylen)
 static int run_vacuum_workload(const char *path, char *why, size_t whylen)
 {
 	mms_env *env;
-	struct mms_options o = { .flags = MMS_CREATE | MMS_EXCL };
 	char name[16];
-	unlink(path);
-	rec_free();
-	nstates = 0;
-	store_fd = -1;
-	recording = true;
-	int rc = mms_open(path, &o, &env);
-	if (rc) {
-		snprintf(why, whylen, "create: %s (%s)", mms_strerror(rc), mms_open_detail());
+	int rc = start_recording(path, &env, why, whylen);
+	if (rc)
 		return rc;
-	}
-	store_fd = mms_fd(env);
-	note_state(env);
-	created_at = nrecs;
 	fill_random(valbuf, 4096);
 	for (int i = 0; i < 900 && !rc; i++) {
 		int l = snprintf(name, sizeof name, "f%d", i);
