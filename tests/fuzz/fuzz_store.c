@@ -5,11 +5,12 @@
  *   0x01  recompute the checksums (and self numbers) of the meta pages and
  *         of every page that looks like a tree page, so that mutations get
  *         past the checksums and reach the code behind them;
- *   0x02  skip the read-write part.
+ *   0x02  skip the read-write part;
+ *   0x04  vacuum after the writes.
  * The image is opened read-only: mms_check, a walk of every directory
  * (lookups, attributes, reads, mapping, seeking, symlinks, xattrs) and a
  * dump; then read-write: a put, an overwrite, a truncate, an xattr, an
- * unlink, a commit and a check.  Any result is fine (a damaged store gives
+ * unlink, a commit, a vacuum (control bit 0x04) and a check.  Any result is fine (a damaged store gives
  * errors); a crash, a hang or a sanitizer report is a bug.
  *
  * Built by scripts/fuzz with clang -fsanitize=fuzzer; tests/unit/
@@ -97,7 +98,7 @@ static void fz_walk(mms_env *env, uint64_t dir, int depth, int *budget)
 	mms_dir_close(cur);
 }
 
-static void fz_write(mms_env *env)
+static void fz_write(mms_env *env, int vacuum)
 {
 	static uint8_t val[9000];
 	struct mms_stat st;
@@ -127,6 +128,11 @@ static void fz_write(mms_env *env)
 	}
 	if (mms_commit(env))
 		(void)mms_rollback(env);
+	if (vacuum) {
+		struct mms_vacuum_result res;
+		if (mms_vacuum(env, NULL, NULL, &res))
+			(void)mms_rollback(env);
+	}
 	uint64_t np;
 	(void)mms_check(env, NULL, NULL, NULL, NULL, &np);
 }
@@ -181,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mms_close(env);
 	}
 	if (!(ctl & 2) && mms_open(path, NULL, &env) == 0) {
-		fz_write(env);
+		fz_write(env, (ctl & 4) != 0);
 		mms_close(env);
 	}
 	return 0;
