@@ -931,6 +931,28 @@ uint64_t mms_alloc_used_end(mms_env *env)
 	return end;
 }
 
+/* Pages of a run set at or past pgno. */
+static uint64_t rs_count_from(const struct mms_runset *s, uint64_t pgno)
+{
+	uint64_t n = 0;
+	for (size_t i = rs_find(s, pgno); i < s->n; i++)
+		n += s->r[i].n - (s->r[i].start < pgno ? pgno - s->r[i].start : 0);
+	return n;
+}
+
+uint64_t mms_alloc_used_from(mms_env *env, uint64_t pgno)
+{
+	uint64_t end = env->meta.file_pages;
+	if (pgno >= end)
+		return 0;
+	if (mms_alloc_ready(env))
+		return end - pgno;
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t unused = rs_count_from(&a->free, pgno) + rs_count_from(&a->pending, pgno) +
+	                  rs_count_from(&a->txn_free, pgno);
+	return unused < end - pgno ? end - pgno - unused : 0;
+}
+
 void mms_alloc_set_limit(mms_env *env, uint64_t limit)
 {
 	env->alloc->limit = limit;

@@ -205,6 +205,11 @@ int mms_txn_enter(mms_env *env);
 void mms_txn_poison(mms_env *env);
 /* Current time in ns since the epoch. */
 int64_t mms_now_ns(void);
+#ifdef MMS_TEST_HOOKS
+/* Test builds: non-zero, the clock (it advances 1 us per reading), so that
+ * a seeded test replays the same records and the same page layout. */
+extern int64_t mms_test_clock_ns;
+#endif
 
 /* ---- crc32c.c ------------------------------------------------------------ */
 uint32_t mms_crc32c(uint32_t crc, const void *buf, size_t len);
@@ -403,6 +408,8 @@ void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp,
 int mms_alloc_walk(mms_env *env, int (*fn)(void *ctx, uint64_t pgno, uint64_t n, int pending), void *ctx);
 /* Largest page number + 1 in use (not free), for vacuum's truncation. */
 uint64_t mms_alloc_used_end(mms_env *env);
+/* pages at or past pgno that are in use (neither free nor freed) */
+uint64_t mms_alloc_used_from(mms_env *env, uint64_t pgno);
 /* Vacuum: allocate only below `limit` (0: no limit); grows nothing when set. */
 void mms_alloc_set_limit(mms_env *env, uint64_t limit);
 /* Vacuum: give the free tail [pages, file_pages) back: shrink meta.file_pages. */

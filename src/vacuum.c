@@ -47,7 +47,7 @@ struct mms_vac {
 	mms_progress_fn progress;
 	void *ctx;
 	uint64_t target;   /* pages at or past this move */
-	uint64_t total;    /* pages to move, for progress */
+	uint64_t total;    /* done + pages still at or past the target */
 	uint64_t done;
 	uint64_t batch;    /* moved in this batch */
 	uint8_t *buf;
@@ -95,9 +95,11 @@ static int mms_vac_checkpoint(struct mms_vac *v)
 	if (rc)
 		return rc;
 	v->batch = 0;
-	/* other calls may run inside the callback: they allocate anywhere */
+	/* other calls may run inside the callback: they allocate anywhere,
+	 * past the target too, so what is left to move is counted again */
 	if (v->progress && v->progress(v->ctx, v->done, v->total))
 		v->stopped = 1;
+	v->total = v->done + mms_alloc_used_from(v->env, v->target);
 	return 0;
 }
 
@@ -384,7 +386,7 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 	uint64_t live = MMS_META_PAGES + env->meta.tree_pages + env->meta.data_pages + env->meta.blob_pages;
 	uint64_t margin = live / 64 + 64;
 	v.target = live + margin;
-	v.total = env->meta.file_pages > v.target ? env->meta.file_pages - v.target : 0;
+	v.total = mms_alloc_used_from(env, v.target);
 	if (v.total) {
 		mms_txn_enter(env);
 		mms_alloc_set_limit(env, v.target);

@@ -2008,6 +2008,7 @@ static uint64_t progress_bad_done, progress_bad_total;
 static bool vac_writers;                 /* this vacuum has competing writers */
 static long n_vac_writes;
 extern uint64_t mms_vac_test_batch;      /* tests/libmms_test.la: batch size */
+extern int64_t mms_test_clock_ns;        /* tests/libmms_test.la: the engine's clock */
 
 /*
  * Between two batches the store is committed and other calls may run (mmfs
@@ -2285,6 +2286,8 @@ int main(void)
 	long nops = (long)env_u64("MMS_MODEL_OPS", DEFAULT_OPS);
 	trace = env_u64("MMS_MODEL_TRACE", 0) != 0;
 	rng_state = seed;
+	/* the engine's clock too, so that a seed replays the same layout */
+	mms_test_clock_ns = 1700000000000000000ll + (int64_t)(seed % 1000000000u);
 	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations", seed, seed,
 	         nops);
 	memset(longname, 'L', sizeof longname);
