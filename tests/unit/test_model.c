@@ -2023,6 +2023,9 @@ static int on_progress(void *ctx, uint64_t done, uint64_t total)
 		progress_bad_done = done;
 		progress_bad_total = total;
 	}
+	/* between batches everything is committed (a rollback in a writer
+	 * below goes back to here) */
+	committed();
 	if (vac_writers && !failed && rng_pct(60)) {
 		for (int k = (int)rng_range(1, 3); k > 0 && !failed; k--) {
 			n_vac_writes++;
