@@ -17,15 +17,20 @@
  *    periodic timer and unmount also sync it to the disk.  A request that
  *    fails half-way (MMS_BADTXN, MMS_CORRUPT) or whose commit fails is
  *    rolled back before the error is returned.
- *  - Open files and directories hold their inode (mms_hold), so a name
- *    unlinked while open keeps its data until the last release.
- *  - mmfs counts the entries it gives the kernel (its lookup counts, less
- *    what FORGET returns).  A rename that replaces a name the kernel still
- *    knows holds the replaced inode until the kernel forgets it, so a stat
- *    or open that resolved the name just before the rename finds the old
- *    inode, as on a local filesystem.  Unlink and rmdir need no such hold:
- *    a request for an inode the store has freed gets ESTALE, the VFS looks
- *    the name up again and finds it gone (ENOENT), the right answer.
+ *  - Opening and closing a file costs no request: open replies ENOSYS
+ *    (FUSE_CAP_NO_OPEN_SUPPORT: the kernel then opens files itself, keeps
+ *    their page cache and sends no RELEASE), there is no flush handler, and
+ *    O_TRUNC comes as a SETATTR (FUSE_CAP_ATOMIC_O_TRUNC is off, since no
+ *    OPEN would carry it).  Directories still get OPENDIR and RELEASEDIR,
+ *    for the listing cursor, but take no lock for them.
+ *  - So no open handle holds an inode.  What keeps an open file alive is
+ *    the kernel's reference: mmfs counts the entries it gives the kernel
+ *    (its lookup counts, less what FORGET returns), and an unlink, rmdir or
+ *    rename that takes the last name of an inode the kernel still knows
+ *    holds the inode (mms_hold) until the kernel forgets it.  The kernel
+ *    forgets an inode only after its last open descriptor and mapping are
+ *    gone, so an unlinked file stays readable and writable through them,
+ *    and its space is freed at the FORGET.
  *  - The daemon is the only writer of the store while it is mounted (the
  *    engine's lock sees to that), so the kernel may cache entries,
  *    attributes, negative look-ups and pages for a long time.
@@ -79,6 +84,21 @@
 #define MMFS_EXIT_FAIL 1
 #define MMFS_EXIT_USAGE 2
 
+/* Requests counted by opcode, for user.mmfs.stats (a test asserts how many
+ * requests a user operation costs). */
+#define MMFS_REQUESTS(X) X(lookup) X(forget) X(getattr) X(setattr) X(readlink) \
+	X(mknod) X(mkdir) X(symlink) X(link) X(unlink) X(rmdir) X(rename) X(open) \
+	X(create) X(read) X(write) X(fsync) X(fallocate) X(lseek) X(opendir) \
+	X(readdir) X(readdirplus) X(releasedir) X(fsyncdir) X(statfs) X(setxattr) \
+	X(getxattr) X(listxattr) X(removexattr) X(copy_file_range)
+#define MMFS_REQ_ENUM(name) MMFS_REQ_##name,
+enum mmfs_req { MMFS_REQUESTS(MMFS_REQ_ENUM) MMFS_REQ_N };
+#define MMFS_REQ_NAME(name) #name,
+static const char *const mmfs_req_names[MMFS_REQ_N] = { MMFS_REQUESTS(MMFS_REQ_NAME) };
+/* Count one request; `req` must be in scope. */
+#define MMFS_COUNT(op) \
+	__atomic_add_fetch(&mmfs_of(req)->requests[MMFS_REQ_##op], 1, __ATOMIC_RELAXED)
+
 /* Command-line configuration, filled by fuse_opt_parse(). */
 #define MMFS_LOCK_WAIT_DEFAULT 5 /* seconds */
 
@@ -112,6 +132,12 @@ struct mmfs {
 	int vac_running, vac_incomplete, vac_runs;
 	uint64_t vac_done, vac_total, vac_before, vac_after;
 	struct mmfs_known *known;    /* the kernel's lookup counts */
+	uint64_t requests[MMFS_REQ_N]; /* requests received, by opcode (atomic) */
+	int no_open;            /* the kernel opens files without a request */
+	/* 0: no key has a security.* attribute, so the kernel's questions for
+	 * them (one before every write) are answered without the lock; set
+	 * (atomic) before the first such attribute is stored */
+	int sec_xattrs;
 	int readonly;
 	int foreground;         /* log to stderr instead of syslog */
 	int debug;              /* log every failed request, not only serious ones */
@@ -523,16 +549,7 @@ static void mmfs_reply_attr(fuse_req_t req, int err, const struct mms_stat *ms)
 	fuse_reply_attr(req, &st, MMFS_TIMEOUT);
 }
 
-/*
- * Hold an inode for an open handle (exclusive lock held).  A read-only store
- * cannot unlink anything, so it needs no holds.
- */
-static int mmfs_hold(struct mmfs *fs, uint64_t ino)
-{
-	return mmfs_by_ino(fs->readonly ? 0 : mms_hold(fs->env, ino));
-}
-
-/* Drop the hold of a closed handle and commit what the drop freed. */
+/* Drop the hold of an inode the kernel forgot and commit what it freed. */
 static void mmfs_release_hold(struct mmfs *fs, const char *op, uint64_t ino)
 {
 	if (fs->readonly)
@@ -548,8 +565,8 @@ static void mmfs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct mmfs *fs = userdata;
 	unsigned want_if_capable = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_READDIRPLUS |
-	                           FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_CACHE_SYMLINKS |
-	                           FUSE_CAP_PARALLEL_DIROPS;
+	                           FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS |
+	                           FUSE_CAP_NO_OPEN_SUPPORT;
 
 	if (fs->writeback)
 		want_if_capable |= FUSE_CAP_WRITEBACK_CACHE;
@@ -562,6 +579,9 @@ static void mmfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE |
 	                          FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_AUTO_INVAL_DATA);
+	/* No OPEN request would carry O_TRUNC: the kernel sends a SETATTR. */
+	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+	fs->no_open = (conn->want & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
 	if (!fs->writeback)
 		conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	conn->max_write = MMFS_MAX_IO;
@@ -594,6 +614,7 @@ static void mmfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mms_stat ms;
 	int rc;
 
+	MMFS_COUNT(lookup);
 	mmfs_rdlock(fs);
 	rc = mms_lookup(fs->env, parent, name, strlen(name), &ms);
 	if (rc == 0)
@@ -613,6 +634,7 @@ static void mmfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void mmfs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	MMFS_COUNT(forget);
 	mmfs_known_forget(mmfs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
@@ -622,6 +644,7 @@ static void mmfs_op_forget_multi(fuse_req_t req, size_t count,
 {
 	size_t i;
 
+	MMFS_COUNT(forget);
 	for (i = 0; i < count; i++)
 		mmfs_known_forget(mmfs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
@@ -633,6 +656,7 @@ static void mmfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	struct mms_stat ms;
 	int rc;
 
+	MMFS_COUNT(getattr);
 	(void)fi;
 	mmfs_rdlock(fs);
 	rc = mmfs_by_ino(mms_getattr(fs->env, ino, &ms));
@@ -651,6 +675,7 @@ static void mmfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	unsigned mask = 0;
 	int err;
 
+	MMFS_COUNT(setattr);
 	(void)fi;
 	memset(&sa, 0, sizeof(sa));
 	if (to_set & FUSE_SET_ATTR_MODE) {
@@ -699,6 +724,7 @@ static void mmfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	size_t len = 0;
 	int rc;
 
+	MMFS_COUNT(readlink);
 	mmfs_rdlock(fs);
 	rc = mmfs_by_ino(mms_readlink(fs->env, ino, buf, sizeof(buf) - 1, &len));
 	mmfs_unlock(fs);
@@ -719,6 +745,7 @@ static void mmfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct mms_stat ms;
 	int err;
 
+	MMFS_COUNT(mknod);
 	(void)rdev; /* device nodes are refused by the engine */
 	mmfs_wrlock(fs);
 	err = mmfs_settle(fs, "mknod", parent, name,
@@ -738,6 +765,7 @@ static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct mms_stat ms;
 	int err;
 
+	MMFS_COUNT(mkdir);
 	mmfs_wrlock(fs);
 	err = mmfs_settle(fs, "mkdir", parent, name,
 	                  mms_mkdir(fs->env, parent, name, strlen(name),
@@ -753,6 +781,7 @@ static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void mmfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                          const char *newname)
 {
+	MMFS_COUNT(link);
 	(void)ino;
 	(void)newparent;
 	(void)newname;
@@ -767,6 +796,7 @@ static void mmfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct mms_stat ms;
 	int err;
 
+	MMFS_COUNT(symlink);
 	mmfs_wrlock(fs);
 	err = mmfs_settle(fs, "symlink", parent, name,
 	                  mms_symlink(fs->env, parent, name, strlen(name), link,
@@ -782,7 +812,9 @@ static void mmfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mmfs *fs = mmfs_of(req);
 	int err;
 
+	MMFS_COUNT(unlink);
 	mmfs_wrlock(fs);
+	mmfs_known_pin(fs, parent, name); /* open descriptors keep it */
 	err = mmfs_settle(fs, "unlink", parent, name,
 	                  mms_unlink(fs->env, parent, name, strlen(name)));
 	mmfs_unlock(fs);
@@ -794,7 +826,9 @@ static void mmfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct mmfs *fs = mmfs_of(req);
 	int err;
 
+	MMFS_COUNT(rmdir);
 	mmfs_wrlock(fs);
+	mmfs_known_pin(fs, parent, name);
 	err = mmfs_settle(fs, "rmdir", parent, name,
 	                  mms_rmdir(fs->env, parent, name, strlen(name)));
 	mmfs_unlock(fs);
@@ -809,6 +843,7 @@ static void mmfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	unsigned mflags = 0;
 	int err;
 
+	MMFS_COUNT(rename);
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT */
 		return;
@@ -829,27 +864,25 @@ static void mmfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- Files ------------------------------------------------------------- */
 
+/*
+ * Open: no hold, no lock.  ENOSYS tells the kernel (FUSE_CAP_NO_OPEN_SUPPORT)
+ * to open every file itself from now on, keeping its cache, and to send no
+ * RELEASE.  A kernel without that capability gets a plain success; its
+ * RELEASE requests are answered by libfuse (no handler).  O_TRUNC came as a
+ * SETATTR before this.
+ */
 static void mmfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mmfs *fs = mmfs_of(req);
-	int rc, err;
 
-	mmfs_wrlock(fs);
-	rc = mmfs_hold(fs, ino);
-	if (rc == 0 && (fi->flags & O_TRUNC)) {
-		rc = mms_truncate(fs->env, ino, 0);
-		if (rc != 0 && !fs->readonly)
-			mms_release(fs->env, ino);
-	}
-	err = mmfs_settle(fs, "open", ino, NULL, rc);
-	mmfs_unlock(fs);
-	if (err != 0) {
-		fuse_reply_err(req, err);
+	(void)ino;
+	MMFS_COUNT(open);
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) != 0)
-		mmfs_release_hold(fs, "open", ino); /* interrupted: no release comes */
+	fuse_reply_open(req, fi);
 }
 
 static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -862,6 +895,7 @@ static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	size_t len = strlen(name);
 	int rc, err;
 
+	MMFS_COUNT(create);
 	mmfs_wrlock(fs);
 	rc = mms_mknod(fs->env, parent, name, len, S_IFREG | (mode & 07777),
 	               ctx->uid, ctx->gid, &ms);
@@ -874,8 +908,6 @@ static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			rc = mms_setattr(fs->env, ms.ino, &(struct mms_setattr){ .size = 0 },
 			                 MMS_SET_SIZE, &ms);
 	}
-	if (rc == 0)
-		rc = mmfs_hold(fs, ms.ino);
 	err = mmfs_settle(fs, "create", parent, name, rc);
 	if (err == 0)
 		mmfs_known_add(fs, ms.ino);
@@ -886,10 +918,8 @@ static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	mmfs_entry_of(&ms, &e);
 	fi->keep_cache = 1;
-	if (fuse_reply_create(req, &e, fi) != 0) {
+	if (fuse_reply_create(req, &e, fi) != 0)
 		mmfs_known_forget(fs, ms.ino, 1);
-		mmfs_release_hold(fs, "create", ms.ino);
-	}
 }
 
 /*
@@ -947,6 +977,7 @@ static void mmfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t done;
 	int rc;
 
+	MMFS_COUNT(read);
 	(void)fi;
 	mmfs_rdlock(fs);
 	rc = mmfs_map_range(fs, ino, (uint64_t)off, size, &ext, &count);
@@ -1005,6 +1036,7 @@ static void mmfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	struct mmfs *fs = mmfs_of(req);
 	int err;
 
+	MMFS_COUNT(write);
 	(void)fi;
 	mmfs_wrlock(fs);
 	err = mmfs_settle(fs, "write", ino, NULL,
@@ -1016,20 +1048,9 @@ static void mmfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, size);
 }
 
-static void mmfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	/* Every write was committed when it was answered: nothing is buffered. */
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
-}
-
-static void mmfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)fi;
-	mmfs_release_hold(mmfs_of(req), "release", ino);
-	fuse_reply_err(req, 0);
-}
+/* No flush or release handler: every write was committed when it was
+ * answered, so there is nothing to do at close.  libfuse answers FLUSH with
+ * ENOSYS (the kernel then stops sending it) and RELEASE with success. */
 
 /* fsync and fsyncdir: make every committed change durable. */
 static void mmfs_sync_reply(fuse_req_t req, const char *op, fuse_ino_t ino)
@@ -1052,6 +1073,7 @@ static void mmfs_sync_reply(fuse_req_t req, const char *op, fuse_ino_t ino)
 static void mmfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
                           struct fuse_file_info *fi)
 {
+	MMFS_COUNT(fsync);
 	(void)datasync;
 	(void)fi;
 	mmfs_sync_reply(req, "fsync", ino);
@@ -1064,6 +1086,7 @@ static void mmfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	unsigned mmode;
 	int err;
 
+	MMFS_COUNT(fallocate);
 	(void)fi;
 	if (mode == 0)
 		mmode = 0;
@@ -1090,6 +1113,7 @@ static void mmfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	uint64_t result = 0;
 	int rc;
 
+	MMFS_COUNT(lseek);
 	(void)fi;
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
 		fuse_reply_err(req, EINVAL); /* the kernel does the others itself */
@@ -1114,36 +1138,27 @@ static void mmfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 /* ---- Directories --------------------------------------------------------- */
 
+/* Open a directory: a cursor for its listing; no lock, no hold (see the
+ * invariants at the top). */
 static void mmfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct mmfs *fs = mmfs_of(req);
 	struct mmfs_dir *d;
-	int err;
 
+	(void)ino;
+	MMFS_COUNT(opendir);
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	pthread_mutex_init(&d->mutex, NULL);
-	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "opendir", ino, NULL, mmfs_hold(fs, ino));
-	mmfs_unlock(fs);
-	if (err != 0)
-		goto fail;
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = 1;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) != 0) {
-		mmfs_release_hold(fs, "opendir", ino);
 		pthread_mutex_destroy(&d->mutex);
 		free(d);
 	}
-	return;
-fail:
-	pthread_mutex_destroy(&d->mutex);
-	free(d);
-	fuse_reply_err(req, err);
 }
 
 /*
@@ -1293,12 +1308,14 @@ reply:
 static void mmfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                             struct fuse_file_info *fi)
 {
+	MMFS_COUNT(readdir);
 	mmfs_readdir(req, ino, size, off, fi, 0);
 }
 
 static void mmfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
                                 off_t off, struct fuse_file_info *fi)
 {
+	MMFS_COUNT(readdirplus);
 	mmfs_readdir(req, ino, size, off, fi, 1);
 }
 
@@ -1307,6 +1324,8 @@ static void mmfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	struct mmfs *fs = mmfs_of(req);
 	struct mmfs_dir *d = (struct mmfs_dir *)(uintptr_t)fi->fh;
 
+	(void)ino;
+	MMFS_COUNT(releasedir);
 	if (d->cur != NULL) {
 		mmfs_rdlock(fs);
 		mms_dir_close(d->cur);
@@ -1314,13 +1333,13 @@ static void mmfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_
 	}
 	pthread_mutex_destroy(&d->mutex);
 	free(d);
-	mmfs_release_hold(fs, "releasedir", ino);
 	fuse_reply_err(req, 0);
 }
 
 static void mmfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
                              struct fuse_file_info *fi)
 {
+	MMFS_COUNT(fsyncdir);
 	(void)datasync;
 	(void)fi;
 	mmfs_sync_reply(req, "fsyncdir", ino);
@@ -1336,6 +1355,7 @@ static void mmfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 	uint64_t total, avail, taken;
 	int rc;
 
+	MMFS_COUNT(statfs);
 	mmfs_rdlock(fs);
 	rc = mms_stats(fs->env, &info);
 	if (rc == 0 && info.max_size == 0 && fstatvfs(mms_fd(fs->env), &host) != 0)
@@ -1391,6 +1411,13 @@ static int mmfs_is_acl(const char *name)
 	       strcmp(name, "system.posix_acl_default") == 0;
 }
 
+/* Whether `name` is in the security namespace, which the kernel asks
+ * about (security.capability before every write, security.selinux for ls). */
+static int mmfs_is_security(const char *name)
+{
+	return strncmp(name, "security.", 9) == 0;
+}
+
 /*
  * The stats JSON text (malloc'd, NUL-terminated) in *textp.  Shared lock
  * held.
@@ -1407,8 +1434,19 @@ static int mmfs_stats_json(struct mmfs *fs, char **textp)
 	                      "last_incomplete", fs->vac_incomplete,
 	                      "last_size_before", (json_int_t)fs->vac_before,
 	                      "last_size_after", (json_int_t)fs->vac_after);
-	char *extra = x ? json_dumps(x, JSON_COMPACT) : NULL;
+	json_t *reqs = json_object();
+	char *extra;
 	int rc;
+
+	for (int i = 0; reqs != NULL && i < MMFS_REQ_N; i++)
+		json_object_set_new(reqs, mmfs_req_names[i],
+		                    json_integer((json_int_t)__atomic_load_n(&fs->requests[i],
+		                                                             __ATOMIC_RELAXED)));
+	if (x != NULL && reqs != NULL)
+		json_object_set_new(x, "requests", reqs);
+	else
+		json_decref(reqs);
+	extra = x ? json_dumps(x, JSON_COMPACT) : NULL;
 
 	json_decref(x);
 	if (extra == NULL)
@@ -1491,6 +1529,7 @@ static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	unsigned mflags = 0;
 	int rc, err;
 
+	MMFS_COUNT(setxattr);
 	if (mmfs_is_control(ino, name)) {
 		fuse_reply_err(req, mmfs_control_set(fs, name, value, size));
 		return;
@@ -1499,6 +1538,8 @@ static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
+	if (mmfs_is_security(name))
+		__atomic_store_n(&fs->sec_xattrs, 1, __ATOMIC_SEQ_CST);
 	if (flags & XATTR_CREATE)
 		mflags |= MMS_XATTR_CREATE;
 	if (flags & XATTR_REPLACE)
@@ -1519,6 +1560,7 @@ static void mmfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	size_t vlen = 0;
 	int rc;
 
+	MMFS_COUNT(getxattr);
 	if (mmfs_is_control(ino, name)) {
 		if (strcmp(name, MMFS_CTL_STATS) != 0) {
 			fuse_reply_err(req, ENODATA);
@@ -1537,6 +1579,13 @@ static void mmfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 				fuse_reply_buf(req, buf, vlen);
 		}
 		goto out;
+	}
+	/* No key has one: answered without waiting for the lock.  ACLs are
+	 * never stored (mmfs_is_acl). */
+	if (mmfs_is_acl(name) ||
+	    (mmfs_is_security(name) && !__atomic_load_n(&fs->sec_xattrs, __ATOMIC_SEQ_CST))) {
+		fuse_reply_err(req, ENODATA);
+		return;
 	}
 	if (size > 0) {
 		buf = malloc(size);
@@ -1566,6 +1615,8 @@ out:
 static void mmfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct mmfs *fs = mmfs_of(req);
+	MMFS_COUNT(listxattr);
+
 	/* The root also lists its control name. */
 	size_t extra = ino == FUSE_ROOT_ID ? sizeof(MMFS_CTL_STATS) : 0;
 	char *buf = NULL;
@@ -1605,7 +1656,7 @@ static void mmfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	struct mmfs *fs = mmfs_of(req);
 	int err;
 
-	if (mmfs_is_control(ino, name)) {
+	MMFS_COUNT(removexattr);	if (mmfs_is_control(ino, name)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -1636,8 +1687,6 @@ static const struct fuse_lowlevel_ops mmfs_ops = {
 	.create = mmfs_op_create,
 	.read = mmfs_op_read,
 	.write = mmfs_op_write,
-	.flush = mmfs_op_flush,
-	.release = mmfs_op_release,
 	.fsync = mmfs_op_fsync,
 	.fallocate = mmfs_op_fallocate,
 	.lseek = mmfs_op_lseek,
@@ -1933,6 +1982,14 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 			fs->env = NULL;
 			return rc;
 		}
+	}
+	rc = mms_xattr_prefix_used(fs->env, "security.", 9, &fs->sec_xattrs);
+	if (rc != 0) {
+		fprintf(stderr, "mmfs: %s: cannot read the attributes: %s\n", fs->store,
+		        mms_strerror(rc));
+		mms_close(fs->env);
+		fs->env = NULL;
+		return rc;
 	}
 	return 0;
 }

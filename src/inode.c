@@ -1803,6 +1803,28 @@ int mms_getxattr(mms_env *env, uint64_t ino, const char *name, size_t namelen,
 	                (unsigned long long)ino, (int)namelen, name, vlen);
 }
 
+int mms_xattr_prefix_used(mms_env *env, const char *prefix, size_t len, int *found)
+{
+	struct mms_bt_cursor c;
+	uint8_t start[1] = { 0 };
+	int rc;
+
+	*found = 0;
+	rc = mms_bt_seek(&c, env, MMS_TREE_XATTR, start, 0, MMS_BT_GE);
+	while (rc == 0) {
+		const void *k, *v;
+		size_t klen, vlen;
+
+		mms_bt_item(&c, &k, &klen, &v, &vlen);
+		if (klen >= 8 + len && memcmp((const uint8_t *)k + 8, prefix, len) == 0) {
+			*found = 1;
+			return 0;
+		}
+		rc = mms_bt_next(&c);
+	}
+	return rc == MMS_NOTFOUND ? 0 : rc;
+}
+
 int mms_listxattr(mms_env *env, uint64_t ino, char *buf, size_t bufsize, size_t *lenp)
 {
 	struct mms_bt_cursor c;

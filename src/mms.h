@@ -458,6 +458,13 @@ int mms_listxattr(mms_env *env, uint64_t ino, char *buf, size_t bufsize, size_t 
 /* Remove attribute `name`: MMS_NODATA if absent. */
 int mms_removexattr(mms_env *env, uint64_t ino, const char *name, size_t namelen);
 
+/*
+ * *found = 1 if any inode has an attribute whose name starts with `prefix`
+ * (say "security."), else 0.  Reads every attribute name once: a daemon
+ * asks at mount, to answer the kernel's questions for names no key has.
+ */
+int mms_xattr_prefix_used(mms_env *env, const char *prefix, size_t len, int *found);
+
 /* ---- Store-wide --------------------------------------------------------- */
 
 struct mms_info {

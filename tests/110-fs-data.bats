@@ -218,7 +218,7 @@ os.close(fd)" "$MNT/seek"
 	t bash -c "tail -c 8 /proc/self/fd/5"
 	assert_output appended
 	exec 5>&-
-	# The kernel sends RELEASE after close returns: wait for it.
+	# The kernel forgets the inode after close returns: wait for it.
 	for ((i = 0; i < 100; i++)); do
 		[ "$(mmfs_stat "$MNT" orphans)" = 0 ] && break
 		sleep 0.1

@@ -1,0 +1,192 @@
+#!/usr/bin/env bats
+# 190-fs-requests: how many FUSE requests a user operation costs, counted
+# by the daemon (user.mmfs.stats "requests"), and the behaviour that
+# zero-message opens must keep: O_TRUNC on every path, unlinked and
+# replaced files kept alive by open descriptors in other processes, and
+# security.* attributes answered without the lock.
+#
+# The counts do not depend on timing; a later change that brings round
+# trips back fails here.
+
+load helpers/common
+load helpers/mount
+
+setup_file() {
+	mount_fresh_store requests
+}
+
+teardown_file() {
+	mmfs_teardown_file
+}
+
+teardown() {
+	mmfs_teardown
+}
+
+# t reqs_delta MNT CMD...: run CMD and print the requests it cost, as
+# "op=count" pairs sorted by op (what reading the counters costs, measured
+# first, is taken off).
+REQS_DELTA='
+import json, os, subprocess, sys
+mnt = sys.argv[1]
+def counts():
+    return json.loads(os.getxattr(mnt, "user.mmfs.stats"))["requests"]
+zero = counts()
+before = counts()
+own = {k: before[k] - zero[k] for k in before}
+subprocess.run(sys.argv[2:], check=True)
+after = counts()
+after = {k: after[k] - own[k] for k in after}
+print(" ".join("%s=%d" % (k, after[k] - before[k]) for k in sorted(after) if after[k] != before[k]))'
+reqs_delta=(/usr/bin/python3 -c "$REQS_DELTA")
+
+@test "a warm cat of a small key costs no request: no OPEN, READ, FLUSH or RELEASE" {
+	head -c 4096 /dev/urandom >"$MNT/small"
+	# the first open tells the kernel that opens need no request
+	cat "$MNT/small" >/dev/null
+	cat "$MNT/small" >/dev/null
+	t "${reqs_delta[@]}" "$MNT" bash -c 'for i in $(seq 100); do cat "$1" >/dev/null; done' - "$MNT/small"
+	assert_success
+	assert_output ""
+}
+
+@test "open and close cost no request, read-write too" {
+	printf 'x' >"$MNT/oc"
+	cat "$MNT/oc" >/dev/null
+	t "${reqs_delta[@]}" "$MNT" /usr/bin/python3 -c '
+import os, sys
+for i in range(200):
+    os.close(os.open(sys.argv[1], os.O_RDWR))' "$MNT/oc"
+	assert_success
+	assert_output ""
+}
+
+@test "write(2) costs one WRITE (and the kernel's security.capability question, answered without the lock)" {
+	printf 'x' >"$MNT/w"
+	t "${reqs_delta[@]}" "$MNT" /usr/bin/python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+for i in range(100):
+    os.pwrite(fd, b"y" * 4096, i * 4096)
+os.close(fd)' "$MNT/w"
+	assert_success
+	assert_output "getxattr=100 write=100"
+	t stat -c %s "$MNT/w"
+	assert_output $((100 * 4096))
+}
+
+@test "a key with a security.* attribute: stored, read back, and found again after a remount" {
+	printf 'data' >"$MNT/sec"
+	t getfattr --absolute-names --only-values -n security.mmfs-test "$MNT/sec"
+	assert_failure
+	assert_output --partial "No such attribute"
+	t setfattr -n security.mmfs-test -v labelled "$MNT/sec"
+	assert_success
+	t getfattr --absolute-names --only-values -n security.mmfs-test "$MNT/sec"
+	assert_success
+	assert_output labelled
+	local store
+	store=$STORE
+	unmount_store "$MNT"
+	mount_store "$store" "$MNT"
+	t getfattr --absolute-names --only-values -n security.mmfs-test "$MNT/sec"
+	assert_success
+	assert_output labelled
+	# ACLs are never stored: asking for one costs no lock and says so
+	t getfattr --absolute-names -n system.posix_acl_access "$MNT/sec"
+	assert_failure
+}
+
+@test "O_TRUNC through the shell, open(2) and cp over a longer key" {
+	head -c 100000 /dev/urandom >"$MNT/tr"
+	cat "$MNT/tr" >/dev/null
+	echo short >"$MNT/tr"
+	t cat "$MNT/tr"
+	assert_output short
+	head -c 100000 /dev/urandom >"$MNT/tr"
+	t /usr/bin/python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"ab")
+os.close(fd)
+print(open(sys.argv[1], "rb").read())' "$MNT/tr"
+	assert_output "b'ab'"
+	head -c 100000 /dev/urandom >"$MNT/tr"
+	printf 'tiny' >"$BATS_TEST_TMPDIR/tiny"
+	t cp "$BATS_TEST_TMPDIR/tiny" "$MNT/tr"
+	assert_success
+	t cat "$MNT/tr"
+	assert_output tiny
+	t stat -c %s "$MNT/tr"
+	assert_output 4
+}
+
+# hold_open FILE READY: a process that maps FILE and keeps a descriptor;
+# it prints the file's first 8 bytes (through the map, then through read)
+# when it gets a line on stdin, writes "late" at 0 through the descriptor,
+# and exits at end of input.
+hold_open() {
+	/usr/bin/python3 -u -c '
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 0)
+open(sys.argv[2], "w").close()
+for line in sys.stdin:
+    print(bytes(m[:8]).decode(), os.pread(fd, 8, 0).decode())
+    os.pwrite(fd, b"late", 0)
+    print(bytes(m[:4]).decode())
+m.close()
+os.close(fd)' "$@"
+}
+
+@test "another process keeps an unlinked key readable, writable and mapped until it closes; then the space is freed" {
+	local ready=$BATS_TEST_TMPDIR/ready out=$BATS_TEST_TMPDIR/out i used_open used_closed
+	{ printf 'ABCDEFGH'; head -c 8M /dev/zero; } >"$MNT/held"
+	run mmfs_settle "$MNT"
+	assert_success
+	coproc HOLD { hold_open "$MNT/held" "$ready" >"$out" 3>&-; }
+	for ((i = 0; i < 100; i++)); do [[ -e $ready ]] && break; sleep 0.1; done
+	[ -e "$ready" ]
+	rm "$MNT/held"
+	[ ! -e "$MNT/held" ]
+	echo 2 >/proc/sys/vm/drop_caches
+	run mmfs_stat "$MNT" orphans
+	assert_output 1
+	used_open=$(mmfs_stat "$MNT" used)
+	echo go >&"${HOLD[1]}"
+	exec {HOLD[1]}>&-
+	wait "$HOLD_PID"
+	run cat "$out"
+	assert_output "ABCDEFGH ABCDEFGH
+late"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(mmfs_stat "$MNT" orphans)" = 0 ] && break
+		sleep 0.1
+	done
+	run mmfs_stat "$MNT" orphans
+	assert_output 0
+	used_closed=$(mmfs_stat "$MNT" used)
+	echo "used: open $used_open, closed $used_closed"
+	[ "$used_closed" -le $((used_open - 8 * 1024 * 1024)) ]
+}
+
+@test "rename over a key another process has open: it keeps the old bytes until it closes" {
+	local ready=$BATS_TEST_TMPDIR/ready out=$BATS_TEST_TMPDIR/out i
+	printf 'OLDBYTES' >"$MNT/target"
+	printf 'NEWBYTES' >"$MNT/source"
+	coproc HOLD { hold_open "$MNT/target" "$ready" >"$out" 3>&-; }
+	for ((i = 0; i < 100; i++)); do [[ -e $ready ]] && break; sleep 0.1; done
+	[ -e "$ready" ]
+	mv "$MNT/source" "$MNT/target"
+	echo 2 >/proc/sys/vm/drop_caches
+	echo go >&"${HOLD[1]}"
+	exec {HOLD[1]}>&-
+	wait "$HOLD_PID"
+	run cat "$out"
+	assert_output "OLDBYTES OLDBYTES
+late"
+	t cat "$MNT/target"
+	assert_output NEWBYTES
+	run mmfs_settle "$MNT"
+	assert_success
+}
