@@ -41,6 +41,11 @@ uint64_t mms_vac_test_batch; /* tests: batches of this many pages */
 #define MMS_VAC_BATCH MMS_VAC_BATCH_PAGES
 #endif
 #define MMS_VAC_COPY (1u << 20)
+/* A move found no free space below the target for the bytes themselves:
+ * nothing was changed for that part, so vacuum just stops there.  An
+ * MMS_FULL from a tree update (a copied page found no room) instead
+ * rolls the batch back (mms_vacuum), since the update may be half done. */
+#define MMS_VAC_NOROOM 1
 
 struct mms_vac {
 	mms_env *env;
@@ -168,7 +173,7 @@ static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, 
 		uint64_t np, got;
 		rc = mms_alloc_some(env, n - moved, MMS_ALLOC_DATA, &np, &got);
 		if (rc == MMS_FULL)
-			break; /* no room below the target: leave the rest */
+			break; /* no room below the target: leave the rest (nothing changed) */
 		if (rc)
 			return rc;
 		rc = mms_vac_copy(env, v->buf, phys + moved, np, got);
@@ -206,7 +211,7 @@ static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, 
 	}
 	v->done += moved;
 	v->batch += moved;
-	return moved < n ? MMS_FULL : 0;
+	return moved < n ? MMS_VAC_NOROOM : 0;
 }
 
 static int mms_vac_data(struct mms_vac *v)
@@ -247,12 +252,14 @@ static int mms_vac_data(struct mms_vac *v)
 			mms_put_le64(val, phys);
 			mms_put_le64(val + 8, keep);
 			rc = mms_bt_put(env, MMS_TREE_EXTENT, k2, 16, val, 16);
-			if (rc)
+			if (rc) {
+				mms_txn_poison(env);
 				return rc;
+			}
 			mms_put_be64(key + 8, mms_get_be64(key + 8) + keep);
 		}
 		rc = mms_vac_extent(v, key, phys + keep, n - keep, keep != 0);
-		if (rc == MMS_FULL) {
+		if (rc == MMS_VAC_NOROOM) {
 			v->stopped = v->no_room = 1;
 			return 0;
 		}
@@ -398,10 +405,13 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 		if (rc == MMS_FULL) {
 			/* other calls, between batches, used the room below the
 			 * target that this batch's tree copies needed: undo the
-			 * batch (the ones before it are synced) and stop early */
+			 * batch (the ones before it are synced) and stop early.
+			 * The moves of this batch are undone too; their new
+			 * pages were never reachable from a synced meta. */
 			mms_alloc_set_limit(env, 0);
 			rc = mms_rollback(env);
 			v.no_room = 1;
+			v.done -= v.batch < v.done ? v.batch : v.done;
 		}
 		if (rc) {
 			mms_alloc_set_limit(env, 0);
