@@ -125,7 +125,16 @@ struct mmfs_config {
 struct mmfs {
 	mms_env *env;
 	pthread_rwlock_t lock;  /* guards env; see the invariants above */
-	pthread_mutex_t vacuum_lock; /* one vacuum at a time (it yields `lock`) */
+	/* The vacuum runs on a thread of its own, one at a time; vacuum_lock
+	 * guards the thread's bookkeeping, vacuum_cond signals its end. */
+	pthread_mutex_t vacuum_lock;
+	pthread_cond_t vacuum_cond;
+	pthread_t vac_thread;
+	int vac_active;         /* a vacuum thread is running */
+	int vac_joinable;       /* vac_thread has not been joined */
+	int vac_stop;           /* unmounting: stop at the next batch (atomic) */
+	uint64_t vac_ended;     /* vacuums finished so far */
+	int vac_last_err;       /* errno of the last one (0: it succeeded) */
 	char *mnt;              /* the mount point (absolute), for user.mmfs.stats */
 	/* the vacuum under way or the last one, for user.mmfs.stats (written
 	 * under the write lock, read under either) */
@@ -590,6 +599,8 @@ static void mmfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->time_gran = 1;
 }
 
+static void mmfs_vacuum_stop(struct mmfs *fs);
+
 static void mmfs_op_destroy(void *userdata)
 {
 	struct mmfs *fs = userdata;
@@ -597,6 +608,7 @@ static void mmfs_op_destroy(void *userdata)
 
 	if (fs->readonly)
 		return;
+	mmfs_vacuum_stop(fs);
 	mmfs_wrlock(fs);
 	rc = mms_sync(fs->env);
 	mmfs_unlock(fs);
@@ -1434,6 +1446,11 @@ static int mmfs_stats_json(struct mmfs *fs, char **textp)
 	                      "last_incomplete", fs->vac_incomplete,
 	                      "last_size_before", (json_int_t)fs->vac_before,
 	                      "last_size_after", (json_int_t)fs->vac_after);
+
+	if (x != NULL)
+		json_object_set_new(json_object_get(x, "vacuum"), "last_error",
+		                    fs->vac_last_err ? json_string(strerror(fs->vac_last_err)) :
+		                                       json_null());
 	json_t *reqs = json_object();
 	char *extra;
 	int rc;
@@ -1456,7 +1473,22 @@ static int mmfs_stats_json(struct mmfs *fs, char **textp)
 	return rc;
 }
 
-/* Progress of an online vacuum, logged with -d. */
+/*
+ * For tests (tests/140): with MMFS_TEST_VACUUM_GATE=FILE in the daemon's
+ * environment, a vacuum waits between batches (without the lock) while
+ * FILE exists, at most 60 s, so that a test can act while it runs whatever
+ * the machine's speed.  Unmounting opens the gate.
+ */
+static void mmfs_vacuum_gate(struct mmfs *fs)
+{
+	const char *gate = getenv("MMFS_TEST_VACUUM_GATE");
+
+	for (int i = 0; gate != NULL && i < 6000 && access(gate, F_OK) == 0 &&
+	                !__atomic_load_n(&fs->vac_stop, __ATOMIC_ACQUIRE); i++)
+		usleep(10000);
+}
+
+/* Progress of an online vacuum, logged with -d.  Nonzero stops it. */
 static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	struct mmfs *fs = ctx;
@@ -1470,55 +1502,123 @@ static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
 	 * so clients are held up by one batch at most, not the whole vacuum */
 	mmfs_unlock(fs);
 	sched_yield();
+	mmfs_vacuum_gate(fs);
 	mmfs_wrlock(fs);
-	return 0;
+	return __atomic_load_n(&fs->vac_stop, __ATOMIC_ACQUIRE);
+}
+
+/* The vacuum thread: one vacuum, then its result for user.mmfs.stats and
+ * for a waiting `wait`. */
+static void *mmfs_vacuum_main(void *arg)
+{
+	struct mmfs *fs = arg;
+	struct mms_vacuum_result res;
+	int rc;
+
+	mmfs_wrlock(fs);
+	fs->vac_running = 1;
+	fs->vac_done = fs->vac_total = 0;
+	rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
+	fs->vac_running = 0;
+	fs->vac_runs++;
+	if (rc == 0) {
+		fs->vac_incomplete = res.incomplete;
+		fs->vac_before = res.size_before;
+		fs->vac_after = res.size_after;
+		mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " -> %" PRIu64 " bytes, %" PRIu64
+		         " moved%s", fs->store, res.size_before, res.size_after, res.moved_bytes,
+		         res.incomplete ? " (stopped early: writers used the free space "
+		                          "below its target; run it again)" : "");
+	} else {
+		mmfs_log_fail(fs, MMFS_CTL_VACUUM, FUSE_ROOT_ID, NULL, rc);
+		if (rc == MMS_BADTXN || rc == MMS_CORRUPT)
+			mms_rollback(fs->env);
+	}
+	fs->vac_last_err = mmfs_errno(rc);
+	mmfs_unlock(fs);
+	pthread_mutex_lock(&fs->vacuum_lock);
+	fs->vac_active = 0;
+	fs->vac_ended++;
+	pthread_cond_broadcast(&fs->vacuum_cond);
+	pthread_mutex_unlock(&fs->vacuum_lock);
+	return NULL;
+}
+
+/*
+ * user.mmfs.vacuum: "1" starts a vacuum on its own thread and returns at
+ * once (EBUSY if one is running); "wait" waits for the running one, or runs
+ * one, and returns its result.  A vacuum never runs inside the request,
+ * which would hold the kernel's lock on the root directory all along.
+ */
+static int mmfs_vacuum_control(struct mmfs *fs, int wait)
+{
+	uint64_t target;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->vacuum_lock);
+	if (__atomic_load_n(&fs->vac_stop, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&fs->vacuum_lock);
+		return ESHUTDOWN;
+	}
+	if (fs->vac_active && !wait) {
+		pthread_mutex_unlock(&fs->vacuum_lock);
+		return EBUSY;
+	}
+	target = fs->vac_ended + 1;
+	if (!fs->vac_active) {
+		if (fs->vac_joinable)
+			pthread_join(fs->vac_thread, NULL); /* it has ended */
+		fs->vac_joinable = 0;
+		rc = pthread_create(&fs->vac_thread, NULL, mmfs_vacuum_main, fs);
+		if (rc == 0) {
+			fs->vac_active = 1;
+			fs->vac_joinable = 1;
+		}
+	}
+	while (rc == 0 && wait && fs->vac_ended < target)
+		pthread_cond_wait(&fs->vacuum_cond, &fs->vacuum_lock);
+	if (rc == 0 && wait)
+		rc = fs->vac_last_err;
+	pthread_mutex_unlock(&fs->vacuum_lock);
+	return rc;
+}
+
+/* Unmounting: stop a running vacuum at its next batch and wait for it. */
+static void mmfs_vacuum_stop(struct mmfs *fs)
+{
+	pthread_mutex_lock(&fs->vacuum_lock);
+	__atomic_store_n(&fs->vac_stop, 1, __ATOMIC_RELEASE);
+	if (fs->vac_joinable) {
+		pthread_mutex_unlock(&fs->vacuum_lock);
+		pthread_join(fs->vac_thread, NULL);
+		pthread_mutex_lock(&fs->vacuum_lock);
+		fs->vac_joinable = 0;
+	}
+	pthread_mutex_unlock(&fs->vacuum_lock);
 }
 
 /* setxattr of a control name on the root: vacuum or sync. */
 static int mmfs_control_set(struct mmfs *fs, const char *name, const char *value,
                             size_t size)
 {
-	struct mms_vacuum_result res;
 	int rc;
 
-	if (strcmp(name, MMFS_CTL_VACUUM) != 0 && strcmp(name, MMFS_CTL_SYNC) != 0)
+	if (strcmp(name, MMFS_CTL_VACUUM) == 0) {
+		if (size == 1 && value[0] == '1')
+			return mmfs_vacuum_control(fs, 0);
+		if (size == 4 && memcmp(value, "wait", 4) == 0)
+			return mmfs_vacuum_control(fs, 1);
+		return EINVAL;
+	}
+	if (strcmp(name, MMFS_CTL_SYNC) != 0)
 		return EOPNOTSUPP;
 	if (size != 1 || value[0] != '1')
 		return EINVAL;
-	if (strcmp(name, MMFS_CTL_SYNC) == 0) {
-		mmfs_wrlock(fs);
-		rc = mms_sync(fs->env);
-		mmfs_unlock(fs);
-	} else {
-		pthread_mutex_lock(&fs->vacuum_lock);
-		mmfs_wrlock(fs);
-		fs->vac_running = 1;
-		fs->vac_done = fs->vac_total = 0;
-		rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
-		fs->vac_running = 0;
-		fs->vac_runs++;
-		if (rc == 0) {
-			fs->vac_incomplete = res.incomplete;
-			fs->vac_before = res.size_before;
-			fs->vac_after = res.size_after;
-		}
-		if (rc == 0)
-			mmfs_log(LOG_INFO, "%s: vacuum: %" PRIu64 " -> %" PRIu64
-			         " bytes, %" PRIu64 " moved%s", fs->store, res.size_before,
-			         res.size_after, res.moved_bytes,
-			         res.incomplete ? " (stopped early: writers used the free space "
-			                          "below its target; run it again)" : "");
-		mmfs_unlock(fs);
-		pthread_mutex_unlock(&fs->vacuum_lock);
-	}
-	if (rc != 0) {
+	mmfs_wrlock(fs);
+	rc = mms_sync(fs->env);
+	mmfs_unlock(fs);
+	if (rc != 0)
 		mmfs_log_fail(fs, name, FUSE_ROOT_ID, NULL, rc);
-		if (rc == MMS_BADTXN || rc == MMS_CORRUPT) {
-			mmfs_wrlock(fs);
-			mms_rollback(fs->env);
-			mmfs_unlock(fs);
-		}
-	}
 	return mmfs_errno(rc);
 }
 
@@ -2107,6 +2207,7 @@ int main(int argc, char *argv[])
 	pthread_rwlockattr_setkind_np(&lattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&fs.lock, &lattr);
 	pthread_mutex_init(&fs.vacuum_lock, NULL);
+	pthread_cond_init(&fs.vacuum_cond, NULL);
 	pthread_rwlockattr_destroy(&lattr);
 
 	if (fuse_opt_parse(&args, &cfg, mmfs_opts, mmfs_opt_proc) != 0 || cfg.bad)
@@ -2230,6 +2331,7 @@ int main(int argc, char *argv[])
 		mmfs_log(LOG_ERR, "%s: session loop failed: %s", fs.store, strerror(-rc));
 
 out:
+	mmfs_vacuum_stop(&fs);
 	mmfs_timer_stop(&fs);
 	if (mounted)
 		fuse_session_unmount(se);
@@ -2248,6 +2350,7 @@ out:
 		fuse_loop_cfg_destroy(loop);
 	pthread_rwlock_destroy(&fs.lock);
 	pthread_mutex_destroy(&fs.vacuum_lock);
+	pthread_cond_destroy(&fs.vacuum_cond);
 	mmfs_known_free(fs.known);
 	free(mnt);
 	free(opts.mountpoint);
