@@ -101,6 +101,9 @@ static const char *const mmfs_req_names[MMFS_REQ_N] = { MMFS_REQUESTS(MMFS_REQ_N
 
 /* Command-line configuration, filled by fuse_opt_parse(). */
 #define MMFS_LOCK_WAIT_DEFAULT 5 /* seconds */
+/* Readahead of the mount, KiB: FUSE_INIT can only lower the kernel's
+ * default (128 KiB), so it is raised through sysfs after mounting. */
+#define MMFS_READ_AHEAD_DEFAULT 1024
 
 struct mmfs_config {
 	char *store;        /* STORE argument */
@@ -119,6 +122,8 @@ struct mmfs_config {
 	int has_max_size;
 	unsigned sync_secs; /* -o sync= */
 	unsigned lock_wait; /* -o lock_wait=: seconds to wait for a closing holder */
+	unsigned read_ahead_kb; /* -o read_ahead_kb=: the mount's readahead (0: kernel's) */
+	int has_read_ahead;     /* the user gave -o read_ahead_kb= */
 };
 
 /* The daemon's state, shared by every request (fuse_req_userdata()). */
@@ -1883,6 +1888,7 @@ enum {
 	MMFS_KEY_FSNAME,
 	MMFS_KEY_SUBTYPE,
 	MMFS_KEY_MAX_READ,
+	MMFS_KEY_READ_AHEAD,
 };
 
 #define MMFS_OPT(t, p, v) { t, offsetof(struct mmfs_config, p), v }
@@ -1900,6 +1906,7 @@ static const struct fuse_opt mmfs_opts[] = {
 	FUSE_OPT_KEY("fsname=", MMFS_KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", MMFS_KEY_SUBTYPE),
 	FUSE_OPT_KEY("max_read=", MMFS_KEY_MAX_READ),
+	FUSE_OPT_KEY("read_ahead_kb=", MMFS_KEY_READ_AHEAD),
 	FUSE_OPT_END
 };
 
@@ -1949,6 +1956,15 @@ static int mmfs_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 		}
 		cfg->has_max_read = 1;
 		return 1;
+	case MMFS_KEY_READ_AHEAD:
+		if (sscanf(val + 1, "%u", &cfg->read_ahead_kb) != 1 ||
+		    cfg->read_ahead_kb > 1024 * 1024) {
+			fprintf(stderr, "mmfs: bad number in option '%s' (KiB, 0 to 1048576)\n",
+			        arg);
+			cfg->bad = 1;
+		}
+		cfg->has_read_ahead = 1;
+		return 0;
 	default:
 		return 1; /* libfuse's options */
 	}
@@ -1969,8 +1985,10 @@ static void mmfs_usage(const char *prog)
 	       "    -o writeback           use the kernel's writeback cache\n"
 	       "    -o lock_wait=SECONDS   wait this long for a process letting go of the\n"
 	       "                           store (a daemon closing after an unmount;\n"
-	       "                           default 5; 0: fail at once)\n\n",
-	       prog, MMFS_SYNC_DEFAULT);
+	       "                           default 5; 0: fail at once)\n"
+	       "    -o read_ahead_kb=N     the mount's readahead in KiB (default %u, set\n"
+	       "                           through sysfs, as root; 0: the kernel's)\n\n",
+	       prog, MMFS_SYNC_DEFAULT, MMFS_READ_AHEAD_DEFAULT);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 }
@@ -2095,6 +2113,50 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 }
 
 /*
+ * Set the readahead of the mount at `mnt` (just mounted): its device
+ * number is in /proc/self/mountinfo (a stat of the mount point would wait
+ * for FUSE_INIT, which the session loop has not answered yet), and the
+ * value in /sys/class/bdi/MAJ:MIN/read_ahead_kb.  Only root may write it:
+ * a failure is reported when the user asked for a value, else ignored.
+ */
+static void mmfs_set_read_ahead(const char *mnt, unsigned kb, int asked)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], path[128], *dev = NULL;
+	int found = 0, ok = 0, err = 0;
+
+	while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
+		char *save = NULL, *fields[5];
+		int n = 0;
+
+		for (char *tok = strtok_r(line, " ", &save); tok && n < 5;
+		     tok = strtok_r(NULL, " ", &save))
+			fields[n++] = tok;
+		/* mount points with spaces are escaped (\040): compared as is,
+		 * such a mount is not found and keeps the kernel's readahead */
+		if (n == 5 && strcmp(fields[4], mnt) == 0) {
+			dev = fields[2];
+			found = 1;
+		}
+	}
+	if (found) {
+		snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+		FILE *ra = fopen(path, "w");
+		ok = ra != NULL && fprintf(ra, "%u\n", kb) > 0;
+		err = errno;
+		if (ra != NULL && fclose(ra) != 0) {
+			ok = 0;
+			err = errno;
+		}
+	}
+	if (f != NULL)
+		fclose(f);
+	if (!ok && asked)
+		mmfs_log(LOG_WARNING, "%s: cannot set read_ahead_kb=%u: %s", mnt, kb,
+		         found ? strerror(err) : "the mount is not in /proc/self/mountinfo");
+}
+
+/*
  * Called by mount(8) as /sbin/mount.mmfs or /sbin/mount.fuse.mmfs (links to
  * this program, installed by make install), the arguments are mount's:
  *   SPEC DIR [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]
@@ -2200,6 +2262,7 @@ int main(int argc, char *argv[])
 	memset(&fs, 0, sizeof(fs));
 	cfg.sync_secs = MMFS_SYNC_DEFAULT;
 	cfg.lock_wait = MMFS_LOCK_WAIT_DEFAULT;
+	cfg.read_ahead_kb = MMFS_READ_AHEAD_DEFAULT;
 	cfg.max_read = MMFS_MAX_IO;
 	fuse_set_log_func(mmfs_fuse_log);
 	pthread_rwlockattr_init(&lattr);
@@ -2299,6 +2362,8 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	mounted = 1;
+	if (cfg.read_ahead_kb != 0)
+		mmfs_set_read_ahead(mnt, cfg.read_ahead_kb, cfg.has_read_ahead);
 	/* The store's lock lives in its open file description: fork keeps it. */
 	if (fuse_daemonize(opts.foreground) != 0)
 		goto out;

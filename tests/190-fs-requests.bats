@@ -190,3 +190,49 @@ late"
 	run mmfs_settle "$MNT"
 	assert_success
 }
+
+# bdi_read_ahead MNT: the read_ahead_kb of the mount at MNT.
+bdi_read_ahead() {
+	cat "/sys/class/bdi/$(awk -v m="$1" '$5 == m { print $3 }' /proc/self/mountinfo)/read_ahead_kb"
+}
+
+@test "readahead is 1 MiB: a cold 16 MiB read, and a cold mmap of it, take 16 to 24 READs, not 128" {
+	local dir store mnt
+	dir=$(mk_tmp)
+	store=$dir/ra.mms
+	mnt=$dir/mnt
+	mkdir "$mnt"
+	head -c 16M /dev/urandom >"$dir/ref"
+	t "$MMSTORE" create "$store"
+	assert_success
+	t "$MMSTORE" put "$store" big "$dir/ref"
+	assert_success
+	# a new mount has nothing of the key in its page cache
+	mount_store "$store" "$mnt"
+	run bdi_read_ahead "$mnt"
+	assert_output 1024
+	t "${reqs_delta[@]}" "$mnt" cmp "$mnt/big" "$dir/ref"
+	assert_success
+	echo "cold read: $output"
+	[[ $output =~ (^| )read=([0-9]+) ]]
+	((BASH_REMATCH[2] >= 16 && BASH_REMATCH[2] <= 24))
+	unmount_store "$mnt"
+	mount_store "$store" "$mnt"
+	t "${reqs_delta[@]}" "$mnt" /usr/bin/python3 -c '
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+m = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+assert m[:] == open(sys.argv[2], "rb").read()' "$mnt/big" "$dir/ref"
+	assert_success
+	echo "cold mmap: $output"
+	[[ $output =~ (^| )read=([0-9]+) ]]
+	((BASH_REMATCH[2] >= 16 && BASH_REMATCH[2] <= 24))
+	unmount_store "$mnt"
+	# the option chooses another value; 0 leaves the kernel's
+	mount_store "$store" "$mnt" read_ahead_kb=256
+	run bdi_read_ahead "$mnt"
+	assert_output 256
+	unmount_store "$mnt"
+	t "$MMSTORE" check "$store"
+	assert_success
+}
