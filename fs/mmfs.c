@@ -1065,6 +1065,42 @@ static void mmfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, size);
 }
 
+/* Most bytes one COPY_FILE_RANGE copies (the caller loops for the rest):
+ * it holds the exclusive lock throughout. */
+#define MMFS_COPY_MAX (64u << 20)
+
+/* copy_file_range(2) inside the mount: one engine call, one request,
+ * instead of a READ and a WRITE per 1 MiB.  The kernel drops its cached
+ * pages of the destination range itself. */
+static void mmfs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                                    struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+                                    off_t off_out, struct fuse_file_info *fi_out,
+                                    size_t len, int flags)
+{
+	struct mmfs *fs = mmfs_of(req);
+	uint64_t copied = 0;
+	int err;
+
+	(void)fi_in;
+	(void)fi_out;
+	MMFS_COUNT(copy_file_range);
+	if (flags != 0 || off_in < 0 || off_out < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (len > MMFS_COPY_MAX)
+		len = MMFS_COPY_MAX;
+	mmfs_wrlock(fs);
+	err = mmfs_settle(fs, "copy_file_range", ino_out, NULL,
+	                  mmfs_by_ino(mms_copy_range(fs->env, ino_in, (uint64_t)off_in, ino_out,
+	                                             (uint64_t)off_out, len, &copied)));
+	mmfs_unlock(fs);
+	if (err != 0)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, (size_t)copied);
+}
+
 /* No flush or release handler: every write was committed when it was
  * answered, so there is nothing to do at close.  libfuse answers FLUSH with
  * ENOSYS (the kernel then stops sending it) and RELEASE with success. */
@@ -1794,6 +1830,7 @@ static const struct fuse_lowlevel_ops mmfs_ops = {
 	.write = mmfs_op_write,
 	.fsync = mmfs_op_fsync,
 	.fallocate = mmfs_op_fallocate,
+	.copy_file_range = mmfs_op_copy_file_range,
 	.lseek = mmfs_op_lseek,
 	.opendir = mmfs_op_opendir,
 	.readdir = mmfs_op_readdir,

@@ -35,6 +35,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1375,4 +1376,80 @@ int mms_data_free_all(mms_env *env, struct mms_inode *in)
 	in->pages = 0;
 	in->flags &= ~MMS_INO_INLINE;
 	return 0;
+}
+
+/* Copy one piece of a source extent (the bytes or, for a hole, a punch). */
+static int mms_copy_piece(mms_env *env, const struct mms_extent *e, uint64_t src,
+                          uint64_t dst, uint64_t doff, uint8_t *buf)
+{
+	size_t got = 0;
+	int rc;
+
+	if (e->flags & MMS_MAP_HOLE)
+		return mms_fallocate(env, dst, MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE, doff,
+		                     e->length);
+	rc = mms_read(env, src, buf, (size_t)e->length, e->logical, &got);
+	if (!rc && got != e->length)
+		rc = mms_fail(env, MMS_CORRUPT, "inode %llu: short read at %llu while copying",
+		              (unsigned long long)src, (unsigned long long)e->logical);
+	return rc ? rc : mms_write(env, dst, buf, got, doff);
+}
+
+#define MMS_COPY_CHUNK (1u << 20)
+
+int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff,
+                   uint64_t len, uint64_t *copied)
+{
+	struct mms_stat ss, ds;
+	struct mms_extent ext[16];
+	uint64_t done = 0;
+	uint8_t *buf;
+	int rc;
+
+	*copied = 0;
+	rc = mms_getattr(env, src, &ss);
+	if (!rc)
+		rc = mms_getattr(env, dst, &ds);
+	if (rc)
+		return rc;
+	if (S_ISDIR(ss.mode) || S_ISDIR(ds.mode))
+		return MMS_ISDIR;
+	if (!S_ISREG(ss.mode) || !S_ISREG(ds.mode))
+		return MMS_INVAL;
+	if (soff >= ss.size || len == 0)
+		return 0;
+	if (len > ss.size - soff)
+		len = ss.size - soff;
+	if (src == dst && soff < doff + len && doff < soff + len)
+		return MMS_INVAL;
+	if (doff > MMS_SIZE_MAX || len > MMS_SIZE_MAX - doff)
+		return MMS_TOOBIG;
+	buf = malloc(MMS_COPY_CHUNK);
+	if (!buf)
+		return ENOMEM;
+	while (!rc && done < len) {
+		uint64_t chunk = len - done < MMS_COPY_CHUNK ? len - done : MMS_COPY_CHUNK;
+		size_t n = 0;
+
+		rc = mms_map(env, src, soff + done, chunk, ext, sizeof ext / sizeof ext[0], &n);
+		if (!rc && n == 0)
+			break;
+		for (size_t i = 0; !rc && i < n; i++) {
+			rc = mms_copy_piece(env, &ext[i], src, dst, doff + (ext[i].logical - soff), buf);
+			if (!rc)
+				done = ext[i].logical + ext[i].length - soff;
+		}
+	}
+	free(buf);
+	/* a hole at the end: the size still grows to cover it */
+	if (done && doff + done > ds.size) {
+		struct mms_stat now;
+		int trc = mms_getattr(env, dst, &now);
+		if (!trc && now.size < doff + done)
+			trc = mms_truncate(env, dst, doff + done);
+		if (trc)
+			return trc;
+	}
+	*copied = done;
+	return done ? 0 : rc;
 }

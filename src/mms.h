@@ -390,6 +390,17 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 /* Set the size: shrinking frees the tail, growing adds a hole. */
 int mms_truncate(mms_env *env, uint64_t ino, uint64_t size);
 
+/*
+ * Copy up to `len` bytes of `src` from `soff` to `dst` at `doff`
+ * (copy_file_range(2)): as many as the source has past `soff`, in one
+ * transaction of the caller's.  Holes of the source stay holes (the
+ * destination's bytes there are punched out).  *copied gets the count; an
+ * error is returned only when nothing was copied (else the count is short).
+ * MMS_INVAL for overlapping ranges of one file, MMS_ISDIR for a directory.
+ */
+int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff,
+                   uint64_t len, uint64_t *copied);
+
 #define MMS_FALLOC_KEEP_SIZE  0x1u /* do not change the size */
 #define MMS_FALLOC_PUNCH_HOLE 0x2u /* free the range (with KEEP_SIZE) */
 

@@ -236,3 +236,30 @@ assert m[:] == open(sys.argv[2], "rb").read()' "$mnt/big" "$dir/ref"
 	t "$MMSTORE" check "$store"
 	assert_success
 }
+
+@test "cp inside the mount is one COPY_FILE_RANGE, no READ or WRITE; the copy and its cached pages are right" {
+	head -c 4M /dev/urandom >"$BATS_TEST_TMPDIR/src"
+	cp "$BATS_TEST_TMPDIR/src" "$MNT/cfr-src"
+	# the destination exists and its old bytes are in the page cache
+	head -c 5M /dev/zero >"$MNT/cfr-dst"
+	cat "$MNT/cfr-dst" >/dev/null
+	t "${reqs_delta[@]}" "$MNT" cp "$MNT/cfr-src" "$MNT/cfr-dst"
+	assert_success
+	echo "cp: $output"
+	[[ $output =~ (^| )copy_file_range=1( |$) ]]
+	! [[ $output =~ (^| )(read|write)= ]]
+	t cmp "$MNT/cfr-dst" "$BATS_TEST_TMPDIR/src"
+	assert_success
+	# a range into the middle of another key, through copy_file_range(2)
+	t /usr/bin/python3 -c '
+import os, sys
+src = os.open(sys.argv[1], os.O_RDONLY)
+dst = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT)
+os.write(dst, b"x" * 10000)
+n = os.copy_file_range(src, dst, 5000, 100, 2000)
+os.close(src); os.close(dst)
+want = b"x" * 2000 + open(sys.argv[3], "rb").read()[100:5100] + b"x" * 3000
+print(n, open(sys.argv[2], "rb").read() == want)' "$MNT/cfr-src" "$MNT/cfr-mid" "$BATS_TEST_TMPDIR/src"
+	assert_success
+	assert_output "5000 True"
+}

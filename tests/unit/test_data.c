@@ -938,6 +938,94 @@ static void test_fallocate_reserves(void)
 	is_int(mms_close(env), 0, "close");
 }
 
+/* mms_copy_range: bytes, holes kept holes, inline sources, a short source,
+ * a copy over existing bytes, overlap refused, a full store. */
+static void test_copy_range(void)
+{
+	mms_env *env = fresh_store(0);
+	if (!env)
+		return;
+	size_t n = 3 * MiB + 123;
+	uint8_t *want = malloc(n), *zero = calloc(1, 2 * MiB);
+	fill_pattern(want, n, 77);
+	uint64_t a = mkfile(env, "a", 1), b = mkfile(env, "b", 1), c = mkfile(env, "c", 1);
+	do_write(env, a, want, n, 0);
+	uint64_t copied = 0;
+	is_int(mms_copy_range(env, a, 0, b, 0, 64 * MiB, &copied), 0, "copy a to b (asks for more than a has)");
+	ok(copied == n, "copied the %zu bytes a has (%" PRIu64 ")", n, copied);
+	ok(getattr(env, b).size == n && same_bytes(env, b, want, n, 0), "b reads a's bytes");
+	/* a sparse source: a hole of 2 MiB between two data runs */
+	is_int(mms_truncate(env, c, 0), 0, "c empty");
+	do_write(env, c, want, 5000, 0);
+	do_write(env, c, want, 5000, 2 * MiB + 8192);
+	/* the destination had bytes where the source has its hole */
+	is_int(mms_copy_range(env, c, 0, b, 0, getattr(env, c).size, &copied), 0, "copy sparse c over b");
+	ok(copied == 2 * MiB + 8192 + 5000, "copied c's size (%" PRIu64 ")", copied);
+	ok(same_bytes(env, b, want, 5000, 0) && same_bytes(env, b, want, 5000, 2 * MiB + 8192),
+	   "c's data runs are in b");
+	ok(all_zero(env, b, 2 * MiB + 8192 - 8192, 8192), "c's hole reads as zeros in b");
+	ok(same_bytes(env, b, want + 2 * MiB + 13192, n - 2 * MiB - 13192, 2 * MiB + 13192),
+	   "b's bytes past the copy are untouched");
+	uint64_t d = mkfile(env, "d", 1);
+	is_int(mms_copy_range(env, c, 0, d, 0, getattr(env, c).size, &copied), 0, "copy sparse c to empty d");
+	struct mms_stat ds = getattr(env, d);
+	ok(ds.size == getattr(env, c).size && ds.blocks == 4 * PG,
+	   "d has c's size and only its 4 data pages (%" PRIu64 " bytes of blocks)", ds.blocks);
+	/* a hole at the end of the source still sets the size */
+	is_int(mms_truncate(env, c, 4 * MiB), 0, "c ends in a hole");
+	uint64_t e = mkfile(env, "e", 1);
+	is_int(mms_copy_range(env, c, 0, e, 100, 4 * MiB, &copied), 0, "copy c to e at 100");
+	ok(copied == 4 * MiB && getattr(env, e).size == 4 * MiB + 100, "e's size covers the hole (%" PRIu64 ")",
+	   getattr(env, e).size);
+	ok(all_zero(env, e, 100, 0) && same_bytes(env, e, want, 5000, 100), "e: zeros, then c's bytes");
+	/* inline (small) source */
+	uint64_t s1 = mkfile(env, "small", 5);
+	do_write(env, s1, "tiny value", 10, 0);
+	is_int(mms_copy_range(env, s1, 2, e, 1, 100, &copied), 0, "copy from a small value");
+	ok(copied == 8 && same_bytes(env, e, (const uint8_t *)"ny value", 8, 1), "8 bytes landed at 1");
+	/* past the end of the source: nothing */
+	is_int(mms_copy_range(env, s1, 10, e, 0, 100, &copied), 0, "copy from the source's end");
+	ok(copied == 0, "copies nothing");
+	/* one file, overlapping ranges: refused; disjoint: done */
+	is_int(mms_copy_range(env, a, 0, a, 4096, 8192, &copied), MMS_INVAL, "overlapping ranges of one file");
+	is_int(mms_copy_range(env, a, 0, a, n, 8192, &copied), 0, "disjoint ranges of one file");
+	ok(copied == 8192 && same_bytes(env, a, want, 8192, n), "a's head appended to a");
+	is_int(mms_copy_range(env, a, 0, MMS_ROOT_INO, 0, 10, &copied), MMS_ISDIR, "to a directory");
+	is_int(mms_commit(env), 0, "commit");
+	uint64_t probs = 1;
+	is_int(mms_check(env, NULL, NULL, NULL, NULL, &probs), 0, "check runs");
+	is_int(probs, 0, "check is clean");
+	is_int(mms_close(env), 0, "close");
+	(void)zero;
+	free(zero);
+	free(want);
+
+	/* a full store: the copy stops short or fails, and nothing is damaged */
+	env = fresh_store(8 * MiB);
+	if (!env)
+		return;
+	want = malloc(3 * MiB);
+	fill_pattern(want, 3 * MiB, 5);
+	a = mkfile(env, "a", 1);
+	is_int(do_write(env, a, want, 3 * MiB, 0), 0, "3 MiB in an 8 MiB store");
+	b = mkfile(env, "b", 1);
+	is_int(mms_commit(env), 0, "commit");
+	int rc = 0;
+	uint64_t total = 0;
+	for (int i = 0; i < 4 && !rc; i++) {
+		rc = mms_copy_range(env, a, 0, b, total, 3 * MiB, &copied);
+		total += copied;
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	is_int(rc, MMS_FULL, "copies until the store is full: MMS_FULL");
+	ok(total >= 3 * MiB && total < 12 * MiB, "%" PRIu64 " bytes copied before that", total);
+	ok(getattr(env, b).size == total, "b's size is what was copied");
+	ok(same_bytes(env, a, want, 3 * MiB, 0), "a is intact");
+	is_int(mms_close(env), 0, "close");
+	free(want);
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -955,5 +1043,6 @@ int main(void)
 	test_corrupt_extent();
 	test_rollback_tail();
 	test_model();
+	test_copy_range();
 	return tap_done();
 }
