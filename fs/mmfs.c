@@ -31,6 +31,12 @@
  *    forgets an inode only after its last open descriptor and mapping are
  *    gone, so an unlinked file stays readable and writable through them,
  *    and its space is freed at the FORGET.
+ *  - Each byte is cached once, in the kernel's cache of the mounted file:
+ *    the store is opened with MMS_CACHE_ONCE (no readahead on the store
+ *    file; after a sync the engine drops the store file's cache of what it
+ *    wrote), and a read drops the store file's pages it replied with.  The
+ *    store file's cache holds metadata and unsynced writes; -o store_cache
+ *    keeps everything there too.
  *  - The daemon is the only writer of the store while it is mounted (the
  *    engine's lock sees to that), so the kernel may cache entries,
  *    attributes, negative look-ups and pages for a long time.
@@ -124,6 +130,7 @@ struct mmfs_config {
 	unsigned lock_wait; /* -o lock_wait=: seconds to wait for a closing holder */
 	unsigned read_ahead_kb; /* -o read_ahead_kb=: the mount's readahead (0: kernel's) */
 	int has_read_ahead;     /* the user gave -o read_ahead_kb= */
+	int store_cache;        /* -o store_cache: keep the store file's cache */
 };
 
 /* The daemon's state, shared by every request (fuse_req_userdata()). */
@@ -148,6 +155,9 @@ struct mmfs {
 	struct mmfs_known *known;    /* the kernel's lookup counts */
 	uint64_t requests[MMFS_REQ_N]; /* requests received, by opcode (atomic) */
 	int no_open;            /* the kernel opens files without a request */
+	int drop_cache;         /* drop the store file's cache of bytes read: the
+	                         * kernel caches them for the mount (the engine
+	                         * drops what was written: MMS_CACHE_ONCE) */
 	/* 0: no key has a security.* attribute, so the kernel's questions for
 	 * them (one before every write) are answered without the lock; set
 	 * (atomic) before the first such attribute is stored */
@@ -1037,6 +1047,11 @@ static void mmfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (rc != 0 && rc != -ENOENT)
 		mmfs_log(LOG_ERR, "%s: read: inode %" PRIu64 ": reply failed: %s",
 		         fs->store, (uint64_t)ino, strerror(-rc));
+	/* the kernel now caches these bytes for the mounted file: the store
+	 * file's copy would be a second one */
+	for (i = 0; fs->drop_cache && i < count; i++)
+		if (!(ext[i].flags & (MMS_MAP_HOLE | MMS_MAP_INLINE)))
+			mms_drop_cache(fs->env, ext[i].physical, ext[i].length);
 	goto out;
 fail:
 	mmfs_log_fail(fs, "read", ino, NULL, rc);
@@ -1866,9 +1881,12 @@ static void *mmfs_timer_main(void *arg)
 		pthread_mutex_unlock(&fs->timer_mutex);
 		mmfs_wrlock(fs);
 		rc = mms_stats(fs->env, &info);
-		if (rc == 0 && info.generation != info.synced_generation)
+		if (rc == 0 && info.generation != info.synced_generation) {
 			rc = mms_sync(fs->env);
-		mmfs_unlock(fs);
+			mmfs_unlock(fs);
+				} else {
+			mmfs_unlock(fs);
+		}
 		if (rc != 0)
 			mmfs_log(LOG_ERR, "%s: periodic sync failed: %s", fs->store,
 			         mms_strerror(rc));
@@ -1935,6 +1953,7 @@ static const struct fuse_opt mmfs_opts[] = {
 	MMFS_OPT("writeback", writeback, 1),
 	MMFS_OPT("sync=%u", sync_secs, 0),
 	MMFS_OPT("lock_wait=%u", lock_wait, 0),
+	MMFS_OPT("store_cache", store_cache, 1),
 	FUSE_OPT_KEY("ro", MMFS_KEY_RO),
 	/* An fstab line's "defaults" reaches us through mount.fuse3. */
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
@@ -2024,7 +2043,10 @@ static void mmfs_usage(const char *prog)
 	       "                           store (a daemon closing after an unmount;\n"
 	       "                           default 5; 0: fail at once)\n"
 	       "    -o read_ahead_kb=N     the mount's readahead in KiB (default %u, set\n"
-	       "                           through sysfs, as root; 0: the kernel's)\n\n",
+	       "                           through sysfs, as root; 0: the kernel's)\n"
+	       "    -o store_cache         keep bytes read or synced in the store file's\n"
+	       "                           page cache too (by default they are cached once,\n"
+	       "                           for the mount)\n\n",
 	       prog, MMFS_SYNC_DEFAULT, MMFS_READ_AHEAD_DEFAULT);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -2096,7 +2118,8 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 	int rc;
 
 	memset(&mo, 0, sizeof(mo));
-	mo.flags = (cfg->ro ? MMS_RDONLY : 0) | (cfg->create ? MMS_CREATE : 0);
+	mo.flags = (cfg->ro ? MMS_RDONLY : 0) | (cfg->create ? MMS_CREATE : 0) |
+	           (cfg->store_cache ? 0 : MMS_CACHE_ONCE);
 	mo.initial_size = cfg->size;
 	mo.max_size = cfg->max_size;
 	rc = mms_open_wait(fs->store, &mo, cfg->lock_wait * 1000u, mmfs_waiting, (void *)cfg,
@@ -2367,6 +2390,7 @@ int main(int argc, char *argv[])
 	fs.writeback = cfg.writeback;
 	fs.sync_secs = cfg.sync_secs;
 	fs.max_read = cfg.max_read;
+	fs.drop_cache = !cfg.store_cache;
 	if (!fs.readonly && (fs.known = mmfs_known_new()) == NULL) {
 		fprintf(stderr, "mmfs: out of memory\n");
 		goto out;

@@ -15,6 +15,8 @@
  *   txn_alloc allocated by the open transaction
  *   punch    freed data/blob runs, punched out of the file (FALLOC_FL_PUNCH_
  *            HOLE) when they become free so the disk space comes back
+ *   written  (MMS_CACHE_ONCE) data runs allocated since the last sync: their
+ *            cached pages are dropped once the sync has made them clean
  *
  * A run freed in the same transaction that allocated it is free at once.
  * The free and pending sets are persisted at every commit: inline in the
@@ -46,6 +48,7 @@ struct mms_runset {
 struct mms_alloc_state {
 	struct mms_runset free, pending, fresh, txn_free, txn_alloc, punch;
 	struct mms_runset punch_now; /* became free: punch once the meta is written */
+	struct mms_runset written;   /* MMS_CACHE_ONCE: see the top */
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 	/* The free list is read on first use, not at open: open stays two page
@@ -270,6 +273,10 @@ static int mms_take(mms_env *env, uint64_t start, uint64_t n, unsigned kind)
 	rs_add(&a->fresh, start, n);
 	rs_add(&a->txn_alloc, start, n);
 	mms_count(env, kind, (int64_t)n);
+	/* only a cache to drop: not recorded if there is no memory for it */
+	if ((env->flags & MMS_CACHE_ONCE) && kind != MMS_ALLOC_TREE &&
+	    rs_reserve(&a->written, 1) == 0)
+		rs_add(&a->written, start, n);
 	return 0;
 }
 
@@ -757,6 +764,10 @@ void mms_alloc_synced(mms_env *env)
 			mms_txn_poison(env);
 	rs_clear(&a->pending);
 	rs_clear(&a->fresh);
+	/* what was written is clean now: the caller caches it (MMS_CACHE_ONCE) */
+	for (size_t i = 0; i < a->written.n; i++)
+		mms_pager_drop(env, a->written.r[i].start, a->written.r[i].n);
+	rs_clear(&a->written);
 	/* Long runs are punched now; short ones (the old copies of pages
 	 * overwritten since the last sync, one syscall each) wait until they
 	 * join others or the store closes: first fit reuses them soon. */
@@ -853,6 +864,7 @@ void mms_alloc_close(mms_env *env)
 	rs_fini(&a->free);
 	rs_fini(&a->pending);
 	rs_fini(&a->fresh);
+	rs_fini(&a->written);
 	rs_fini(&a->txn_free);
 	rs_fini(&a->txn_alloc);
 	rs_fini(&a->punch);

@@ -164,6 +164,18 @@ void mms_txn_poison(mms_env *env)
 
 const char *mms_path(mms_env *env) { return env->path; }
 int mms_fd(mms_env *env) { return env->fd; }
+
+int mms_drop_cache(mms_env *env, uint64_t off, uint64_t len)
+{
+	uint64_t first = off / MMS_PAGE_SIZE, end;
+	if (len == 0)
+		end = env->file_pages;
+	else
+		end = (off + len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+	if (end > first)
+		mms_pager_drop(env, first, end - first);
+	return 0;
+}
 int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
 
 /* ---- meta pages ------------------------------------------------------------ */
@@ -577,6 +589,8 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 		mms_open_fail(rc, "%s", strerror(errno));
 		goto fail;
 	}
+	if (o->flags & MMS_CACHE_ONCE)
+		mms_io_no_readahead(env->fd);
 	if (flock(env->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		rc = errno == EWOULDBLOCK ? MMS_LOCKED : errno;
 		if (rc == MMS_LOCKED)

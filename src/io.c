@@ -147,6 +147,16 @@ int mms_io_zero_alloc(int fd, uint64_t off, uint64_t len)
 	return mms_io_pwrite(fd, NULL, (size_t)len, off);
 }
 
+int mms_io_drop_cache(int fd, uint64_t off, uint64_t len)
+{
+	return posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+}
+
+void mms_io_no_readahead(int fd)
+{
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+}
+
 int mms_io_datasync(int fd)
 {
 	if (fdatasync(fd) < 0)

@@ -40,6 +40,12 @@ int mms_io_punch(int fd, uint64_t off, uint64_t len);
 int mms_io_zero_alloc(int fd, uint64_t off, uint64_t len);
 /* fdatasync: everything written before is on disk. */
 int mms_io_datasync(int fd);
+/* Drop the page cache of [off, off+len) (len 0: to the end of the file):
+ * clean pages go, dirty ones are written back first, mapped ones stay. */
+int mms_io_drop_cache(int fd, uint64_t off, uint64_t len);
+/* No readahead on this file: reads bring in exactly their pages, in single
+ * pages a drop of the read's range can take out. */
+void mms_io_no_readahead(int fd);
 /* The id of this boot (16 bytes).  If /proc/sys/kernel/random/boot_id cannot
  * be read, a random id, so that no unsynced meta is trusted (fail closed). */
 void mms_io_boot_id(uint8_t out[16]);

@@ -111,9 +111,14 @@ typedef struct mms_env mms_env;
 #define MMS_RDONLY 0x1u /* open read-only, with a shared lock */
 #define MMS_CREATE 0x2u /* create the store if the file is missing */
 #define MMS_EXCL   0x4u /* with MMS_CREATE: fail with MMS_EXISTS if it exists */
+/* The caller keeps a cache of the bytes itself (mmfs: the kernel's cache of
+ * the mounted files): no readahead on the store file, and after each sync
+ * the store file's cache of the data written since the previous sync is
+ * dropped, so that each byte is cached once.  See mms_drop_cache(). */
+#define MMS_CACHE_ONCE 0x8u
 
 struct mms_options {
-	unsigned flags;        /* MMS_RDONLY, MMS_CREATE, MMS_EXCL */
+	unsigned flags;        /* MMS_RDONLY, MMS_CREATE, MMS_EXCL, MMS_CACHE_ONCE */
 	uint64_t initial_size; /* bytes a new store file starts with (sparse); 0: 1 MiB.
 	                        * The file grows as needed; close gives an unused
 	                        * tail back, so a closed store is no larger than
@@ -193,6 +198,17 @@ const char *mms_path(mms_env *env);
  * until mms_close().  Never write through it.
  */
 int mms_fd(mms_env *env);
+
+/*
+ * Drop the store file's page cache of the bytes [off, off+len) (len 0: to
+ * the end), for a server that hands them on to a cache of its own (mmfs
+ * after a read: the kernel caches them for the mounted file), so that each
+ * byte is cached once; with MMS_CACHE_ONCE, no readahead brings in more.
+ * Meant for data ranges (mms_map()'s extents): tree pages in the range are
+ * dropped too and read again when next used.  Clean pages are dropped,
+ * dirty ones written back first: nothing is lost.  Returns 0.
+ */
+int mms_drop_cache(mms_env *env, uint64_t off, uint64_t len);
 
 /* Nonzero if the env was opened read-only. */
 int mms_readonly(mms_env *env);

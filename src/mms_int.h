@@ -386,6 +386,10 @@ int mms_pager_grow(mms_env *env, uint64_t pages);
 /* Shorten the file to `pages` pages, or to what the current or the last
  * synced meta records if that is more. */
 int mms_pager_shrink(mms_env *env, uint64_t pages);
+/* Drop the page cache of pages [pgno, pgno+n) of the store file, and their
+ * mappings in the env's map (the kernel maps cached pages around a faulted
+ * tree page, and a mapped page cannot be dropped). */
+void mms_pager_drop(mms_env *env, uint64_t pgno, uint64_t n);
 
 int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced); /* load the free list */
 void mms_alloc_close(mms_env *env);

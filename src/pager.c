@@ -220,6 +220,10 @@ static int mms_map_file(mms_env *env, uint64_t pages)
 	if (m == MAP_FAILED)
 		return mms_fail(env, errno, "cannot map %llu bytes of the store: %s",
 		                (unsigned long long)want, strerror(errno));
+	/* Tree pages are read one at a time, wherever they are: no read-around
+	 * (a fault would otherwise bring in the data pages around the tree
+	 * page, which the caller may not want cached). */
+	(void)madvise(m, want, MADV_RANDOM);
 	if (pg->map)
 		munmap(pg->map, pg->map_len);
 	pg->map = m;
@@ -299,6 +303,16 @@ int mms_pager_shrink(mms_env *env, uint64_t pages)
 		                (unsigned long long)(pages * MMS_PAGE_SIZE), strerror(rc));
 	env->file_pages = pages;
 	return 0;
+}
+
+void mms_pager_drop(mms_env *env, uint64_t pgno, uint64_t n)
+{
+	struct mms_pager_state *pg = env->pager;
+	uint64_t off = pgno * MMS_PAGE_SIZE, len = n * MMS_PAGE_SIZE;
+	if (pg && pg->map && off < pg->map_len)
+		(void)madvise(pg->map + off, len < pg->map_len - off ? len : pg->map_len - off,
+		              MADV_DONTNEED);
+	(void)mms_io_drop_cache(env->fd, off, len);
 }
 
 static const char *const mms_tree_names[MMS_NTREES] = {

@@ -263,3 +263,49 @@ print(n, open(sys.argv[2], "rb").read() == want)' "$MNT/cfr-src" "$MNT/cfr-mid" 
 	assert_success
 	assert_output "5000 True"
 }
+
+# store_res STORE: bytes of STORE in the page cache.
+store_res() {
+	fincore --bytes --noheadings --output RES "$1" | tr -d ' '
+}
+
+@test "a byte read or synced through the mount is cached once: the store file keeps only metadata" {
+	local dir store mnt res
+	dir=$(mk_tmp)
+	store=$dir/once.mms
+	mnt=$dir/mnt
+	mkdir "$mnt"
+	head -c 16M /dev/urandom >"$dir/ref"
+	t "$MMSTORE" create "$store"
+	assert_success
+	t "$MMSTORE" put "$store" big "$dir/ref"
+	assert_success
+	# the put left the bytes in the store file's cache: drop them
+	t /usr/bin/python3 -c 'import os, sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)' "$store"
+	mount_store "$store" "$mnt"
+	t cmp "$mnt/big" "$dir/ref"
+	assert_success
+	res=$(store_res "$store")
+	echo "store file cached after a 16 MiB read: $res bytes"
+	((res < 1024 * 1024))
+	# written and synced: the mount caches it, the store file does not
+	t cp "$dir/ref" "$mnt/copy"
+	assert_success
+	t setfattr -n user.mmfs.sync -v 1 "$mnt"
+	assert_success
+	res=$(store_res "$store")
+	echo "store file cached after a 16 MiB write and a sync: $res bytes"
+	((res < 1024 * 1024))
+	t cmp "$mnt/copy" "$dir/ref"
+	assert_success
+	unmount_store "$mnt"
+	# -o store_cache keeps both copies
+	t /usr/bin/python3 -c 'import os, sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)' "$store"
+	mount_store "$store" "$mnt" store_cache
+	t cmp "$mnt/big" "$dir/ref"
+	assert_success
+	res=$(store_res "$store")
+	echo "with store_cache: $res bytes"
+	((res >= 16 * 1024 * 1024))
+	unmount_store "$mnt"
+}
