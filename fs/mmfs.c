@@ -9,7 +9,9 @@
  * Invariants:
  *  - One reader-writer lock guards the env: calls that only read the store
  *    run under the shared lock, everything that modifies it (and commit,
- *    sync, vacuum, holds) under the exclusive lock.  A read keeps the shared
+ *    vacuum, holds) under the exclusive lock.  A sync commits under the
+ *    exclusive lock but flushes the disk under the shared one (mmfs_sync),
+ *    so fsync and the timer do not hold readers up for two fdatasyncs.  A read keeps the shared
  *    lock until its reply has been spliced, because the extents it sends
  *    are only valid until the next modifying call.
  *  - Every successful modifying request is committed before it is answered,
@@ -137,6 +139,7 @@ struct mmfs_config {
 struct mmfs {
 	mms_env *env;
 	pthread_rwlock_t lock;  /* guards env; see the invariants above */
+	pthread_mutex_t sync_mutex; /* one mmfs_sync() at a time */
 	/* The vacuum runs on a thread of its own, one at a time; vacuum_lock
 	 * guards the thread's bookkeeping, vacuum_cond signals its end. */
 	pthread_mutex_t vacuum_lock;
@@ -1120,6 +1123,45 @@ static void mmfs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off
  * answered, so there is nothing to do at close.  libfuse answers FLUSH with
  * ENOSYS (the kernel then stops sending it) and RELEASE with success. */
 
+/*
+ * Sync without holding readers up: commit under the exclusive lock, the two
+ * fdatasyncs under the shared lock (no change can run; lookups, getattrs and
+ * reads can), then finish under the exclusive lock.  A change that slips in
+ * between the last two steps makes the sync run again (mms_sync_end says
+ * MMS_BUSY); after three tries it is done in one piece under the exclusive
+ * lock.  One sync at a time.
+ */
+static int mmfs_sync(struct mmfs *fs)
+{
+	int rc = 0, needed = 0;
+
+	pthread_mutex_lock(&fs->sync_mutex);
+	for (int tries = 0;; tries++) {
+		mmfs_wrlock(fs);
+		if (tries == 3) {
+			rc = mms_sync(fs->env);
+			mmfs_unlock(fs);
+			break;
+		}
+		rc = mms_sync_begin(fs->env, &needed);
+		mmfs_unlock(fs);
+		if (rc != 0 || !needed)
+			break;
+		mmfs_rdlock(fs);
+		rc = mms_sync_io(fs->env);
+		mmfs_unlock(fs);
+		if (rc != 0)
+			break;
+		mmfs_wrlock(fs);
+		rc = mms_sync_end(fs->env);
+		mmfs_unlock(fs);
+		if (rc != MMS_BUSY)
+			break;
+	}
+	pthread_mutex_unlock(&fs->sync_mutex);
+	return rc;
+}
+
 /* fsync and fsyncdir: make every committed change durable. */
 static void mmfs_sync_reply(fuse_req_t req, const char *op, fuse_ino_t ino)
 {
@@ -1130,9 +1172,7 @@ static void mmfs_sync_reply(fuse_req_t req, const char *op, fuse_ino_t ino)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	mmfs_wrlock(fs);
-	rc = mms_sync(fs->env);
-	mmfs_unlock(fs);
+	rc = mmfs_sync(fs);
 	if (rc != 0)
 		mmfs_log_fail(fs, op, ino, NULL, rc);
 	fuse_reply_err(req, mmfs_errno(rc));
@@ -1670,9 +1710,7 @@ static int mmfs_control_set(struct mmfs *fs, const char *name, const char *value
 		return EOPNOTSUPP;
 	if (size != 1 || value[0] != '1')
 		return EINVAL;
-	mmfs_wrlock(fs);
-	rc = mms_sync(fs->env);
-	mmfs_unlock(fs);
+	rc = mmfs_sync(fs);
 	if (rc != 0)
 		mmfs_log_fail(fs, name, FUSE_ROOT_ID, NULL, rc);
 	return mmfs_errno(rc);
@@ -1865,7 +1903,6 @@ static const struct fuse_lowlevel_ops mmfs_ops = {
 static void *mmfs_timer_main(void *arg)
 {
 	struct mmfs *fs = arg;
-	struct mms_info info;
 	struct timespec when;
 	int rc;
 
@@ -1879,14 +1916,7 @@ static void *mmfs_timer_main(void *arg)
 		if (fs->timer_stop)
 			break;
 		pthread_mutex_unlock(&fs->timer_mutex);
-		mmfs_wrlock(fs);
-		rc = mms_stats(fs->env, &info);
-		if (rc == 0 && info.generation != info.synced_generation) {
-			rc = mms_sync(fs->env);
-			mmfs_unlock(fs);
-				} else {
-			mmfs_unlock(fs);
-		}
+		rc = mmfs_sync(fs);
 		if (rc != 0)
 			mmfs_log(LOG_ERR, "%s: periodic sync failed: %s", fs->store,
 			         mms_strerror(rc));
@@ -2330,6 +2360,7 @@ int main(int argc, char *argv[])
 	pthread_rwlockattr_setkind_np(&lattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&fs.lock, &lattr);
 	pthread_mutex_init(&fs.vacuum_lock, NULL);
+	pthread_mutex_init(&fs.sync_mutex, NULL);
 	pthread_cond_init(&fs.vacuum_cond, NULL);
 	pthread_rwlockattr_destroy(&lattr);
 
@@ -2476,6 +2507,7 @@ out:
 		fuse_loop_cfg_destroy(loop);
 	pthread_rwlock_destroy(&fs.lock);
 	pthread_mutex_destroy(&fs.vacuum_lock);
+	pthread_mutex_destroy(&fs.sync_mutex);
 	pthread_cond_destroy(&fs.vacuum_cond);
 	mmfs_known_free(fs.known);
 	free(mnt);

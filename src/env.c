@@ -181,9 +181,8 @@ int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
 /* ---- meta pages ------------------------------------------------------------ */
 
 /* Encode env->meta into bytes 0..207 of pg and checksum the page. */
-static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
+static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *pg, int synced)
 {
-	const struct mms_meta *m = &env->meta;
 	memcpy(pg, mms_magic, 8);
 	mms_put_le32(pg + 12, MMS_FORMAT_VERSION);
 	mms_put_le32(pg + 16, MMS_PAGE_SIZE);
@@ -208,6 +207,11 @@ static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
 	mms_put_le64(pg + 200, m->free_blob_pages);
 	mms_put_le32(pg + 8, 0);
 	mms_put_le32(pg + 8, mms_crc32c(0, pg, MMS_PAGE_SIZE));
+}
+
+static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
+{
+	mms_meta_encode_of(env, &env->meta, pg, synced);
 }
 
 /* Validate a meta page; on success fill *m.  Writes a reason into why. */
@@ -335,34 +339,78 @@ out:
 	return rc;
 }
 
-int mms_sync(mms_env *env)
+/*
+ * A sync in three steps, so that a server can let readers run during the
+ * two fdatasyncs (mms.h: mms_sync_begin).  The commit slot holds the last
+ * commit's meta; the other slot the last synced one, the fallback after a
+ * machine crash.  mms_sync_io makes everything durable, then rewrites the
+ * commit slot's meta marked synced and makes that durable.  No change may
+ * run during mms_sync_io (the caller's shared lock); one that runs between
+ * it and mms_sync_end commits into the same slot, over the synced meta:
+ * the other slot still holds the older synced one, and mms_sync_end sees
+ * the new generation and says MMS_BUSY (sync again).  Only mms_sync_end
+ * moves the commit slot and makes the pages freed since the last sync
+ * reusable, both of which need the new synced meta on disk.
+ */
+int mms_sync_begin(mms_env *env, int *needed)
 {
+	*needed = 0;
 	if (env->flags & MMS_RDONLY)
 		return 0;
 	int rc = mms_commit(env);
 	if (rc)
 		return rc;
-	if (mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED)
-		return 0; /* nothing since the last sync */
-	rc = mms_datasync(env);
+	env->sync_gen = 0;
+	*needed = !(mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED);
+	return 0;
+}
+
+int mms_sync_io(mms_env *env)
+{
+	env->sync_gen = 0;
+	if (!env->sync_page && posix_memalign((void **)&env->sync_page, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
+		return ENOMEM;
+	int rc = mms_datasync(env);
 	if (rc)
 		return rc;
-	env->meta.synced_generation = env->meta.generation;
-	uint8_t *pg = env->meta_page;
-	mms_meta_encode(env, pg, 1);
-	rc = mms_pwrite_page(env, pg, (uint64_t)env->commit_slot);
+	struct mms_meta m = env->meta;
+	m.synced_generation = m.generation;
+	/* the committed page with its inline free list, marked synced */
+	memcpy(env->sync_page, env->meta_page, MMS_PAGE_SIZE);
+	mms_meta_encode_of(env, &m, env->sync_page, 1);
+	rc = mms_pwrite_page(env, env->sync_page, (uint64_t)env->commit_slot);
 	if (!rc)
 		rc = mms_datasync(env);
-	if (rc) {
-		/* the slot may hold either meta: both describe the same state */
-		mms_put_le32(pg + 20, 0);
-		return rc;
-	}
+	/* on failure the slot may hold either meta: both describe one state */
+	if (!rc)
+		env->sync_gen = m.generation;
+	return rc;
+}
+
+int mms_sync_end(mms_env *env)
+{
+	if (env->flags & MMS_RDONLY)
+		return 0;
+	if (!env->sync_gen || env->sync_gen != env->meta.generation || env->txn_active)
+		return MMS_BUSY; /* a change came in after mms_sync_io: sync again */
+	env->sync_gen = 0;
+	env->meta.synced_generation = env->meta.generation;
+	memcpy(env->meta_page, env->sync_page, MMS_PAGE_SIZE);
 	env->committed = env->meta;
 	env->commit_slot ^= 1;
 	env->synced_pages = env->meta.file_pages;
 	mms_alloc_synced(env);
 	return 0;
+}
+
+int mms_sync(mms_env *env)
+{
+	int needed = 0;
+	int rc = mms_sync_begin(env, &needed);
+	if (rc || !needed)
+		return rc; /* nothing since the last sync */
+	rc = mms_sync_io(env);
+	return rc ? rc : mms_sync_end(env);
 }
 
 int mms_rollback(mms_env *env)
@@ -403,6 +451,7 @@ static void mms_env_free(mms_env *env)
 		close(env->fd);
 	pthread_mutex_destroy(&env->detail_lock);
 	free(env->meta_page);
+	free(env->sync_page);
 	free(env->path);
 	free(env);
 }

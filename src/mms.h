@@ -231,6 +231,19 @@ int mms_commit(mms_env *env);
 int mms_sync(mms_env *env);
 
 /*
+ * mms_sync in three steps, for a server that lets readers in while the disk
+ * flushes: mms_sync_begin (commits; *needed = 0 when the last sync already
+ * holds everything) and mms_sync_end under the caller's exclusive lock,
+ * mms_sync_io (the two fdatasyncs) between them under a shared lock, so
+ * that no change runs during it.  mms_sync_end returns MMS_BUSY when a
+ * change came in between mms_sync_io and it: nothing is lost, the sync just
+ * has to be done again.  One sync at a time.
+ */
+int mms_sync_begin(mms_env *env, int *needed);
+int mms_sync_io(mms_env *env);
+int mms_sync_end(mms_env *env);
+
+/*
  * Drop every change since the last commit: metadata and new allocations.
  * Bytes written over data that existed at the last commit stay written.
  */

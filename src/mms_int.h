@@ -174,6 +174,10 @@ struct mms_env {
 	uint8_t boot_id[16];
 	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
 	uint8_t *meta_page;           /* the last committed meta page (4096 bytes) */
+	/* mms_sync_io's result, for mms_sync_end: the synced meta page written
+	 * to the commit slot, and the generation it holds (0: none) */
+	uint8_t *sync_page;
+	uint64_t sync_gen;
 	uint64_t file_pages;          /* the file's real length in pages: it may
 	                               * pass meta.file_pages after a trim */
 	uint64_t synced_pages;        /* meta.file_pages of the last synced meta */
