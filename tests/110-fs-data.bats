@@ -219,11 +219,7 @@ os.close(fd)" "$MNT/seek"
 	assert_output appended
 	exec 5>&-
 	# The kernel forgets the inode after close returns: wait for it.
-	for ((i = 0; i < 100; i++)); do
-		[ "$(mmfs_stat "$MNT" orphans)" = 0 ] && break
-		sleep 0.1
-	done
-	run mmfs_stat "$MNT" orphans
+	run mmfs_wait_orphans "$MNT"
 	assert_output 0
 	used_closed=$(mmfs_stat "$MNT" used)
 	echo "used: open $used_open, closed $used_closed"

@@ -29,6 +29,22 @@ stats_json() {
 	timeout 60 getfattr --absolute-names --only-values -n user.mmfs.stats "$1"
 }
 
+# keys_with_holes DIR REF N: N keys of 4 MiB of random bytes in $MNT/DIR,
+# copies in REF; then every key but each third one is removed (in both),
+# and the store is synced: the holes a vacuum fills.
+keys_with_holes() {
+	local dir=$1 ref=$2 n=$3 i
+	mkdir -p "$MNT/$dir" "$ref"
+	for i in $(seq -w 1 "$n"); do
+		head -c 4M /dev/urandom >"$ref/f$i"
+		cp "$ref/f$i" "$MNT/$dir/f$i"
+	done
+	for i in $(seq -w 1 "$n"); do
+		((10#$i % 3 == 0)) || rm "$MNT/$dir/f$i" "$ref/f$i"
+	done
+	timeout 60 setfattr -n user.mmfs.sync -v 1 "$MNT"
+}
+
 # vacuum_field NAME: a field of the stats' "vacuum" object ($MNT).
 vacuum_field() {
 	stats_json "$MNT" | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["vacuum"][sys.argv[1]])' "$1"
@@ -227,16 +243,8 @@ EOF
 	# Writers take the free space below the vacuum's target between its
 	# batches; an extent cut at the target must keep its tail (it used to
 	# read as zeros), and the vacuum must not fail with ENOSPC.
-	local i ref=$BATS_TEST_TMPDIR/vr
-	mkdir -p "$MNT/vac3" "$ref"
-	for i in $(seq -w 1 48); do
-		head -c 4M /dev/urandom >"$ref/f$i"
-		cp "$ref/f$i" "$MNT/vac3/f$i"
-	done
-	for i in $(seq -w 1 48); do
-		((10#$i % 3 == 0)) || rm "$MNT/vac3/f$i" "$ref/f$i"
-	done
-	t setfattr -n user.mmfs.sync -v 1 "$MNT"
+	local ref=$BATS_TEST_TMPDIR/vr
+	run keys_with_holes vac3 "$ref" 48
 	assert_success
 	t setfattr -n user.mmfs.vacuum -v wait "$MNT" &
 	local vac=$! n=0
@@ -255,16 +263,8 @@ EOF
 }
 
 @test "unmounting during a vacuum stops it at its next batch; the store checks clean and keeps every byte" {
-	local i ref=$BATS_TEST_TMPDIR/vu
-	mkdir -p "$MNT/vac4" "$ref"
-	for i in $(seq -w 1 24); do
-		head -c 4M /dev/urandom >"$ref/f$i"
-		cp "$ref/f$i" "$MNT/vac4/f$i"
-	done
-	for i in $(seq -w 1 24); do
-		((10#$i % 3 == 0)) || rm "$MNT/vac4/f$i" "$ref/f$i"
-	done
-	t setfattr -n user.mmfs.sync -v 1 "$MNT"
+	local ref=$BATS_TEST_TMPDIR/vu
+	run keys_with_holes vac4 "$ref" 24
 	assert_success
 	touch "$VACUUM_GATE"
 	t setfattr -n user.mmfs.vacuum -v 1 "$MNT"

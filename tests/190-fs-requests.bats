@@ -159,11 +159,7 @@ os.close(fd)' "$@"
 	run cat "$out"
 	assert_output "ABCDEFGH ABCDEFGH
 late"
-	for ((i = 0; i < 100; i++)); do
-		[ "$(mmfs_stat "$MNT" orphans)" = 0 ] && break
-		sleep 0.1
-	done
-	run mmfs_stat "$MNT" orphans
+	run mmfs_wait_orphans "$MNT"
 	assert_output 0
 	used_closed=$(mmfs_stat "$MNT" used)
 	echo "used: open $used_open, closed $used_closed"
@@ -191,6 +187,18 @@ late"
 	assert_success
 }
 
+# store_with_big NAME: a store $dir/NAME.mms, not mounted, holding "big",
+# 16 MiB of random bytes (also in $dir/ref); sets dir, store and mnt (an
+# empty directory) in the caller.
+store_with_big() {
+	dir=$(mk_tmp)
+	store=$dir/$1.mms
+	mnt=$dir/mnt
+	mkdir "$mnt"
+	head -c 16M /dev/urandom >"$dir/ref"
+	"$MMSTORE" create "$store" && "$MMSTORE" put "$store" big "$dir/ref"
+}
+
 # bdi_read_ahead MNT: the read_ahead_kb of the mount at MNT.
 bdi_read_ahead() {
 	cat "/sys/class/bdi/$(awk -v m="$1" '$5 == m { print $3 }' /proc/self/mountinfo)/read_ahead_kb"
@@ -198,15 +206,7 @@ bdi_read_ahead() {
 
 @test "readahead is 1 MiB: a cold 16 MiB read, and a cold mmap of it, take 16 to 24 READs, not 128" {
 	local dir store mnt
-	dir=$(mk_tmp)
-	store=$dir/ra.mms
-	mnt=$dir/mnt
-	mkdir "$mnt"
-	head -c 16M /dev/urandom >"$dir/ref"
-	t "$MMSTORE" create "$store"
-	assert_success
-	t "$MMSTORE" put "$store" big "$dir/ref"
-	assert_success
+	store_with_big ra
 	# a new mount has nothing of the key in its page cache
 	mount_store "$store" "$mnt"
 	run bdi_read_ahead "$mnt"
@@ -271,15 +271,7 @@ store_res() {
 
 @test "a byte read or synced through the mount is cached once: the store file keeps only metadata" {
 	local dir store mnt res
-	dir=$(mk_tmp)
-	store=$dir/once.mms
-	mnt=$dir/mnt
-	mkdir "$mnt"
-	head -c 16M /dev/urandom >"$dir/ref"
-	t "$MMSTORE" create "$store"
-	assert_success
-	t "$MMSTORE" put "$store" big "$dir/ref"
-	assert_success
+	store_with_big once
 	# the put left the bytes in the store file's cache: drop them
 	t /usr/bin/python3 -c 'import os, sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)' "$store"
 	mount_store "$store" "$mnt"

@@ -183,6 +183,18 @@ mmfs_stat() {
 		/usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
 
+# mmfs_wait_orphans MNT: wait (10 s at most) until the store at MNT has no
+# orphan: the kernel forgets an unlinked inode after its last close, then
+# mmfs frees it.  Prints the orphans left.
+mmfs_wait_orphans() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ $(mmfs_stat "$1" orphans) == 0 ]] && break
+		sleep 0.1
+	done
+	mmfs_stat "$1" orphans
+}
+
 # mmfs_settle MNT: let the store at MNT finish freeing what earlier steps
 # left: the kernel forgets the inodes it caches (a file replaced by a rename
 # is freed then), then a sync makes pending pages free.  Fails if an orphan
