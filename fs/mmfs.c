@@ -1535,7 +1535,7 @@ static int mmfs_stats_json(struct mmfs *fs, char **textp)
 	json_t *x = json_pack("{s:s?, s:{s:b, s:I, s:I, s:I, s:b, s:I, s:I}}",
 	                      "mount", fs->mnt,
 	                      "vacuum",
-	                      "running", fs->vac_running,
+	                      "running", __atomic_load_n(&fs->vac_running, __ATOMIC_RELAXED),
 	                      "done_bytes", (json_int_t)(fs->vac_done * 4096),
 	                      "total_bytes", (json_int_t)(fs->vac_total * 4096),
 	                      "runs", (json_int_t)fs->vac_runs,
@@ -1612,10 +1612,9 @@ static void *mmfs_vacuum_main(void *arg)
 	int rc;
 
 	mmfs_wrlock(fs);
-	fs->vac_running = 1;
 	fs->vac_done = fs->vac_total = 0;
 	rc = mms_vacuum(fs->env, mmfs_vacuum_progress, fs, &res);
-	fs->vac_running = 0;
+	__atomic_store_n(&fs->vac_running, 0, __ATOMIC_RELAXED);
 	fs->vac_runs++;
 	if (rc == 0) {
 		fs->vac_incomplete = res.incomplete;
@@ -1665,7 +1664,11 @@ static int mmfs_vacuum_control(struct mmfs *fs, int wait)
 		if (fs->vac_joinable)
 			pthread_join(fs->vac_thread, NULL); /* it has ended */
 		fs->vac_joinable = 0;
+		/* running from the start: a stats read right after "1" says so */
+		__atomic_store_n(&fs->vac_running, 1, __ATOMIC_RELAXED);
 		rc = pthread_create(&fs->vac_thread, NULL, mmfs_vacuum_main, fs);
+		if (rc != 0)
+			__atomic_store_n(&fs->vac_running, 0, __ATOMIC_RELAXED);
 		if (rc == 0) {
 			fs->vac_active = 1;
 			fs->vac_joinable = 1;
