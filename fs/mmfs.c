@@ -16,9 +16,13 @@
  *    are only valid until the next modifying call.
  *  - Every successful modifying request is committed before it is answered,
  *    so an acknowledged change survives a crash of the daemon; fsync, the
- *    periodic timer and unmount also sync it to the disk.  A request that
- *    fails half-way (MMS_BADTXN, MMS_CORRUPT) or whose commit fails is
- *    rolled back before the error is returned.
+ *    periodic timer and unmount also sync it to the disk.  Requests that
+ *    queue behind one another share a commit (group commit, mmfs_done), so
+ *    other requests may see a change shortly before it is answered, never
+ *    one that a later rollback takes back without its request failing.  A
+ *    request that fails half-way (MMS_BADTXN, MMS_CORRUPT) or whose commit
+ *    fails is rolled back before the error is returned; the uncommitted
+ *    changes of its group go with it, and their requests get EIO.
  *  - Opening and closing a file costs no request: open replies ENOSYS
  *    (FUSE_CAP_NO_OPEN_SUPPORT: the kernel then opens files itself, keeps
  *    their page cache and sends no RELEASE), there is no flush handler, and
@@ -140,6 +144,10 @@ struct mmfs {
 	mms_env *env;
 	pthread_rwlock_t lock;  /* guards env; see the invariants above */
 	pthread_mutex_t sync_mutex; /* one mmfs_sync() at a time */
+	struct mmfs_group *group;   /* changes not committed yet (exclusive lock) */
+	pthread_mutex_t commit_mutex; /* group commit: see mmfs_done() */
+	pthread_cond_t commit_cond;
+	int committing;             /* a member is committing (commit_mutex) */
 	/* The vacuum runs on a thread of its own, one at a time; vacuum_lock
 	 * guards the thread's bookkeeping, vacuum_cond signals its end. */
 	pthread_mutex_t vacuum_lock;
@@ -493,29 +501,138 @@ static void mmfs_known_free(struct mmfs_known *k)
 }
 
 /*
- * Finish a modifying call made under the exclusive lock: commit it when it
- * succeeded; roll back when it failed half-way or its commit failed.  Logs
- * failures.  Returns the errno to reply with (0 on success).
+ * Group commit.  A modifying request makes its change under the exclusive
+ * lock and joins the current group (fs->group), then drops the lock and
+ * waits: the first member to find no commit under way commits for the
+ * whole group (every change made so far), and every member replies after
+ * that commit, with its result.  So N writers that queue behind one
+ * another share one commit, and no request is answered before the commit
+ * that holds its change.  A change that fails half-way is rolled back,
+ * which drops the uncommitted changes of the group too: its members fail
+ * with EIO (their changes are gone, and they were not answered yet).
+ *
+ * Locks: members join under the exclusive lock (the group's refs are
+ * atomic); commit_mutex guards done/err/committing and is never held while
+ * waiting for the exclusive lock.
  */
-static int mmfs_settle(struct mmfs *fs, const char *op, uint64_t ino,
-                       const char *name, int rc)
-{
-	int rb;
+struct mmfs_group {
+	int refs;   /* members that have not seen the result yet (atomic) */
+	int done;   /* committed or failed (commit_mutex) */
+	int err;    /* the errno for the members */
+};
 
-	if (rc == 0) {
+/* Roll back after a change failed half-way or a commit failed (exclusive
+ * lock held): the current group's uncommitted changes go too. */
+static void mmfs_rollback_group(struct mmfs *fs, const char *op)
+{
+	struct mmfs_group *g = fs->group;
+	int rb = mms_rollback(fs->env);
+
+	if (rb != 0)
+		mmfs_log(LOG_ERR, "%s: rollback after %s failed: %s", fs->store, op,
+		         mms_strerror(rb));
+	if (g != NULL) {
+		fs->group = NULL;
+		pthread_mutex_lock(&fs->commit_mutex);
+		g->err = EIO;
+		g->done = 1;
+		pthread_cond_broadcast(&fs->commit_cond);
+		pthread_mutex_unlock(&fs->commit_mutex);
+	}
+}
+
+/*
+ * For tests (tests/160): MMFS_TEST_COMMIT_DELAY_US=N in the daemon's
+ * environment makes a group's committer wait N microseconds (at most 0.1 s)
+ * before it commits, so that other writers join its group whatever the
+ * machine's speed.
+ */
+static void mmfs_commit_delay(void)
+{
+	static long us = -1;
+	const char *v;
+
+	if (__atomic_load_n(&us, __ATOMIC_RELAXED) < 0) {
+		v = getenv("MMFS_TEST_COMMIT_DELAY_US");
+		__atomic_store_n(&us, v != NULL ? strtol(v, NULL, 10) : 0, __ATOMIC_RELAXED);
+	}
+	if (us > 0)
+		usleep((useconds_t)(us < 100000 ? us : 100000));
+}
+
+/* Leave a group whose result was read (commit_mutex held). */
+static void mmfs_group_leave(struct mmfs_group *g)
+{
+	if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(g);
+}
+
+/*
+ * Finish a modifying call made under the exclusive lock, and drop the lock.
+ * A failed call (nothing changed, or rolled back if it failed half-way) is
+ * logged; a successful one waits for the group commit that holds it.
+ * Returns the errno to reply with (0 on success).
+ */
+static int mmfs_done(struct mmfs *fs, const char *op, uint64_t ino,
+                     const char *name, int rc)
+{
+	struct mmfs_group *g, *cur;
+	int err;
+
+	if (rc != 0) {
+		mmfs_log_fail(fs, op, ino, name, rc);
+		if (rc == MMS_BADTXN || rc == MMS_CORRUPT)
+			mmfs_rollback_group(fs, op);
+		mmfs_unlock(fs);
+		return mmfs_errno(rc);
+	}
+	g = fs->group;
+	if (g == NULL && (g = fs->group = calloc(1, sizeof(*g))) == NULL) {
+		/* no memory for a group: commit this change on its own */
 		rc = mms_commit(fs->env);
-		if (rc == 0)
-			return 0;
-		op = "commit";
+		if (rc != 0) {
+			mmfs_log_fail(fs, "commit", ino, name, rc);
+			mmfs_rollback_group(fs, "commit");
+		}
+		mmfs_unlock(fs);
+		return mmfs_errno(rc);
 	}
-	mmfs_log_fail(fs, op, ino, name, rc);
-	if (rc == MMS_BADTXN || rc == MMS_CORRUPT || strcmp(op, "commit") == 0) {
-		rb = mms_rollback(fs->env);
-		if (rb != 0)
-			mmfs_log(LOG_ERR, "%s: rollback after %s failed: %s", fs->store,
-			         op, mms_strerror(rb));
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_ACQ_REL);
+	mmfs_unlock(fs);
+
+	pthread_mutex_lock(&fs->commit_mutex);
+	while (!g->done) {
+		if (fs->committing) {
+			pthread_cond_wait(&fs->commit_cond, &fs->commit_mutex);
+			continue;
+		}
+		fs->committing = 1;
+		pthread_mutex_unlock(&fs->commit_mutex);
+		mmfs_commit_delay();
+		mmfs_wrlock(fs);
+		cur = fs->group; /* g, with every member that joined since */
+		fs->group = NULL;
+		rc = cur != NULL ? mms_commit(fs->env) : 0;
+		if (rc != 0) {
+			mmfs_log_fail(fs, "commit", ino, name, rc);
+			fs->group = cur; /* the rollback fails it with EIO... */
+			mmfs_rollback_group(fs, "commit");
+		}
+		mmfs_unlock(fs);
+		pthread_mutex_lock(&fs->commit_mutex);
+		if (cur != NULL && !cur->done) {
+			cur->err = 0;
+			cur->done = 1;
+		} else if (cur != NULL && rc != 0) {
+			cur->err = mmfs_errno(rc); /* ...with the commit's own error */
+		}
+		fs->committing = 0;
+		pthread_cond_broadcast(&fs->commit_cond);
 	}
-	return mmfs_errno(rc);
+	err = g->err;
+	mmfs_group_leave(g);
+	pthread_mutex_unlock(&fs->commit_mutex);
+	return err;
 }
 
 /* Fill a struct stat from store attributes. */
@@ -582,8 +699,7 @@ static void mmfs_release_hold(struct mmfs *fs, const char *op, uint64_t ino)
 	if (fs->readonly)
 		return;
 	mmfs_wrlock(fs);
-	mmfs_settle(fs, op, ino, NULL, mms_release(fs->env, ino));
-	mmfs_unlock(fs);
+	mmfs_done(fs, op, ino, NULL, mms_release(fs->env, ino));
 }
 
 /* ---- Session ------------------------------------------------------------ */
@@ -741,9 +857,8 @@ static void mmfs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		sa.ctime = attr->st_ctim;
 	}
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "setattr", ino, NULL,
+	err = mmfs_done(fs, "setattr", ino, NULL,
 	                  mmfs_by_ino(mms_setattr(fs->env, ino, &sa, mask, &ms)));
-	mmfs_unlock(fs);
 	mmfs_reply_attr(req, err, &ms);
 }
 
@@ -773,17 +888,17 @@ static void mmfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct mmfs *fs = mmfs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct mms_stat ms;
-	int err;
+	int rc, err;
 
 	MMFS_COUNT(mknod);
 	(void)rdev; /* device nodes are refused by the engine */
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "mknod", parent, name,
-	                  mms_mknod(fs->env, parent, name, strlen(name), mode,
-	                            ctx->uid, ctx->gid, &ms));
-	if (err == 0)
-		mmfs_known_add(fs, ms.ino);
-	mmfs_unlock(fs);
+	rc = mms_mknod(fs->env, parent, name, strlen(name), mode, ctx->uid, ctx->gid, &ms);
+	if (rc == 0)
+		mmfs_known_add(fs, ms.ino); /* under the lock: see mmfs_known_add */
+	err = mmfs_done(fs, "mknod", parent, name, rc);
+	if (rc == 0 && err != 0)
+		mmfs_known_forget(fs, ms.ino, 1); /* never sent */
 	mmfs_reply_entry(fs, req, err, &ms);
 }
 
@@ -793,16 +908,17 @@ static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct mmfs *fs = mmfs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct mms_stat ms;
-	int err;
+	int rc, err;
 
 	MMFS_COUNT(mkdir);
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "mkdir", parent, name,
-	                  mms_mkdir(fs->env, parent, name, strlen(name),
-	                            mode & 07777, ctx->uid, ctx->gid, &ms));
-	if (err == 0)
-		mmfs_known_add(fs, ms.ino);
-	mmfs_unlock(fs);
+	rc = mms_mkdir(fs->env, parent, name, strlen(name), mode & 07777, ctx->uid, ctx->gid,
+	               &ms);
+	if (rc == 0)
+		mmfs_known_add(fs, ms.ino); /* under the lock: see mmfs_known_add */
+	err = mmfs_done(fs, "mkdir", parent, name, rc);
+	if (rc == 0 && err != 0)
+		mmfs_known_forget(fs, ms.ino, 1); /* never sent */
 	mmfs_reply_entry(fs, req, err, &ms);
 }
 
@@ -824,16 +940,17 @@ static void mmfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct mmfs *fs = mmfs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct mms_stat ms;
-	int err;
+	int rc, err;
 
 	MMFS_COUNT(symlink);
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "symlink", parent, name,
-	                  mms_symlink(fs->env, parent, name, strlen(name), link,
-	                              strlen(link), ctx->uid, ctx->gid, &ms));
-	if (err == 0)
-		mmfs_known_add(fs, ms.ino);
-	mmfs_unlock(fs);
+	rc = mms_symlink(fs->env, parent, name, strlen(name), link, strlen(link), ctx->uid,
+	                 ctx->gid, &ms);
+	if (rc == 0)
+		mmfs_known_add(fs, ms.ino); /* under the lock: see mmfs_known_add */
+	err = mmfs_done(fs, "symlink", parent, name, rc);
+	if (rc == 0 && err != 0)
+		mmfs_known_forget(fs, ms.ino, 1); /* never sent */
 	mmfs_reply_entry(fs, req, err, &ms);
 }
 
@@ -845,9 +962,8 @@ static void mmfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	MMFS_COUNT(unlink);
 	mmfs_wrlock(fs);
 	mmfs_known_pin(fs, parent, name); /* open descriptors keep it */
-	err = mmfs_settle(fs, "unlink", parent, name,
+	err = mmfs_done(fs, "unlink", parent, name,
 	                  mms_unlink(fs->env, parent, name, strlen(name)));
-	mmfs_unlock(fs);
 	fuse_reply_err(req, err);
 }
 
@@ -859,9 +975,8 @@ static void mmfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	MMFS_COUNT(rmdir);
 	mmfs_wrlock(fs);
 	mmfs_known_pin(fs, parent, name);
-	err = mmfs_settle(fs, "rmdir", parent, name,
+	err = mmfs_done(fs, "rmdir", parent, name,
 	                  mms_rmdir(fs->env, parent, name, strlen(name)));
-	mmfs_unlock(fs);
 	fuse_reply_err(req, err);
 }
 
@@ -885,10 +1000,9 @@ static void mmfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mmfs_wrlock(fs);
 	if (!(flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)))
 		mmfs_known_pin(fs, newparent, newname);
-	err = mmfs_settle(fs, "rename", parent, name,
+	err = mmfs_done(fs, "rename", parent, name,
 	                  mms_rename(fs->env, parent, name, strlen(name), newparent,
 	                             newname, strlen(newname), mflags));
-	mmfs_unlock(fs);
 	fuse_reply_err(req, err);
 }
 
@@ -938,10 +1052,11 @@ static void mmfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			rc = mms_setattr(fs->env, ms.ino, &(struct mms_setattr){ .size = 0 },
 			                 MMS_SET_SIZE, &ms);
 	}
-	err = mmfs_settle(fs, "create", parent, name, rc);
-	if (err == 0)
-		mmfs_known_add(fs, ms.ino);
-	mmfs_unlock(fs);
+	if (rc == 0)
+		mmfs_known_add(fs, ms.ino); /* under the lock: see mmfs_known_add */
+	err = mmfs_done(fs, "create", parent, name, rc);
+	if (rc == 0 && err != 0)
+		mmfs_known_forget(fs, ms.ino, 1); /* never sent */
 	if (err != 0) {
 		fuse_reply_err(req, err);
 		return;
@@ -1074,9 +1189,8 @@ static void mmfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	MMFS_COUNT(write);
 	(void)fi;
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "write", ino, NULL,
+	err = mmfs_done(fs, "write", ino, NULL,
 	                  mms_write(fs->env, ino, buf, size, (uint64_t)off));
-	mmfs_unlock(fs);
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
@@ -1109,10 +1223,9 @@ static void mmfs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off
 	if (len > MMFS_COPY_MAX)
 		len = MMFS_COPY_MAX;
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "copy_file_range", ino_out, NULL,
+	err = mmfs_done(fs, "copy_file_range", ino_out, NULL,
 	                  mmfs_by_ino(mms_copy_range(fs->env, ino_in, (uint64_t)off_in, ino_out,
 	                                             (uint64_t)off_out, len, &copied)));
-	mmfs_unlock(fs);
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
@@ -1207,10 +1320,9 @@ static void mmfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		return;
 	}
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "fallocate", ino, NULL,
+	err = mmfs_done(fs, "fallocate", ino, NULL,
 	                  mms_fallocate(fs->env, ino, mmode, (uint64_t)offset,
 	                                (uint64_t)length));
-	mmfs_unlock(fs);
 	fuse_reply_err(req, err);
 }
 
@@ -1600,6 +1712,17 @@ static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
 	sched_yield();
 	mmfs_vacuum_gate(fs);
 	mmfs_wrlock(fs);
+	/* requests that ran meanwhile may wait for their group's commit: make
+	 * it now, so that the vacuum goes on from a committed store (a rollback
+	 * of its next batch must not take their changes with it) */
+	if (fs->group != NULL) {
+		int rc = mms_commit(fs->env);
+
+		if (rc != 0) {
+			mmfs_log_fail(fs, "commit", FUSE_ROOT_ID, NULL, rc);
+			mmfs_rollback_group(fs, "commit");
+		}
+	}
 	return __atomic_load_n(&fs->vac_stop, __ATOMIC_ACQUIRE);
 }
 
@@ -1743,8 +1866,7 @@ static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		mflags |= MMS_XATTR_REPLACE;
 	mmfs_wrlock(fs);
 	rc = mmfs_by_ino(mms_setxattr(fs->env, ino, name, strlen(name), value, size, mflags));
-	err = mmfs_settle(fs, "setxattr", ino, name, rc);
-	mmfs_unlock(fs);
+	err = mmfs_done(fs, "setxattr", ino, name, rc);
 	/* An attribute too large is E2BIG, as setxattr(2) says, not EFBIG. */
 	fuse_reply_err(req, rc == MMS_TOOBIG ? E2BIG : err);
 }
@@ -1858,9 +1980,8 @@ static void mmfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name
 		return;
 	}
 	mmfs_wrlock(fs);
-	err = mmfs_settle(fs, "removexattr", ino, name,
+	err = mmfs_done(fs, "removexattr", ino, name,
 	                  mmfs_by_ino(mms_removexattr(fs->env, ino, name, strlen(name))));
-	mmfs_unlock(fs);
 	fuse_reply_err(req, err);
 }
 
@@ -2364,6 +2485,8 @@ int main(int argc, char *argv[])
 	pthread_rwlock_init(&fs.lock, &lattr);
 	pthread_mutex_init(&fs.vacuum_lock, NULL);
 	pthread_mutex_init(&fs.sync_mutex, NULL);
+	pthread_mutex_init(&fs.commit_mutex, NULL);
+	pthread_cond_init(&fs.commit_cond, NULL);
 	pthread_cond_init(&fs.vacuum_cond, NULL);
 	pthread_rwlockattr_destroy(&lattr);
 
@@ -2511,6 +2634,8 @@ out:
 	pthread_rwlock_destroy(&fs.lock);
 	pthread_mutex_destroy(&fs.vacuum_lock);
 	pthread_mutex_destroy(&fs.sync_mutex);
+	pthread_mutex_destroy(&fs.commit_mutex);
+	pthread_cond_destroy(&fs.commit_cond);
 	pthread_cond_destroy(&fs.vacuum_cond);
 	mmfs_known_free(fs.known);
 	free(mnt);

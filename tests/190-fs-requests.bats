@@ -303,3 +303,49 @@ store_res() {
 	((res >= 16 * 1024 * 1024))
 	unmount_store "$mnt"
 }
+
+@test "group commit: writers that queue behind a commit share it, and every answered write is there" {
+	local dir store mnt
+	dir=$(mk_tmp)
+	store=$dir/group.mms
+	mnt=$dir/mnt
+	mkdir "$mnt"
+	# the committer of each group waits 5 ms (mmfs.c: MMFS_TEST_COMMIT_DELAY_US),
+	# so that the other writers join its group whatever the machine's speed
+	MMFS_TEST_COMMIT_DELAY_US=5000 mount_store "$store" "$mnt" create
+	local check='
+import json, multiprocessing as mp, os, sys
+mnt, mode = sys.argv[1], sys.argv[2]
+def body(k, i): return (b"%d-%d;" % (k, i)) * (100 + i)
+def work(k):
+    os.mkdir("%s/w%d" % (mnt, k))
+    for i in range(100):
+        with open("%s/w%d/f%d" % (mnt, k, i), "wb") as f:
+            f.write(body(k, i))
+if mode == "write":
+    st = lambda: json.loads(os.getxattr(mnt, "user.mmfs.stats"))["generation"]
+    g0 = st()
+    ps = [mp.Process(target=work, args=(k,)) for k in range(4)]
+    [p.start() for p in ps]
+    [p.join() for p in ps]
+    assert all(p.exitcode == 0 for p in ps)
+    # a create and a write per file, a mkdir per writer
+    print("commits per change %.2f" % ((st() - g0) / (4 * 201.0)))
+bad = sum(open("%s/w%d/f%d" % (mnt, k, i), "rb").read() != body(k, i)
+          for k in range(4) for i in range(100))
+print("files wrong:", bad)'
+	t /usr/bin/python3 -c "$check" "$mnt" write
+	assert_success
+	echo "$output"
+	assert_line "files wrong: 0"
+	[[ $output =~ commits\ per\ change\ (0\.[0-9]+) ]]
+	awk -v r="${BASH_REMATCH[1]}" 'BEGIN { exit !(r < 0.6) }'
+	unmount_store "$mnt"
+	t "$MMSTORE" check "$store"
+	assert_success
+	mount_store "$store" "$mnt"
+	t /usr/bin/python3 -c "$check" "$mnt" verify
+	assert_success
+	assert_output "files wrong: 0"
+	unmount_store "$mnt"
+}
