@@ -349,3 +349,57 @@ print("files wrong:", bad)'
 	assert_output "files wrong: 0"
 	unmount_store "$mnt"
 }
+
+@test "group commit: kill -9 of the daemon while 4 writers run loses no answered write" {
+	local dir store mnt i
+	dir=$(mk_tmp)
+	store=$dir/kill.mms
+	mnt=$dir/mnt
+	mkdir "$mnt"
+	MMFS_TEST_COMMIT_DELAY_US=2000 mount_store "$store" "$mnt" create,sync=0
+	# each writer notes a file on the host once its write and close returned
+	local writers='
+import os, sys
+mnt, log, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs("%s/w%d" % (mnt, k), exist_ok=True)
+with open("%s.%d" % (log, k), "a", buffering=1) as notes:
+    for i in range(100000):
+        try:
+            with open("%s/w%d/f%d" % (mnt, k, i), "wb") as f:
+                f.write((b"%d-%d;" % (k, i)) * (50 + i % 200))
+        except OSError:
+            break
+        notes.write("%d\n" % i)'
+	local pids=()
+	for i in 0 1 2 3; do
+		/usr/bin/python3 -c "$writers" "$mnt" "$dir/answered" "$i" 3>&- &
+		pids+=($!)
+	done
+	sleep 1.5
+	kill -KILL "$(mmfs_pid "$mnt")"
+	wait "${pids[@]}" || true # they stop at the first error: the mount is gone
+	t fusermount3 -u "$mnt"
+	assert_success
+	t "$MMSTORE" check "$store"
+	assert_success
+	mount_store "$store" "$mnt"
+	t /usr/bin/python3 -c '
+import sys
+mnt, log = sys.argv[1], sys.argv[2]
+n = bad = 0
+for k in range(4):
+    for line in open("%s.%d" % (log, k)):
+        i = int(line)
+        n += 1
+        want = (b"%d-%d;" % (k, i)) * (50 + i % 200)
+        try:
+            bad += open("%s/w%d/f%d" % (mnt, k, i), "rb").read() != want
+        except OSError:
+            bad += 1
+print("answered", n, "lost", bad)' "$mnt" "$dir/answered"
+	assert_success
+	echo "$output"
+	[[ $output =~ ^answered\ ([0-9]+)\ lost\ 0$ ]]
+	((BASH_REMATCH[1] > 100))
+	unmount_store "$mnt"
+}
