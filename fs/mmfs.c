@@ -560,6 +560,19 @@ static void mmfs_commit_delay(void)
 		usleep((useconds_t)(us < 100000 ? us : 100000));
 }
 
+/* Commit now (exclusive lock held); a failed commit is logged and rolled
+ * back with the current group. */
+static int mmfs_commit_now(struct mmfs *fs, uint64_t ino, const char *name)
+{
+	int rc = mms_commit(fs->env);
+
+	if (rc != 0) {
+		mmfs_log_fail(fs, "commit", ino, name, rc);
+		mmfs_rollback_group(fs, "commit");
+	}
+	return rc;
+}
+
 /* Leave a group whose result was read (commit_mutex held). */
 static void mmfs_group_leave(struct mmfs_group *g)
 {
@@ -589,11 +602,7 @@ static int mmfs_done(struct mmfs *fs, const char *op, uint64_t ino,
 	g = fs->group;
 	if (g == NULL && (g = fs->group = calloc(1, sizeof(*g))) == NULL) {
 		/* no memory for a group: commit this change on its own */
-		rc = mms_commit(fs->env);
-		if (rc != 0) {
-			mmfs_log_fail(fs, "commit", ino, name, rc);
-			mmfs_rollback_group(fs, "commit");
-		}
+		rc = mmfs_commit_now(fs, ino, name);
 		mmfs_unlock(fs);
 		return mmfs_errno(rc);
 	}
@@ -611,13 +620,9 @@ static int mmfs_done(struct mmfs *fs, const char *op, uint64_t ino,
 		mmfs_commit_delay();
 		mmfs_wrlock(fs);
 		cur = fs->group; /* g, with every member that joined since */
+		/* a failed commit fails cur with EIO (the rollback)... */
+		rc = cur != NULL ? mmfs_commit_now(fs, ino, name) : 0;
 		fs->group = NULL;
-		rc = cur != NULL ? mms_commit(fs->env) : 0;
-		if (rc != 0) {
-			mmfs_log_fail(fs, "commit", ino, name, rc);
-			fs->group = cur; /* the rollback fails it with EIO... */
-			mmfs_rollback_group(fs, "commit");
-		}
 		mmfs_unlock(fs);
 		pthread_mutex_lock(&fs->commit_mutex);
 		if (cur != NULL && !cur->done) {
@@ -1715,14 +1720,8 @@ static int mmfs_vacuum_progress(void *ctx, uint64_t done, uint64_t total)
 	/* requests that ran meanwhile may wait for their group's commit: make
 	 * it now, so that the vacuum goes on from a committed store (a rollback
 	 * of its next batch must not take their changes with it) */
-	if (fs->group != NULL) {
-		int rc = mms_commit(fs->env);
-
-		if (rc != 0) {
-			mmfs_log_fail(fs, "commit", FUSE_ROOT_ID, NULL, rc);
-			mmfs_rollback_group(fs, "commit");
-		}
-	}
+	if (fs->group != NULL)
+		mmfs_commit_now(fs, FUSE_ROOT_ID, NULL);
 	return __atomic_load_n(&fs->vac_stop, __ATOMIC_ACQUIRE);
 }
 
@@ -2269,6 +2268,7 @@ static void mmfs_waiting(void *ctx, long pid, const char *cmd)
 static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 {
 	struct mms_options mo;
+	const char *what = "";
 	int rc;
 
 	memset(&mo, 0, sizeof(mo));
@@ -2307,23 +2307,17 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 		rc = mms_set_max_size(fs->env, cfg->max_size);
 		if (rc == 0)
 			rc = mms_commit(fs->env);
-		if (rc != 0) {
-			fprintf(stderr, "mmfs: %s: cannot set max_size: %s\n", fs->store,
-			        mms_strerror(rc));
-			mms_close(fs->env);
-			fs->env = NULL;
-			return rc;
-		}
+		if (rc != 0)
+			what = "cannot set max_size";
 	}
-	rc = mms_xattr_prefix_used(fs->env, "security.", 9, &fs->sec_xattrs);
+	if (rc == 0 && (rc = mms_xattr_prefix_used(fs->env, "security.", 9, &fs->sec_xattrs)) != 0)
+		what = "cannot read the attributes";
 	if (rc != 0) {
-		fprintf(stderr, "mmfs: %s: cannot read the attributes: %s\n", fs->store,
-		        mms_strerror(rc));
+		fprintf(stderr, "mmfs: %s: %s: %s\n", fs->store, what, mms_strerror(rc));
 		mms_close(fs->env);
 		fs->env = NULL;
-		return rc;
 	}
-	return 0;
+	return rc;
 }
 
 /*
