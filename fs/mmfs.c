@@ -178,6 +178,7 @@ struct mmfs {
 	int debug;              /* log every failed request, not only serious ones */
 	int writeback;
 	unsigned max_read;      /* must repeat the max_read mount option in init */
+	uid_t owner;            /* who mounted: with root, may use the controls */
 	const char *store;      /* absolute path of the store, for messages */
 	unsigned sync_secs;     /* 0: no periodic sync */
 	pthread_t timer;
@@ -292,6 +293,37 @@ static void mmfs_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap
 }
 
 /*
+ * A name as it may go in a log line: control bytes, DEL, the backslash and
+ * the quote become \xNN, so that a name cannot forge or break a line.
+ * Truncated (with "...") if `out` is too small.
+ */
+static void mmfs_escape(const char *name, char *out, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (; *name != '\0'; name++) {
+		unsigned char c = (unsigned char)*name;
+		int plain = c >= 0x20 && c != 0x7f && c != '\\' && c != '\'';
+
+		if (o + (plain ? 1 : 4) + 4 > size) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (plain) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
+/*
  * Whether a failure is worth a log line without -d: damage, space, system
  * errors.  Ordinary answers (no such name, exists, not empty ...) are not.
  */
@@ -308,13 +340,16 @@ static int mmfs_serious(int code)
 static void mmfs_log_fail(struct mmfs *fs, const char *op, uint64_t ino,
                           const char *name, int code)
 {
+	char safe[4 * MMS_NAME_MAX + 1];
 	const char *detail;
 
 	if (!fs->debug && !mmfs_serious(code))
 		return;
 	detail = fs->env ? mms_errdetail(fs->env) : "";
+	if (name)
+		mmfs_escape(name, safe, sizeof(safe));
 	mmfs_log(LOG_ERR, "%s: %s: inode %" PRIu64 "%s%s%s: %s%s%s", fs->store, op,
-	         ino, name ? " name '" : "", name ? name : "", name ? "'" : "",
+	         ino, name ? " name '" : "", name ? safe : "", name ? "'" : "",
 	         mms_strerror(code), *detail ? ": " : "", detail);
 }
 
@@ -1850,7 +1885,12 @@ static void mmfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	MMFS_COUNT(setxattr);
 	if (mmfs_is_control(ino, name)) {
-		fuse_reply_err(req, mmfs_control_set(fs, name, value, size));
+		/* Store-wide controls: for root and whoever mounted, whatever
+		 * the root directory's mode says. */
+		uid_t uid = fuse_req_ctx(req)->uid;
+
+		fuse_reply_err(req, uid != 0 && uid != fs->owner ? EPERM
+		               : mmfs_control_set(fs, name, value, size));
 		return;
 	}
 	if (mmfs_is_acl(name)) {
@@ -1974,7 +2014,8 @@ static void mmfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name
 	struct mmfs *fs = mmfs_of(req);
 	int err;
 
-	MMFS_COUNT(removexattr);	if (mmfs_is_control(ino, name)) {
+	MMFS_COUNT(removexattr);
+	if (mmfs_is_control(ino, name)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -2097,6 +2138,7 @@ enum {
 	MMFS_KEY_SUBTYPE,
 	MMFS_KEY_MAX_READ,
 	MMFS_KEY_READ_AHEAD,
+	MMFS_KEY_NO_PERMS,
 };
 
 #define MMFS_OPT(t, p, v) { t, offsetof(struct mmfs_config, p), v }
@@ -2116,6 +2158,11 @@ static const struct fuse_opt mmfs_opts[] = {
 	FUSE_OPT_KEY("subtype=", MMFS_KEY_SUBTYPE),
 	FUSE_OPT_KEY("max_read=", MMFS_KEY_MAX_READ),
 	FUSE_OPT_KEY("read_ahead_kb=", MMFS_KEY_READ_AHEAD),
+	/* Permission checks are always on: mmfs adds default_permissions. */
+	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nodefault_permissions", MMFS_KEY_NO_PERMS),
+	FUSE_OPT_KEY("no_default_permissions", MMFS_KEY_NO_PERMS),
+	FUSE_OPT_KEY("default_permissions=", MMFS_KEY_NO_PERMS),
 	FUSE_OPT_END
 };
 
@@ -2173,6 +2220,11 @@ static int mmfs_opt_proc(void *data, const char *arg, int key, struct fuse_args 
 			cfg->bad = 1;
 		}
 		cfg->has_read_ahead = 1;
+		return 0;
+	case MMFS_KEY_NO_PERMS:
+		fprintf(stderr, "mmfs: option '%s' refused: the kernel always checks "
+		        "permissions on an mmfs mount (default_permissions)\n", arg);
+		cfg->bad = 1;
 		return 0;
 	default:
 		return 1; /* libfuse's options */
@@ -2534,6 +2586,10 @@ int main(int argc, char *argv[])
 		goto out;
 	if (!cfg.has_max_read && fuse_opt_add_arg(&args, "-omax_read=1048576") != 0)
 		goto out;
+	/* The kernel checks modes and owners for every caller (with
+	 * allow_other, users other than the one who mounted). */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		goto out;
 
 	fs.readonly = cfg.ro;
 	fs.foreground = opts.foreground;
@@ -2541,6 +2597,7 @@ int main(int argc, char *argv[])
 	fs.writeback = cfg.writeback;
 	fs.sync_secs = cfg.sync_secs;
 	fs.max_read = cfg.max_read;
+	fs.owner = getuid();
 	fs.drop_cache = !cfg.store_cache;
 	if (!fs.readonly && (fs.known = mmfs_known_new()) == NULL) {
 		fprintf(stderr, "mmfs: out of memory\n");
