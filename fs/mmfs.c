@@ -238,6 +238,8 @@ int mmfs_errno(int code)
 	case MMS_BUSY:        return EBUSY;
 	case MMS_NOTLINK:     return EINVAL;
 	case MMS_NXIO:        return ENXIO;
+	case MMS_MLINK:       return EMLINK;
+	case MMS_XDEV:        return EPERM;
 	default:              return EIO;
 	}
 }
@@ -685,6 +687,7 @@ static void mmfs_stat_of(const struct mms_stat *ms, struct stat *st)
 	st->st_uid = ms->uid;
 	st->st_gid = ms->gid;
 	st->st_size = (off_t)ms->size;
+	st->st_rdev = (dev_t)ms->rdev;
 	st->st_blocks = (blkcnt_t)((ms->blocks + 511) / 512);
 	st->st_blksize = MMS_PAGE_SIZE;
 	st->st_atim = ms->atime;
@@ -931,9 +934,11 @@ static void mmfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int rc, err;
 
 	MMFS_COUNT(mknod);
-	(void)rdev; /* device nodes are refused by the engine */
+	/* A device node is stored like any inode; the mount is nodev, so it
+	 * is inert here, but cp -a and tar keep it. */
 	mmfs_wrlock(fs);
-	rc = mms_mknod(fs->env, parent, name, strlen(name), mode, ctx->uid, ctx->gid, &ms);
+	rc = mms_mkdev(fs->env, parent, name, strlen(name), mode, (uint64_t)rdev, ctx->uid,
+	               ctx->gid, &ms);
 	if (rc == 0)
 		mmfs_known_add(fs, ms.ino); /* under the lock: see mmfs_known_add */
 	err = mmfs_done(fs, "mknod", parent, name, rc);
@@ -962,16 +967,23 @@ static void mmfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mmfs_reply_entry(fs, req, err, &ms);
 }
 
-/* Every key has one name (its inode records its parent): no hard links.
- * EPERM is what link(2) says of a filesystem without them. */
+/* A hard link: the entry it answers is one more look-up of the inode. */
 static void mmfs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                          const char *newname)
 {
+	struct mmfs *fs = mmfs_of(req);
+	struct mms_stat ms;
+	int rc, err;
+
 	MMFS_COUNT(link);
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	fuse_reply_err(req, EPERM);
+	mmfs_wrlock(fs);
+	rc = mms_link(fs->env, ino, newparent, newname, strlen(newname), &ms);
+	if (rc == 0)
+		mmfs_known_add(fs, ms.ino); /* under the lock: see mmfs_known_add */
+	err = mmfs_done(fs, "link", newparent, newname, rc);
+	if (rc == 0 && err != 0)
+		mmfs_known_forget(fs, ms.ino, 1); /* never sent */
+	mmfs_reply_entry(fs, req, err, &ms);
 }
 
 static void mmfs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -1493,9 +1505,13 @@ static void mmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		used += need;
 	}
 	if (off < MMFS_OFF_DOTDOT) {
-		/* The parent is not known here; its number only shows in getdents. */
+		/* The parent's number only shows in getdents (an unlinked
+		 * directory still open lists itself). */
+		rc = mms_getattr(fs->env, ino, &ms);
+		if (rc != 0)
+			goto reply;
 		need = mmfs_add_dirent(req, plus, buf + used, size - used, "..", NULL,
-		                       FUSE_ROOT_ID, S_IFDIR, MMFS_OFF_DOTDOT);
+		                       ms.parent ? ms.parent : ino, S_IFDIR, MMFS_OFF_DOTDOT);
 		if (need > size - used)
 			goto reply;
 		used += need;

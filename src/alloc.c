@@ -77,7 +77,7 @@ static int mms_alloc_ready(mms_env *env)
 #define MMS_GROW_MIN 256ull     /* 1 MiB */
 #define MMS_GROW_MAX 16384ull   /* 64 MiB */
 #define MMS_META_INLINE_OFF 224u
-#define MMS_META_INLINE_MAX ((MMS_PAGE_SIZE - MMS_META_INLINE_OFF) / 12u)
+#define MMS_META_INLINE_MAX ((MMS_META_LINK_ROOT - MMS_META_INLINE_OFF) / 12u)
 #define MMS_RUN_MAXN 0xffffffffull /* a serialized run holds at most this many pages */
 
 /* ---- run sets -------------------------------------------------------------- */
@@ -709,7 +709,7 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	} else {
 		if (nfree + npend > MMS_META_INLINE_MAX)
 			return mms_fail(env, EOVERFLOW, "free list outgrew its bound");
-		memset(metapg + MMS_META_INLINE_OFF, 0, MMS_PAGE_SIZE - MMS_META_INLINE_OFF);
+		memset(metapg + MMS_META_INLINE_OFF, 0, MMS_META_LINK_ROOT - MMS_META_INLINE_OFF);
 		rs_write(&a->pending, rs_write(&a->free, metapg + MMS_META_INLINE_OFF));
 		mms_put_le32(metapg + 216, 0);
 	}

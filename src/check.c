@@ -9,8 +9,11 @@
  *   - every item: lengths, inode records, names (hash, validity, target,
  *     parent), extents (bounds, overlaps inside a value, page counts),
  *     xattr values (bounds, checksum), orphans;
- *   - reachability: every live inode is named once and its chain of
- *     parents reaches the root;
+ *   - reachability: every live inode is named as often as its link count
+ *     says (a directory once), the LINK tree holds exactly its names but
+ *     the primary one, which is in its recorded parent, a directory's link
+ *     count is 2 + its subdirectories, and its chain of parents reaches the
+ *     root;
  *   - space: every page of the file is exactly one of meta, tree, data,
  *     blob, free or pending; the counters in the meta match.
  * Each problem goes to the report callback with where it is.
@@ -31,6 +34,11 @@ struct ck_inode {
 	uint32_t mode;
 	uint32_t flags;
 	uint32_t names;     /* NAME items pointing at it */
+	uint32_t nlink;     /* recorded */
+	uint32_t links;     /* LINK items of it */
+	uint32_t in_parent; /* NAME items in its recorded parent */
+	uint32_t links_in_parent; /* LINK items in its recorded parent */
+	uint64_t subdirs;   /* a directory: NAME items of directories in it */
 	uint8_t orphan;     /* has an ORPHAN item */
 	uint8_t reach;      /* its chain of parents: CK_REACH_* */
 };
@@ -310,8 +318,12 @@ static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint
 		ck_problem(ck, where, "inode number beyond the next one to allocate (%llu)",
 		           (unsigned long long)ck->env->meta.next_ino);
 	uint32_t type = in.mode & S_IFMT;
-	if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFIFO && type != S_IFSOCK)
+	if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFIFO &&
+	    type != S_IFSOCK && type != S_IFCHR && type != S_IFBLK)
 		ck_problem(ck, where, "unknown type in mode %o", in.mode);
+	if (in.rdev && type != S_IFCHR && type != S_IFBLK)
+		ck_problem(ck, where, "device number %llu on a node of mode %o, not a device",
+		           (unsigned long long)in.rdev, in.mode);
 	size_t inl = vl - reclen;
 	if (in.flags & MMS_INO_INLINE) {
 		if (inl > MMS_INLINE_MAX || inl != in.size)
@@ -330,6 +342,7 @@ static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint
 	c->pages = in.pages;
 	c->mode = in.mode;
 	c->flags = in.flags;
+	c->nlink = in.nlink;
 }
 
 static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
@@ -360,9 +373,13 @@ static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8
 		return;
 	}
 	c->names++;
-	if (c->parent != parent)
+	if (c->parent == parent)
+		c->in_parent++;
+	else if (S_ISDIR(c->mode) || c->nlink <= 1)
 		ck_problem(ck, where, "inode %llu records parent %llu", (unsigned long long)ino,
 		           (unsigned long long)c->parent);
+	if (p && S_ISDIR(c->mode))
+		p->subdirs++;
 	if ((mms_get_le32(v + 8) & S_IFMT) != (c->mode & S_IFMT))
 		ck_problem(ck, where, "entry type %o differs from inode %llu's %o", mms_get_le32(v + 8) & S_IFMT,
 		           (unsigned long long)ino, c->mode & S_IFMT);
@@ -467,6 +484,49 @@ static void ck_orphan_item(struct ck *ck, const uint8_t *k, size_t kl, const uin
 		c->orphan = 1;
 }
 
+static void ck_link_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                         uint64_t pgno)
+{
+	char where[400];
+	uint8_t nkey[MMS_BT_KEY_MAX];
+	const void *nv;
+	size_t nvl;
+
+	(void)v;
+	if (kl <= 16 || vl != 0 || kl > 16 + MMS_NAME_MAX) {
+		snprintf(where, sizeof(where), "page %llu (link tree)", (unsigned long long)pgno);
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	uint64_t ino = mms_get_be64(k), dir = mms_get_be64(k + 8);
+	const char *name = (const char *)k + 16;
+	size_t nl = kl - 16;
+	snprintf(where, sizeof(where), "page %llu (link tree), inode %llu, name '%.*s' in directory %llu",
+	         (unsigned long long)pgno, (unsigned long long)ino, (int)(nl > 200 ? 200 : nl), name,
+	         (unsigned long long)dir);
+	struct ck_inode *c = ck_find(ck, ino);
+	if (!c) {
+		ck_problem(ck, where, "the inode does not exist");
+		return;
+	}
+	if (S_ISDIR(c->mode))
+		ck_problem(ck, where, "a directory has a second name");
+	c->links++;
+	if (dir == c->parent)
+		c->links_in_parent++;
+	/* the name must be in the NAME tree, naming this inode */
+	mms_put_be64(nkey, dir);
+	mms_put_be64(nkey + 8, mms_name_hash(name, nl));
+	memcpy(nkey + 16, name, nl);
+	int rc = mms_bt_get(ck->env, MMS_TREE_NAME, nkey, kl, &nv, &nvl);
+	if (rc == MMS_NOTFOUND)
+		ck_problem(ck, where, "no such name in the directory");
+	else if (rc)
+		ck_problem(ck, where, "%s", mms_errdetail(ck->env));
+	else if (nvl != 12 || mms_get_le64(nv) != ino)
+		ck_problem(ck, where, "the name holds another inode");
+}
+
 static int ck_free_run(void *vck, uint64_t pg, uint64_t n, int pending)
 {
 	struct ck *ck = vck;
@@ -493,6 +553,9 @@ static void ck_reachability(struct ck *ck)
 				ck_problem(ck, where, "the root is not a directory");
 			if (c->names)
 				ck_problem(ck, where, "the root has a name");
+			if (c->nlink != 2 + c->subdirs)
+				ck_problem(ck, where, "link count %u, but 2 + %llu subdirectories",
+				           c->nlink, (unsigned long long)c->subdirs);
 			dirs++;
 			continue;
 		}
@@ -502,9 +565,22 @@ static void ck_reachability(struct ck *ck)
 				ck_problem(ck, where, "unnamed and not in the orphan list (leaked)");
 			if (c->names)
 				ck_problem(ck, where, "unlinked but still named");
+			if (c->links)
+				ck_problem(ck, where, "unlinked but has %u link items", c->links);
 		} else {
-			if (c->names != 1)
-				ck_problem(ck, where, "has %u names (expected 1)", c->names);
+			if (is_dir && c->names != 1)
+				ck_problem(ck, where, "a directory with %u names (expected 1)", c->names);
+			else if (is_dir && c->nlink != 2 + c->subdirs)
+				ck_problem(ck, where, "link count %u, but 2 + %llu subdirectories",
+				           c->nlink, (unsigned long long)c->subdirs);
+			else if (!is_dir && c->names != c->nlink)
+				ck_problem(ck, where, "link count %u, but %u names", c->nlink, c->names);
+			else if (!is_dir && c->links + 1 != c->names)
+				ck_problem(ck, where, "%u names, %u of them in the link tree (expected %u)",
+				           c->names, c->links, c->names ? c->names - 1 : 0);
+			else if (!is_dir && c->in_parent != c->links_in_parent + 1)
+				ck_problem(ck, where, "its primary name is not in its recorded parent %llu",
+				           (unsigned long long)c->parent);
 			if (is_dir)
 				dirs++;
 			else
@@ -563,7 +639,7 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 	static const ck_item_fn fns[MMS_NTREES] = {
 		[MMS_TREE_INODE] = ck_inode_item, [MMS_TREE_NAME] = ck_name_item,
 		[MMS_TREE_EXTENT] = ck_extent_item, [MMS_TREE_XATTR] = ck_xattr_item,
-		[MMS_TREE_ORPHAN] = ck_orphan_item,
+		[MMS_TREE_ORPHAN] = ck_orphan_item, [MMS_TREE_LINK] = ck_link_item,
 	};
 	/* inodes first: the other trees are checked against them */
 	for (int t = 0; t < MMS_NTREES && !rc; t++)

@@ -68,6 +68,8 @@ const char *mms_strerror(int err)
 	case MMS_BUSY: return "in use";
 	case MMS_NOTLINK: return "not a symlink";
 	case MMS_NXIO: return "no data or hole past the offset";
+	case MMS_MLINK: return "too many links";
+	case MMS_XDEV: return "directories cannot have hard links";
 	}
 	if (err > 0)
 		return strerror(err);
@@ -146,6 +148,10 @@ int mms_txn_enter(mms_env *env)
 		return mms_fail(env, MMS_CORRUPT,
 		                "the store is damaged (%s): it takes no changes; mmstore check names the damage",
 		                env->damage);
+	if (env->meta.version != MMS_FORMAT_VERSION && !env->upgrading)
+		return mms_fail(env, MMS_VERSION, "the store has format version %u: it takes no "
+		                "changes until mms_upgrade() ('mmstore upgrade') converted it",
+		                env->meta.version);
 	env->op_fresh_txn = !env->txn_active;
 	env->txn_active = 1;
 	env->op_mods = env->mods;
@@ -180,11 +186,19 @@ int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
 
 /* ---- meta pages ------------------------------------------------------------ */
 
-/* Encode env->meta into bytes 0..207 of pg and checksum the page. */
+/* Where a meta page keeps the root of `tree`: five after another from
+ * byte 104, the LINK tree's (format 2) at the end of the page. */
+static size_t mms_meta_root_off(int tree)
+{
+	return tree == MMS_TREE_LINK ? MMS_META_LINK_ROOT : 104u + 8u * (unsigned)tree;
+}
+
+/* Encode env->meta into bytes 0..215 and the LINK root of pg, and checksum
+ * the page. */
 static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *pg, int synced)
 {
 	memcpy(pg, mms_magic, 8);
-	mms_put_le32(pg + 12, MMS_FORMAT_VERSION);
+	mms_put_le32(pg + 12, m->version);
 	mms_put_le32(pg + 16, MMS_PAGE_SIZE);
 	mms_put_le32(pg + 20, synced ? MMS_META_SYNCED : 0);
 	mms_put_le64(pg + 24, m->generation);
@@ -196,7 +210,7 @@ static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *
 	mms_put_le64(pg + 88, m->next_ino);
 	mms_put_le64(pg + 96, m->created_ns);
 	for (int t = 0; t < MMS_NTREES; t++)
-		mms_put_le64(pg + 104 + 8 * t, m->root[t]);
+		mms_put_le64(pg + mms_meta_root_off(t), m->root[t]);
 	mms_put_le64(pg + 144, m->keys);
 	mms_put_le64(pg + 152, m->dirs);
 	mms_put_le64(pg + 160, m->orphans);
@@ -214,8 +228,10 @@ static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
 	mms_meta_encode_of(env, &env->meta, pg, synced);
 }
 
-/* Validate a meta page; on success fill *m.  Writes a reason into why. */
-static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, char *why, size_t whylen)
+/* Validate a meta page; on success fill *m.  Writes a reason into why.
+ * A page of format 1 is valid only with `old_ok` (mms_upgrade's open). */
+static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why,
+                           size_t whylen)
 {
 	uint8_t copy[MMS_PAGE_SIZE];
 	if (memcmp(pg, mms_magic, 8)) {
@@ -229,8 +245,14 @@ static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, char *why, siz
 		snprintf(why, whylen, "checksum mismatch (stored %08x, computed %08x)", want, got);
 		return MMS_CORRUPT;
 	}
-	if (mms_get_le32(pg + 12) != MMS_FORMAT_VERSION) {
-		snprintf(why, whylen, "format version %u (this build reads %u)", mms_get_le32(pg + 12),
+	uint32_t version = mms_get_le32(pg + 12);
+	if (version == MMS_FORMAT_V1 && !old_ok) {
+		snprintf(why, whylen, "format version 1, older than this build's %u: convert it "
+		         "in place with 'mmstore upgrade' (it keeps every key)", MMS_FORMAT_VERSION);
+		return MMS_VERSION;
+	}
+	if (version != MMS_FORMAT_VERSION && version != MMS_FORMAT_V1) {
+		snprintf(why, whylen, "format version %u (this build reads %u)", version,
 		         MMS_FORMAT_VERSION);
 		return MMS_VERSION;
 	}
@@ -239,6 +261,7 @@ static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, char *why, siz
 		return MMS_CORRUPT;
 	}
 	memset(m, 0, sizeof(*m));
+	m->version = version;
 	m->generation = mms_get_le64(pg + 24);
 	m->synced_generation = mms_get_le64(pg + 32);
 	memcpy(m->uuid, pg + 56, 16);
@@ -247,7 +270,8 @@ static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, char *why, siz
 	m->next_ino = mms_get_le64(pg + 88);
 	m->created_ns = mms_get_le64(pg + 96);
 	for (int t = 0; t < MMS_NTREES; t++)
-		m->root[t] = mms_get_le64(pg + 104 + 8 * t);
+		if (t != MMS_TREE_LINK || version != MMS_FORMAT_V1)
+			m->root[t] = mms_get_le64(pg + mms_meta_root_off(t));
 	m->keys = mms_get_le64(pg + 144);
 	m->dirs = mms_get_le64(pg + 152);
 	m->orphans = mms_get_le64(pg + 160);
@@ -477,6 +501,7 @@ static int mms_create_store(mms_env *env, const struct mms_options *o)
 	m->file_pages = pages;
 	env->file_pages = env->synced_pages = pages;
 	m->max_pages = maxp;
+	m->version = MMS_FORMAT_VERSION;
 	m->next_ino = MMS_ROOT_INO + 1;
 	m->created_ns = (uint64_t)mms_now_ns();
 	if (getrandom(m->uuid, sizeof(m->uuid), 0) != (ssize_t)sizeof(m->uuid)) {
@@ -537,7 +562,8 @@ static int mms_choose_meta(mms_env *env, uint64_t file_bytes, int *synced)
 				rcs[s] = MMS_NOTSTORE;
 			continue;
 		}
-		rcs[s] = mms_meta_decode(pgs + s * MMS_PAGE_SIZE, &m[s], why, sizeof(why));
+		rcs[s] = mms_meta_decode(pgs + s * MMS_PAGE_SIZE, &m[s],
+		                         (env->flags & MMS_UPGRADE) != 0, why, sizeof(why));
 		if (rcs[s]) {
 			snprintf(env->meta_problem[s], sizeof(env->meta_problem[s]), "%s", why);
 			continue;
@@ -562,6 +588,10 @@ static int mms_choose_meta(mms_env *env, uint64_t file_bytes, int *synced)
 			rc = mms_open_fail(MMS_NOTSTORE, "the file is empty");
 		else if ((ok[0] && !trusted[0]) || (ok[1] && !trusted[1]))
 			rc = mms_open_fail(MMS_CORRUPT, "no meta page was synced before the last reboot");
+		else if (rcs[0] == MMS_VERSION && (rcs[1] == MMS_VERSION || rcs[1] == MMS_CORRUPT))
+			rc = mms_open_fail(rc, "%s", env->meta_problem[0]);
+		else if (rcs[1] == MMS_VERSION && rcs[0] == MMS_CORRUPT)
+			rc = mms_open_fail(rc, "%s", env->meta_problem[1]);
 		else
 			rc = mms_open_fail(rc, "meta 0: %s; meta 1: %s", env->meta_problem[0][0] ? env->meta_problem[0] : "ok",
 			                   env->meta_problem[1][0] ? env->meta_problem[1] : "ok");
@@ -681,6 +711,7 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 	if (!rdonly) {
 		/* A meta left by a crashed process: make it the synced state, so
 		 * what it freed becomes reusable and nothing older is needed. */
+		env->upgrading = 1; /* recovery keeps an older format as it is */
 		if (!synced)
 			rc = mms_sync(env);
 		if (!rc && env->meta.orphans) {
@@ -688,6 +719,7 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 			if (!rc)
 				rc = mms_sync(env);
 		}
+		env->upgrading = 0;
 		/* The slot commits go to holds a torn or damaged meta (a power
 		 * loss during its write): give it a copy of the synced meta, so
 		 * that both slots are valid again.  The synced one stays put. */
@@ -904,7 +936,7 @@ int mms_stats(mms_env *env, struct mms_info *info)
 	memset(info, 0, sizeof(*info));
 	mms_alloc_totals(env, &freep, &pend, &nruns, &largest);
 	info->page_size = MMS_PAGE_SIZE;
-	info->format_version = MMS_FORMAT_VERSION;
+	info->format_version = env->meta.version;
 	info->file_size = env->meta.file_pages * MMS_PAGE_SIZE;
 	if (fstat(env->fd, &st) == 0)
 		info->disk_size = (uint64_t)st.st_blocks * 512;

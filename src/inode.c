@@ -7,11 +7,17 @@
  *   NAME    be64 parent, be64 hash, name -> le64 ino, le32 type bits
  *   XATTR   be64 ino, name -> kind 0 + bytes | kind 1 + le64 page, le32 len, le32 crc32c
  *   ORPHAN  be64 ino -> (empty)
+ *   LINK    be64 ino, be64 dir, name -> (empty): a name other than the primary one
  *
  * Invariants kept by this module:
- *   - Every live inode but the root has exactly one name; its record's
- *     `parent` is the directory holding that name.  The root's parent is
- *     itself.  An unlinked inode still held has parent 0 and an ORPHAN item.
+ *   - Every live inode but the root has at least one name, a directory
+ *     exactly one.  Its record's `parent` is the directory holding its
+ *     primary name; the LINK tree holds each of its other names (an inode
+ *     with one name has no LINK item), and `nlink` counts them all.  So the
+ *     one name not in the LINK tree is in directory `parent`, and removing
+ *     it promotes a LINK item.  A directory's nlink is 2 + its
+ *     subdirectories.  The root's parent is itself.  An unlinked inode still
+ *     held has parent 0, nlink 0 and an ORPHAN item.
  *   - meta.keys counts named non-directories, meta.dirs named directories
  *     (the root included), meta.orphans the items of the ORPHAN tree; so the
  *     INODE tree holds exactly keys + dirs + orphans items.
@@ -44,7 +50,10 @@
  * The record is compact, since a store of small keys is mostly records:
  *   u8 fields present (MMS_REC_*), then LEB128 varints: mode, uid, gid,
  *   gen, size, zigzag(mtime), [zigzag(atime - mtime)], [zigzag(ctime -
- *   mtime)], parent, [pages], [flags other than INLINE].
+ *   mtime)], parent, [pages], [flags other than INLINE], [nlink], [rdev].
+ * nlink is written only when it differs from what `parent` implies (a named
+ * inode: 1, a named directory: 2; unlinked: 0), so a key with one name and
+ * a directory without subdirectories do not spend a byte on it.
  * A fresh key's record takes about 30 bytes.
  */
 #define MMS_REC_INLINE 0x01u /* the value's bytes follow the record */
@@ -52,6 +61,15 @@
 #define MMS_REC_CTIME  0x04u
 #define MMS_REC_PAGES  0x08u
 #define MMS_REC_FLAGS  0x10u
+#define MMS_REC_NLINK  0x20u /* format 2 */
+#define MMS_REC_RDEV   0x40u /* format 2 */
+#define MMS_REC_ALL    0x7fu
+
+/* The link count a record leaves out. */
+static uint32_t mms_nlink_implied(uint32_t mode, uint64_t parent)
+{
+	return parent == 0 ? 0 : S_ISDIR(mode) ? 2 : 1;
+}
 
 static uint8_t *rec_put(uint8_t *p, uint64_t v)
 {
@@ -86,20 +104,22 @@ static int rec_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
 int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode *out, size_t *reclen)
 {
 	const uint8_t *p = rec, *end = p + len;
-	uint64_t f[11] = { 0 };
+	uint64_t f[13] = { 0 };
 	if (len < 1)
 		return MMS_CORRUPT;
 	unsigned have = *p++;
-	if (have & ~0x1fu)
+	if (have & ~MMS_REC_ALL)
 		return MMS_CORRUPT;
-	/* mode uid gid gen size mtime atime ctime parent pages flags */
-	static const unsigned need[11] = { 0, 0, 0, 0, 0, 0, MMS_REC_ATIME, MMS_REC_CTIME, 0,
-	                                   MMS_REC_PAGES, MMS_REC_FLAGS };
-	for (int i = 0; i < 11; i++)
+	/* mode uid gid gen size mtime atime ctime parent pages flags nlink rdev */
+	static const unsigned need[13] = { 0, 0, 0, 0, 0, 0, MMS_REC_ATIME, MMS_REC_CTIME, 0,
+	                                   MMS_REC_PAGES, MMS_REC_FLAGS, MMS_REC_NLINK,
+	                                   MMS_REC_RDEV };
+	for (int i = 0; i < 13; i++)
 		if ((!need[i] || (have & need[i])) && rec_get(&p, end, &f[i]))
 			return MMS_CORRUPT;
 	if (f[0] > UINT32_MAX || f[1] > UINT32_MAX || f[2] > UINT32_MAX || f[3] > UINT32_MAX ||
-	    f[10] > UINT32_MAX)
+	    f[10] > UINT32_MAX || f[11] > UINT32_MAX ||
+	    (!S_ISDIR((uint32_t)f[0]) && f[11] > MMS_NLINK_MAX))
 		return MMS_CORRUPT;
 	/* sizes past the limit, and more pages than the largest value has,
 	 * are damage: st_size and st_blocks must not wrap */
@@ -117,6 +137,8 @@ int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode
 	out->parent = f[8];
 	out->pages = f[9];
 	out->flags = ((uint32_t)f[10] & ~MMS_INO_INLINE) | ((have & MMS_REC_INLINE) ? MMS_INO_INLINE : 0);
+	out->nlink = (have & MMS_REC_NLINK) ? (uint32_t)f[11] : mms_nlink_implied(out->mode, out->parent);
+	out->rdev = f[12];
 	*reclen = (size_t)(p - (const uint8_t *)rec);
 	return 0;
 }
@@ -127,8 +149,9 @@ size_t mms_inode_encode(const struct mms_inode *in, void *rec)
 	unsigned have = (in->flags & MMS_INO_INLINE) ? MMS_REC_INLINE : 0;
 	uint64_t da = (uint64_t)in->atime - (uint64_t)in->mtime, dc = (uint64_t)in->ctime - (uint64_t)in->mtime;
 	uint32_t other = in->flags & ~MMS_INO_INLINE;
+	int nl = in->nlink != mms_nlink_implied(in->mode, in->parent);
 	have |= (da ? MMS_REC_ATIME : 0) | (dc ? MMS_REC_CTIME : 0) | (in->pages ? MMS_REC_PAGES : 0) |
-	        (other ? MMS_REC_FLAGS : 0);
+	        (other ? MMS_REC_FLAGS : 0) | (nl ? MMS_REC_NLINK : 0) | (in->rdev ? MMS_REC_RDEV : 0);
 	p = rec_put(p, in->mode);
 	p = rec_put(p, in->uid);
 	p = rec_put(p, in->gid);
@@ -144,6 +167,10 @@ size_t mms_inode_encode(const struct mms_inode *in, void *rec)
 		p = rec_put(p, in->pages);
 	if (other)
 		p = rec_put(p, other);
+	if (nl)
+		p = rec_put(p, in->nlink);
+	if (in->rdev)
+		p = rec_put(p, in->rdev);
 	r[0] = (uint8_t)have;
 	return (size_t)(p - r);
 }
@@ -260,9 +287,13 @@ void mms_inode_to_stat(const struct mms_inode *in, struct mms_stat *st)
 	st->mode = in->mode;
 	st->uid = in->uid;
 	st->gid = in->gid;
-	st->nlink = in->parent ? 1 : 0;
+	st->nlink = in->nlink;
 	st->size = in->size;
-	st->blocks = in->pages * MMS_PAGE_SIZE;
+	/* bytes kept in the inode item take space too: a sparse-aware tool
+	 * must not take a small key for a hole */
+	st->blocks = (in->flags & MMS_INO_INLINE) ? in->size : in->pages * MMS_PAGE_SIZE;
+	st->rdev = in->rdev;
+	st->parent = in->parent;
 	st->atime = mms_ns_to_ts(in->atime);
 	st->mtime = mms_ns_to_ts(in->mtime);
 	st->ctime = mms_ns_to_ts(in->ctime);
@@ -413,6 +444,62 @@ static int mms_name_del(mms_env *env, uint64_t dir, const char *name, size_t len
 	return mms_bt_del(env, MMS_TREE_NAME, key, klen);
 }
 
+/* ---- Hard links ----------------------------------------------------------- */
+
+/* Build the LINK key of (ino, dir, name) into key; returns its length. */
+static size_t mms_link_key(uint8_t *key, uint64_t ino, uint64_t dir, const char *name, size_t len)
+{
+	mms_put_be64(key, ino);
+	mms_put_be64(key + 8, dir);
+	memcpy(key + 16, name, len);
+	return 16 + len;
+}
+
+static int mms_link_put(mms_env *env, uint64_t ino, uint64_t dir, const char *name, size_t len)
+{
+	uint8_t key[MMS_NAME_KEY_MAX];
+
+	return mms_bt_put(env, MMS_TREE_LINK, key, mms_link_key(key, ino, dir, name, len), "", 0);
+}
+
+/* Delete the LINK item (ino, dir, name): MMS_NOTFOUND if it is not there
+ * (the name is the inode's primary one). */
+static int mms_link_del(mms_env *env, uint64_t ino, uint64_t dir, const char *name, size_t len)
+{
+	uint8_t key[MMS_NAME_KEY_MAX];
+	size_t klen = mms_link_key(key, ino, dir, name, len);
+	const void *v;
+	size_t vlen;
+	int rc = mms_bt_get_w(env, MMS_TREE_LINK, key, klen, &v, &vlen);
+
+	return rc ? rc : mms_bt_del(env, MMS_TREE_LINK, key, klen);
+}
+
+/* Remove the first LINK item of `ino`; *dir gets its directory.
+ * MMS_NOTFOUND if there is none. */
+static int mms_link_pop(mms_env *env, uint64_t ino, uint64_t *dir)
+{
+	struct mms_bt_cursor c;
+	uint8_t prefix[8], key[MMS_NAME_KEY_MAX];
+	const void *k, *v;
+	size_t klen, vlen;
+	int rc;
+
+	mms_put_be64(prefix, ino);
+	rc = mms_bt_seek(&c, env, MMS_TREE_LINK, prefix, sizeof prefix, MMS_BT_GE);
+	if (rc)
+		return rc;
+	mms_bt_item(&c, &k, &klen, &v, &vlen);
+	if (klen < 8 || memcmp(k, prefix, 8) != 0)
+		return MMS_NOTFOUND;
+	if (klen <= 16 || klen > sizeof key)
+		return mms_fail(env, MMS_CORRUPT, "inode %llu: link item key of %zu bytes",
+		                (unsigned long long)ino, klen);
+	memcpy(key, k, klen);
+	*dir = mms_get_be64(key + 8);
+	return mms_bt_del(env, MMS_TREE_LINK, key, klen);
+}
+
 /* Read directory `dir`: MMS_NOTFOUND, MMS_NOTDIR.  With `live`, an unlinked
  * directory (still held) counts as absent: nothing may be created in it. */
 static int mms_dir_get(mms_env *env, uint64_t dir, struct mms_inode *in, int live)
@@ -478,8 +565,9 @@ static int mms_dir_empty(mms_env *env, uint64_t dir)
 	return 0;
 }
 
-/* Set a directory's mtime and ctime (it gained or lost an entry). */
-static int mms_dir_touch(mms_env *env, uint64_t dir, int64_t now)
+/* Set a directory's mtime and ctime (it gained or lost an entry) and add
+ * `subdirs` (+1, 0 or -1) to its link count. */
+static int mms_dir_touch(mms_env *env, uint64_t dir, int64_t now, int subdirs)
 {
 	struct mms_inode in;
 	int rc = mms_inode_get(env, dir, &in, NULL, NULL);
@@ -488,6 +576,11 @@ static int mms_dir_touch(mms_env *env, uint64_t dir, int64_t now)
 		return rc;
 	in.mtime = now;
 	in.ctime = now;
+	/* a count already wrong stays at 2 (mmstore check reports it) */
+	if (subdirs < 0 && in.nlink > 2)
+		in.nlink--;
+	else if (subdirs > 0 && in.nlink < UINT32_MAX)
+		in.nlink++;
 	return mms_inode_update(env, &in);
 }
 
@@ -575,6 +668,8 @@ void mms_holds_free(mms_env *env)
 
 static uint64_t mms_unlink_cost(mms_env *env, const struct mms_inode *in)
 {
+	if (!S_ISDIR(in->mode) && in->nlink > 1)
+		return mms_cost_upd(env, MMS_TREE_INODE) + 2 * mms_cost_del(env, MMS_TREE_LINK);
 	if (mms_is_held(env, in->ino))
 		return mms_cost_upd(env, MMS_TREE_INODE) + mms_cost_put(env, MMS_TREE_ORPHAN);
 	return mms_delete_cost(env, in);
@@ -681,6 +776,7 @@ static int mms_inode_unlinked(mms_env *env, struct mms_inode *in, int64_t now)
 	if (!mms_is_held(env, in->ino))
 		return mms_inode_delete(env, in);
 	in->parent = 0;
+	in->nlink = 0;
 	in->ctime = now;
 	rc = mms_inode_update(env, in);
 	if (rc)
@@ -690,6 +786,57 @@ static int mms_inode_unlinked(mms_env *env, struct mms_inode *in, int64_t now)
 	if (rc)
 		return rc;
 	env->meta.orphans++;
+	return 0;
+}
+
+/*
+ * Name `name` of directory `dir` no longer names `in` (already removed from
+ * the NAME tree).  An inode with other names loses this one (a LINK item,
+ * or if it was the primary name, a LINK item becomes the primary one);
+ * at its last name it is unlinked (mms_inode_unlinked).
+ */
+static int mms_name_gone(mms_env *env, struct mms_inode *in, uint64_t dir, const char *name,
+                         size_t len, int64_t now)
+{
+	int rc;
+
+	if (S_ISDIR(in->mode) || in->nlink <= 1)
+		return mms_inode_unlinked(env, in, now);
+	rc = mms_link_del(env, in->ino, dir, name, len);
+	if (rc == MMS_NOTFOUND) {
+		uint64_t other;
+
+		rc = mms_link_pop(env, in->ino, &other);
+		if (rc == MMS_NOTFOUND)
+			rc = mms_damaged(env, "inode %llu has link count %u but no name besides "
+			                 "its primary one", (unsigned long long)in->ino, in->nlink);
+		if (rc)
+			return rc;
+		in->parent = other;
+	} else if (rc) {
+		return rc;
+	}
+	in->nlink--;
+	in->ctime = now;
+	return mms_inode_update(env, in);
+}
+
+/* Name (from, fromname) of `in` becomes (to, toname), the NAME tree
+ * already changed: a LINK item moves, or the primary name's directory
+ * changes.  The caller writes the record. */
+static int mms_name_moved(mms_env *env, struct mms_inode *in, uint64_t from,
+                          const char *fromname, size_t fromlen, uint64_t to,
+                          const char *toname, size_t tolen)
+{
+	if (!S_ISDIR(in->mode) && in->nlink > 1) {
+		int rc = mms_link_del(env, in->ino, from, fromname, fromlen);
+
+		if (rc == 0)
+			return mms_link_put(env, in->ino, to, toname, tolen);
+		if (rc != MMS_NOTFOUND)
+			return rc;
+	}
+	in->parent = to;
 	return 0;
 }
 
@@ -937,8 +1084,9 @@ int mms_resolve(mms_env *env, const char *path, size_t len, struct mms_stat *st)
 
 /* Create an inode of `mode` named `name` in `parent`; *out gets it. */
 static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t len,
-                      uint32_t mode, uint32_t uid, uint32_t gid, uint64_t extra_pages,
-                      const void *inl, size_t inl_len, struct mms_inode *out)
+                      uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid,
+                      uint64_t extra_pages, const void *inl, size_t inl_len,
+                      struct mms_inode *out)
 {
 	struct mms_inode dir, in;
 	uint64_t ino;
@@ -974,6 +1122,8 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	in.gen = (uint32_t)env->meta.generation + 1;
 	in.atime = in.mtime = in.ctime = now;
 	in.parent = parent;
+	in.nlink = mms_nlink_implied(in.mode, parent);
+	in.rdev = rdev;
 	in.size = inl_len;
 	rc = mms_inode_put(env, &in, inl_len ? inl : NULL, inl_len);
 	if (rc)
@@ -983,6 +1133,8 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 		goto fail;
 	/* the directory read above: no need to look it up again */
 	dir.mtime = dir.ctime = now;
+	if (S_ISDIR(in.mode) && dir.nlink < UINT32_MAX)
+		dir.nlink++;
 	rc = mms_inode_put(env, &dir, NULL, 0);
 	if (rc)
 		goto fail;
@@ -1023,6 +1175,7 @@ int mms_inode_create_root(mms_env *env)
 	in.gen = (uint32_t)env->meta.generation + 1;
 	in.atime = in.mtime = in.ctime = now;
 	in.parent = MMS_ROOT_INO; /* the root's ".." is itself */
+	in.nlink = 2;
 	rc = mms_inode_put(env, &in, NULL, 0);
 	if (rc) {
 		mms_txn_poison(env);
@@ -1034,25 +1187,95 @@ int mms_inode_create_root(mms_env *env)
 	return 0;
 }
 
-int mms_mknod(mms_env *env, uint64_t parent, const char *name, size_t len,
-              uint32_t mode, uint32_t uid, uint32_t gid, struct mms_stat *st)
+int mms_mkdev(mms_env *env, uint64_t parent, const char *name, size_t len,
+              uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid, struct mms_stat *st)
 {
 	struct mms_inode in;
 	int rc;
 
 	switch (mode & S_IFMT) {
+	case S_IFCHR:
+	case S_IFBLK:
+		break;
 	case S_IFREG:
 	case S_IFDIR:
 	case S_IFIFO:
 	case S_IFSOCK:
+		rdev = 0;
 		break;
 	default:
 		rc = mms_txn_enter(env);
 		return rc ? rc : MMS_INVAL;
 	}
-	rc = mms_create(env, parent, name, len, mode, uid, gid, 0, NULL, 0, &in);
+	rc = mms_create(env, parent, name, len, mode, rdev, uid, gid, 0, NULL, 0, &in);
 	if (rc)
 		return rc;
+	if (st)
+		mms_inode_to_stat(&in, st);
+	return 0;
+}
+
+int mms_mknod(mms_env *env, uint64_t parent, const char *name, size_t len,
+              uint32_t mode, uint32_t uid, uint32_t gid, struct mms_stat *st)
+{
+	if (S_ISCHR(mode) || S_ISBLK(mode)) {
+		int rc = mms_txn_enter(env);
+		return rc ? rc : MMS_INVAL; /* a device needs its number: mms_mkdev */
+	}
+	return mms_mkdev(env, parent, name, len, mode, 0, uid, gid, st);
+}
+
+int mms_link(mms_env *env, uint64_t ino, uint64_t parent, const char *name, size_t len,
+             struct mms_stat *st)
+{
+	struct mms_inode in, dir;
+	uint64_t other;
+	uint32_t m;
+	int64_t now;
+	int rc;
+
+	rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	rc = mms_name_valid(name, len);
+	if (rc)
+		return rc;
+	rc = mms_inode_get(env, ino, &in, NULL, NULL);
+	if (rc)
+		return rc;
+	if (S_ISDIR(in.mode))
+		return MMS_XDEV;
+	if (in.parent == 0)
+		return MMS_NOTFOUND; /* unlinked: linkat(2) of an O_TMPFILE aside, ENOENT */
+	if (in.nlink >= MMS_NLINK_MAX)
+		return MMS_MLINK;
+	rc = mms_dir_get(env, parent, &dir, 1);
+	if (rc)
+		return rc;
+	rc = mms_name_find(env, parent, name, len, &other, &m, 1);
+	if (rc == 0)
+		return MMS_EXISTS;
+	if (rc != MMS_NOTFOUND)
+		return rc;
+	rc = mms_reserve(env, mms_cost_put(env, MMS_TREE_NAME) + mms_cost_put(env, MMS_TREE_LINK) +
+	                 2 * mms_cost_upd(env, MMS_TREE_INODE));
+	if (rc)
+		return rc;
+	now = mms_now_ns();
+	rc = mms_name_put(env, parent, name, len, ino, in.mode);
+	if (!rc)
+		rc = mms_link_put(env, ino, parent, name, len);
+	if (!rc) {
+		in.nlink++;
+		in.ctime = now;
+		rc = mms_inode_update(env, &in);
+	}
+	if (!rc)
+		rc = mms_dir_touch(env, parent, now, 0);
+	if (rc) {
+		mms_txn_poison(env);
+		return rc;
+	}
 	if (st)
 		mms_inode_to_stat(&in, st);
 	return 0;
@@ -1100,12 +1323,12 @@ int mms_symlink(mms_env *env, uint64_t parent, const char *name, size_t len,
 	if (memchr(target, '\0', tlen))
 		return MMS_INVAL;
 	if (tlen <= MMS_INLINE_MAX) {
-		rc = mms_create(env, parent, name, len, S_IFLNK | 0777, uid, gid, 0, target, tlen, &in);
+		rc = mms_create(env, parent, name, len, S_IFLNK | 0777, 0, uid, gid, 0, target, tlen, &in);
 		if (rc == 0 && st)
 			mms_inode_to_stat(&in, st);
 		return rc;
 	}
-	rc = mms_create(env, parent, name, len, S_IFLNK | 0777, uid, gid,
+	rc = mms_create(env, parent, name, len, S_IFLNK | 0777, 0, uid, gid,
 	                mms_cost_put(env, MMS_TREE_EXTENT) + mms_cost_upd(env, MMS_TREE_INODE) +
 	                (tlen + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE, NULL, 0, &in);
 	if (rc)
@@ -1129,14 +1352,14 @@ int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const v
 	/* a new key first (the common case: one look-up of the name); small
 	 * bytes go into the inode item as it is made */
 	if (dlen <= MMS_INLINE_MAX) {
-		rc = mms_create(env, parent, name, len, S_IFREG | (mode & 07777), uid, gid, 0,
+		rc = mms_create(env, parent, name, len, S_IFREG | (mode & 07777), 0, uid, gid, 0,
 		                data, dlen, &in);
 		if (rc == 0 && st)
 			mms_inode_to_stat(&in, st);
 		if (rc != MMS_EXISTS)
 			return rc;
 	} else {
-		rc = mms_create(env, parent, name, len, S_IFREG | (mode & 07777), uid, gid,
+		rc = mms_create(env, parent, name, len, S_IFREG | (mode & 07777), 0, uid, gid,
 		                pages + 4 * mms_cost_put(env, MMS_TREE_EXTENT) + mms_cost_upd(env, MMS_TREE_INODE),
 		                NULL, 0, &in);
 		if (rc == 0)
@@ -1229,10 +1452,10 @@ static int mms_remove(mms_env *env, uint64_t parent, const char *name, size_t le
 	rc = mms_name_del(env, parent, name, len);
 	if (rc)
 		goto fail;
-	rc = mms_dir_touch(env, parent, now);
+	rc = mms_dir_touch(env, parent, now, want_dir ? -1 : 0);
 	if (rc)
 		goto fail;
-	rc = mms_inode_unlinked(env, &in, now);
+	rc = mms_name_gone(env, &in, parent, name, len, now);
 	if (rc)
 		goto fail;
 	return 0;
@@ -1340,6 +1563,9 @@ int mms_rename(mms_env *env, uint64_t oldparent, const char *oldname, size_t old
 		return MMS_NOTFOUND;
 	if ((flags & MMS_RENAME_NOREPLACE) && have_dst)
 		return MMS_EXISTS;
+	/* two names of one inode: POSIX says rename does nothing */
+	if (have_dst && dst.ino == src.ino)
+		return 0;
 
 	/* A directory may not move below itself. */
 	if (S_ISDIR(src.mode) && oldparent != newparent) {
@@ -1365,10 +1591,17 @@ int mms_rename(mms_env *env, uint64_t oldparent, const char *oldname, size_t old
 	}
 	rc = mms_reserve_free(env, mms_cost_del(env, MMS_TREE_NAME) + mms_cost_put(env, MMS_TREE_NAME) +
 	                 4 * mms_cost_upd(env, MMS_TREE_INODE) +
+	                 2 * (mms_cost_del(env, MMS_TREE_LINK) + mms_cost_put(env, MMS_TREE_LINK)) +
 	                 (have_dst ? mms_unlink_cost(env, &dst) : 0));
 	if (rc)
 		return rc;
 
+	/* subdirectories each directory gains (+) or loses (-) */
+	int dold = 0, dnew = 0;
+	if (S_ISDIR(src.mode) && oldparent != newparent) {
+		dold--;
+		dnew++;
+	}
 	now = mms_now_ns();
 	if (flags & MMS_RENAME_EXCHANGE) {
 		rc = mms_name_put(env, oldparent, oldname, oldlen, dst.ino, dst.mode);
@@ -1377,11 +1610,17 @@ int mms_rename(mms_env *env, uint64_t oldparent, const char *oldname, size_t old
 		rc = mms_name_put(env, newparent, newname, newlen, src.ino, src.mode);
 		if (rc)
 			goto fail;
-		dst.parent = oldparent;
+		rc = mms_name_moved(env, &dst, newparent, newname, newlen, oldparent, oldname, oldlen);
+		if (rc)
+			goto fail;
 		dst.ctime = now;
 		rc = mms_inode_update(env, &dst);
 		if (rc)
 			goto fail;
+		if (S_ISDIR(dst.mode) && oldparent != newparent) {
+			dnew--;
+			dold++;
+		}
 	} else {
 		rc = mms_name_del(env, oldparent, oldname, oldlen);
 		if (rc)
@@ -1390,21 +1629,25 @@ int mms_rename(mms_env *env, uint64_t oldparent, const char *oldname, size_t old
 		if (rc)
 			goto fail;
 		if (have_dst) {
-			rc = mms_inode_unlinked(env, &dst, now);
+			rc = mms_name_gone(env, &dst, newparent, newname, newlen, now);
 			if (rc)
 				goto fail;
+			if (S_ISDIR(dst.mode))
+				dnew--;
 		}
 	}
-	src.parent = newparent;
+	rc = mms_name_moved(env, &src, oldparent, oldname, oldlen, newparent, newname, newlen);
+	if (rc)
+		goto fail;
 	src.ctime = now;
 	rc = mms_inode_update(env, &src);
 	if (rc)
 		goto fail;
-	rc = mms_dir_touch(env, oldparent, now);
+	rc = mms_dir_touch(env, oldparent, now, oldparent == newparent ? dold + dnew : dold);
 	if (rc)
 		goto fail;
 	if (newparent != oldparent) {
-		rc = mms_dir_touch(env, newparent, now);
+		rc = mms_dir_touch(env, newparent, now, dnew);
 		if (rc)
 			goto fail;
 	}
@@ -1491,6 +1734,106 @@ int mms_setattr(mms_env *env, uint64_t ino, const struct mms_setattr *attr,
 fail:
 	if (changed)
 		mms_txn_poison(env);
+	return rc;
+}
+
+/* ---- Upgrade ---------------------------------------------------------------- */
+
+struct mms_subdirs {
+	uint64_t dir, n;
+};
+
+/* Collect, in NAME tree order, the directories holding subdirectories and
+ * how many (format 1 kept no count).  *out is malloc'd. */
+static int mms_count_subdirs(mms_env *env, struct mms_subdirs **out, size_t *nout)
+{
+	struct mms_subdirs *v = NULL;
+	size_t n = 0, cap = 0;
+	struct mms_bt_cursor c;
+	int rc = mms_bt_first(&c, env, MMS_TREE_NAME);
+
+	for (; rc == 0; rc = mms_bt_next(&c)) {
+		const void *k, *val;
+		size_t klen, vlen;
+
+		mms_bt_item(&c, &k, &klen, &val, &vlen);
+		if (klen <= 16 || vlen != MMS_NAME_VAL) {
+			rc = mms_fail(env, MMS_CORRUPT, "name tree: item of %zu+%zu bytes", klen, vlen);
+			break;
+		}
+		if (!S_ISDIR(mms_get_le32((const uint8_t *)val + 8)))
+			continue;
+		uint64_t dir = mms_get_be64(k);
+		if (n > 0 && v[n - 1].dir == dir) {
+			v[n - 1].n++;
+			continue;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 64;
+			struct mms_subdirs *nv = realloc(v, ncap * sizeof *nv);
+			if (!nv) {
+				rc = ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		v[n].dir = dir;
+		v[n].n = 1;
+		n++;
+	}
+	if (rc != MMS_NOTFOUND) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+int mms_upgrade(mms_env *env)
+{
+	struct mms_subdirs *v = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (env->meta.version == MMS_FORMAT_VERSION)
+		return 0;
+	if (env->meta.version != MMS_FORMAT_V1)
+		return mms_fail(env, MMS_VERSION, "no upgrade from format version %u",
+		                env->meta.version);
+	env->upgrading = 1;
+	rc = mms_txn_enter(env);
+	if (!rc)
+		rc = mms_count_subdirs(env, &v, &n);
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct mms_inode in;
+
+		rc = mms_reserve(env, mms_cost_upd(env, MMS_TREE_INODE));
+		if (!rc)
+			rc = mms_inode_get(env, v[i].dir, &in, NULL, NULL);
+		if (rc == MMS_NOTFOUND || (!rc && !S_ISDIR(in.mode)))
+			rc = mms_fail(env, MMS_CORRUPT, "names in directory %llu, which is not one "
+			              "(see mmstore check)", (unsigned long long)v[i].dir);
+		if (!rc) {
+			in.nlink = (uint32_t)(v[i].n > UINT32_MAX - 2 ? UINT32_MAX : 2 + v[i].n);
+			rc = mms_inode_update(env, &in);
+		}
+		if (rc)
+			mms_txn_poison(env);
+	}
+	free(v);
+	if (!rc) {
+		env->meta.version = MMS_FORMAT_VERSION;
+		rc = mms_sync(env);
+	}
+	/* a second sync puts a meta of the new format in the other slot too,
+	 * so that no slot is left that this build refuses */
+	if (!rc)
+		rc = mms_txn_enter(env);
+	if (!rc)
+		rc = mms_sync(env);
+	env->upgrading = 0;
 	return rc;
 }
 

@@ -31,12 +31,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 
 #include <jansson.h>
 
 #define MMS_DUMP_FORMAT  "mmstore-dump"
-#define MMS_DUMP_VERSION 1
+#define MMS_DUMP_VERSION 2 /* 2: devices and hard links; 1 is read too */
 #define MMS_DUMP_CHUNK   (1u << 20) /* largest data chunk of one line */
 #define MMS_NS_PER_SEC   1000000000LL
 #define MMS_DUMP_FLAGS   (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
@@ -298,6 +299,8 @@ static const char *mms_type_name(uint32_t mode)
 	case S_IFLNK:  return "symlink";
 	case S_IFIFO:  return "fifo";
 	case S_IFSOCK: return "socket";
+	case S_IFCHR:  return "chardev";
+	case S_IFBLK:  return "blockdev";
 	default:       return NULL;
 	}
 }
@@ -393,6 +396,66 @@ static int mms_dirset_add(struct mms_dirset *s, uint64_t ino)
 	s->slot[j] = ino;
 	s->n++;
 	return 1;
+}
+
+/* The first path a dump gave each inode with several names, so that its
+ * other names become "hardlink" lines.  Open addressing on ino. */
+struct mms_linkmap {
+	struct mms_linkent {
+		uint64_t ino; /* 0: empty */
+		char *path;
+		size_t len;
+	} *slot;
+	size_t cap, n;
+};
+
+static size_t mms_linkmap_at(const struct mms_linkmap *m, uint64_t ino)
+{
+	size_t j = (size_t)(ino * 0x9E3779B97F4A7C15ull >> 17) & (m->cap - 1);
+	while (m->slot[j].ino && m->slot[j].ino != ino)
+		j = (j + 1) & (m->cap - 1);
+	return j;
+}
+
+/* The first path of ino, or NULL (then it is recorded as `path`, unless
+ * out of memory: *err gets ENOMEM). */
+static const struct mms_linkent *mms_linkmap_get(struct mms_linkmap *m, uint64_t ino,
+                                                 const char *path, size_t len, int *err)
+{
+	if (m->cap && m->slot[mms_linkmap_at(m, ino)].ino)
+		return &m->slot[mms_linkmap_at(m, ino)];
+	if ((m->n + 1) * 2 > m->cap) {
+		struct mms_linkmap g = { calloc(m->cap ? m->cap * 2 : 64, sizeof *g.slot),
+		                         m->cap ? m->cap * 2 : 64, m->n };
+		if (!g.slot) {
+			*err = ENOMEM;
+			return NULL;
+		}
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->slot[i].ino)
+				g.slot[mms_linkmap_at(&g, m->slot[i].ino)] = m->slot[i];
+		free(m->slot);
+		*m = g;
+	}
+	struct mms_linkent *e = &m->slot[mms_linkmap_at(m, ino)];
+	e->path = malloc(len + 1);
+	if (!e->path) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	memcpy(e->path, path, len);
+	e->path[len] = '\0';
+	e->len = len;
+	e->ino = ino;
+	m->n++;
+	return NULL;
+}
+
+static void mms_linkmap_free(struct mms_linkmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->slot[i].path);
+	free(m->slot);
 }
 
 /* One level of the depth-first walk: a directory being listed. */
@@ -575,6 +638,10 @@ static int mms_dump_node(struct mms_dump *d, const struct mms_stat *st)
 	if (!rc && S_ISREG(st->mode) &&
 	    json_object_set_new(obj, "size", json_integer((json_int_t)st->size)))
 		rc = ENOMEM;
+	if (!rc && (S_ISCHR(st->mode) || S_ISBLK(st->mode)) &&
+	    (json_object_set_new(obj, "major", json_integer((json_int_t)major(st->rdev))) ||
+	     json_object_set_new(obj, "minor", json_integer((json_int_t)minor(st->rdev)))))
+		rc = ENOMEM;
 	if (!rc)
 		rc = mms_json_set_bytes(obj, "path", d->path.p ? d->path.p : "", d->path.len);
 	if (!rc && S_ISLNK(st->mode)) {
@@ -614,6 +681,7 @@ int mms_dump(mms_env *env, FILE *out, mms_progress_fn progress, void *ctx)
 	struct mms_dump d = {.env = env, .out = out, .progress = progress, .ctx = ctx};
 	struct mms_dump_level *lv = NULL;
 	struct mms_dirset seen = { NULL, 0, 0 };
+	struct mms_linkmap links = { NULL, 0, 0 };
 	size_t depth = 0, cap = 0;
 	struct mms_info info;
 	struct mms_stat st;
@@ -686,6 +754,31 @@ int mms_dump(mms_env *env, FILE *out, mms_progress_fn progress, void *ctx)
 			                   mms_dump_where(&d, where, sizeof where));
 			goto out;
 		}
+		const struct mms_linkent *first = NULL;
+		if (!S_ISDIR(st.mode) && st.nlink > 1)
+			first = mms_linkmap_get(&links, st.ino, d.path.p, d.path.len, &rc);
+		if (rc)
+			goto out;
+		if (first) {
+			/* a name of an inode dumped already */
+			json_t *obj = json_object();
+			rc = obj ? 0 : ENOMEM;
+			if (!rc && json_object_set_new(obj, "type", json_string("hardlink")))
+				rc = ENOMEM;
+			if (!rc)
+				rc = mms_json_set_bytes(obj, "path", d.path.p, d.path.len);
+			if (!rc)
+				rc = mms_json_set_bytes(obj, "to", first->path, first->len);
+			if (rc) {
+				json_decref(obj);
+				goto out;
+			}
+			rc = mms_dump_simple(&d, obj);
+			if (rc)
+				goto out;
+			d.nodes++;
+			continue;
+		}
 		rc = mms_dump_node(&d, &st);
 		if (rc)
 			goto out;
@@ -734,6 +827,7 @@ out:
 		mms_dir_close(lv[--depth].cur);
 	free(lv);
 	free(seen.slot);
+	mms_linkmap_free(&links);
 	free(d.path.p);
 	free(d.xvalue);
 	free(d.b64);
@@ -762,6 +856,7 @@ struct mms_load_node {
 	uint32_t type;            /* S_IFREG, S_IFDIR, ... */
 	struct mms_load_attr attr;
 	uint64_t size;            /* files */
+	uint64_t rdev;            /* devices */
 	json_t *xattrs;           /* borrowed from the line, or NULL */
 };
 
@@ -1152,7 +1247,8 @@ static int mms_load_create(struct mms_load *l, const struct mms_load_node *nd, u
 		                 a->uid, a->gid, &st);
 		break;
 	default:
-		rc = mms_mknod(l->env, parent, name, namelen, nd->type | a->mode, a->uid, a->gid, &st);
+		rc = mms_mkdev(l->env, parent, name, namelen, nd->type | a->mode, nd->rdev, a->uid,
+		               a->gid, &st);
 		break;
 	}
 	if (rc)
@@ -1185,6 +1281,9 @@ static int mms_load_node_line(struct mms_load *l, json_t *obj, const char *type)
 	static const char *const link[] = {
 		"type", "path", "path_base64", "mode", "uid", "gid", "atime", "mtime", "ctime",
 		"xattrs", "target", "target_base64", NULL};
+	static const char *const dev[] = {
+		"type", "path", "path_base64", "mode", "uid", "gid", "atime", "mtime", "ctime",
+		"xattrs", "major", "minor", NULL};
 	struct mms_load_node nd = {0};
 	const char *const *allowed = common;
 	int64_t v;
@@ -1198,6 +1297,10 @@ static int mms_load_node_line(struct mms_load *l, json_t *obj, const char *type)
 		nd.type = S_IFLNK, allowed = link;
 	else if (strcmp(type, "fifo") == 0)
 		nd.type = S_IFIFO;
+	else if (strcmp(type, "chardev") == 0)
+		nd.type = S_IFCHR, allowed = dev;
+	else if (strcmp(type, "blockdev") == 0)
+		nd.type = S_IFBLK, allowed = dev;
 	else
 		nd.type = S_IFSOCK;
 
@@ -1225,6 +1328,13 @@ static int mms_load_node_line(struct mms_load *l, json_t *obj, const char *type)
 		if ((rc = mms_load_int(l, obj, "size", 0, (int64_t)MMS_SIZE_MAX, &v)))
 			return rc;
 		nd.size = (uint64_t)v;
+	}
+	if (nd.type == S_IFCHR || nd.type == S_IFBLK) {
+		int64_t ma, mi;
+		if ((rc = mms_load_int(l, obj, "major", 0, UINT32_MAX, &ma)) ||
+		    (rc = mms_load_int(l, obj, "minor", 0, UINT32_MAX, &mi)))
+			return rc;
+		nd.rdev = makedev((unsigned)ma, (unsigned)mi);
 	}
 	if (nd.type == S_IFLNK) {
 		rc = mms_load_bytes(l, obj, "target", MMS_SYMLINK_MAX, false, NULL, &l->target);
@@ -1255,6 +1365,67 @@ static int mms_load_node_line(struct mms_load *l, json_t *obj, const char *type)
 		rc = mms_load_apply(l, &nd.attr);
 		return rc ? mms_load_failed(l, rc, "setting the attributes of") : 0;
 	}
+}
+
+/* A hard link line: {"type":"hardlink","path":...,"to":...}: `path`
+ * becomes one more name of the node at `to`, which came earlier. */
+static int mms_load_hardlink_line(struct mms_load *l, json_t *obj)
+{
+	static const char *const allowed[] = {"type", "path", "path_base64", "to", "to_base64",
+	                                      NULL};
+	char where[256];
+	struct mms_stat to, st;
+	uint64_t parent;
+	const char *name;
+	size_t namelen;
+	int rc = mms_load_keys(l, obj, allowed);
+
+	if (!rc)
+		rc = mms_load_bytes(l, obj, "to", MMS_PATH_MAX, false, NULL, &l->target);
+	if (!rc)
+		rc = mms_load_bytes(l, obj, "path", SIZE_MAX / 2, false, NULL, &l->path);
+	if (!rc)
+		rc = mms_load_check_path(l);
+	if (rc)
+		return rc;
+	if (l->path.len == 0)
+		return mms_load_bad(l, "the root cannot be a hard link");
+	rc = mms_resolve(l->env, l->target.p, l->target.len, &to);
+	if (rc == MMS_NOTFOUND || rc == MMS_NOTDIR || rc == MMS_BADNAME)
+		return mms_load_bad(l, "hard link '%s' to a path that is not there (it must come "
+		                    "earlier in the dump)", mms_load_where(l, where, sizeof where));
+	if (rc)
+		return mms_load_failed(l, rc, "finding the target of");
+	if (S_ISDIR(to.mode))
+		return mms_load_bad(l, "hard link '%s' to a directory",
+		                    mms_load_where(l, where, sizeof where));
+	rc = mms_load_parent(l, &parent, &name, &namelen);
+	if (rc)
+		return rc;
+	rc = mms_lookup(l->env, parent, name, namelen, &st);
+	if (rc == 0 && st.ino == to.ino)
+		goto done; /* loaded into a store that has it already */
+	if (rc == 0 && S_ISDIR(st.mode)) {
+		l->cache_valid = false;
+		rc = mms_rmdir(l->env, parent, name, namelen);
+	} else if (rc == 0) {
+		rc = mms_unlink(l->env, parent, name, namelen);
+	} else if (rc == MMS_NOTFOUND) {
+		rc = 0;
+	}
+	if (rc)
+		return mms_load_failed(l, rc, "replacing");
+	rc = mms_link(l->env, to.ino, parent, name, namelen, NULL);
+	if (rc)
+		return mms_load_failed(l, rc, "linking");
+	/* a link changes the inode's ctime: give it back what it was */
+	rc = mms_setattr(l->env, to.ino, &(struct mms_setattr){ .ctime = to.ctime },
+	                 MMS_SET_CTIME, NULL);
+	if (rc)
+		return mms_load_failed(l, rc, "setting the attributes of");
+done:
+	l->nodes++;
+	return 0;
 }
 
 /* A data line: {"type":"data","path":...,"offset":N,"base64":"..."}. */
@@ -1313,9 +1484,9 @@ static int mms_load_header(struct mms_load *l, json_t *obj)
 	json_t *v = json_object_get(obj, "version");
 	if (!json_is_integer(v))
 		return mms_load_bad(l, "field 'version' is missing or not an integer");
-	if (json_integer_value(v) != MMS_DUMP_VERSION)
-		return mms_load_bad(l, "dump version %lld is not supported (this build reads %d)",
-		                    (long long)json_integer_value(v), MMS_DUMP_VERSION);
+	if (json_integer_value(v) != MMS_DUMP_VERSION && json_integer_value(v) != 1)
+		return mms_load_bad(l, "dump version %lld is not supported (this build reads 1 "
+		                    "and %d)", (long long)json_integer_value(v), MMS_DUMP_VERSION);
 	return mms_load_keys(l, obj, allowed);
 }
 
@@ -1378,8 +1549,11 @@ static int mms_load_line(struct mms_load *l, const char *text, size_t len, bool 
 		*ended = rc == 0;
 	} else if (strcmp(type, "file") == 0 || strcmp(type, "dir") == 0 ||
 	           strcmp(type, "symlink") == 0 || strcmp(type, "fifo") == 0 ||
-	           strcmp(type, "socket") == 0) {
+	           strcmp(type, "socket") == 0 || strcmp(type, "chardev") == 0 ||
+	           strcmp(type, "blockdev") == 0) {
 		rc = mms_load_node_line(l, obj, type);
+	} else if (strcmp(type, "hardlink") == 0) {
+		rc = mms_load_hardlink_line(l, obj);
 	} else {
 		char tb[64];
 		rc = mms_load_bad(l, "unknown type '%s'",

@@ -71,6 +71,8 @@ extern "C" {
 #define MMS_XATTR_VALUE_MAX 65536u
 /* Largest logical size of a value: 4 PiB. */
 #define MMS_SIZE_MAX (1ull << 52)
+/* Most names one inode may have (hard links). */
+#define MMS_NLINK_MAX 65000u
 /* Inode number of the root directory.  Inode numbers are never reused. */
 #define MMS_ROOT_INO 1ull
 
@@ -98,6 +100,8 @@ extern "C" {
 #define MMS_BUSY        (-30720) /* the operation conflicts with open handles */
 #define MMS_NOTLINK     (-30721) /* readlink of something not a symlink -> EINVAL */
 #define MMS_NXIO        (-30722) /* no data or hole past the offset     -> ENXIO */
+#define MMS_MLINK       (-30723) /* an inode has MMS_NLINK_MAX names    -> EMLINK */
+#define MMS_XDEV        (-30724) /* link of a directory                 -> EPERM */
 
 /*
  * Return a static English text for any code this API returns (MMS_* codes
@@ -116,6 +120,9 @@ typedef struct mms_env mms_env;
  * the store file's cache of the data written since the previous sync is
  * dropped, so that each byte is cached once.  See mms_drop_cache(). */
 #define MMS_CACHE_ONCE 0x8u
+/* Open a store of an older format so that mms_upgrade() can convert it
+ * (only that: other changes fail with MMS_VERSION until it did). */
+#define MMS_UPGRADE 0x10u
 
 struct mms_options {
 	unsigned flags;        /* MMS_RDONLY, MMS_CREATE, MMS_EXCL, MMS_CACHE_ONCE */
@@ -254,12 +261,18 @@ int mms_rollback(mms_env *env);
 struct mms_stat {
 	uint64_t ino;     /* never reused within a store */
 	uint32_t gen;     /* generation, for NFS file handles */
-	uint32_t mode;    /* S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK | perms */
+	uint32_t mode;    /* S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR,
+	                   * S_IFBLK | perms */
 	uint32_t uid, gid;
-	uint32_t nlink;   /* 1 for files (0 once unlinked), 1 for directories */
+	uint32_t nlink;   /* names of the inode (0 once unlinked); a directory:
+	                   * 2 + its subdirectories */
 	uint64_t size;    /* logical size in bytes */
-	uint64_t blocks;  /* bytes of store space the value occupies */
+	uint64_t blocks;  /* bytes of store space the value occupies (a value
+	                   * stored in the inode: its size) */
 	struct timespec atime, mtime, ctime;
+	uint64_t rdev;    /* device number (S_IFCHR, S_IFBLK), else 0 */
+	uint64_t parent;  /* a directory holding a name of the inode (the root:
+	                   * itself; 0 once unlinked), for NFS's ".." */
 };
 
 /*
@@ -286,6 +299,21 @@ int mms_resolve(mms_env *env, const char *path, size_t len, struct mms_stat *st)
  */
 int mms_mknod(mms_env *env, uint64_t parent, const char *name, size_t len,
               uint32_t mode, uint32_t uid, uint32_t gid, struct mms_stat *st);
+
+/* mms_mknod() of a character (S_IFCHR) or block (S_IFBLK) device too,
+ * with device number `rdev` (stored, never opened by the engine). */
+int mms_mkdev(mms_env *env, uint64_t parent, const char *name, size_t len,
+              uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid, struct mms_stat *st);
+
+/*
+ * Give inode `ino` (not a directory: MMS_XDEV) one more name, `name` in
+ * directory `parent`: a hard link.  MMS_EXISTS if the name is taken,
+ * MMS_MLINK at MMS_NLINK_MAX names, MMS_NOTFOUND if `ino` has no name left.
+ * The inode's ctime and the directory's times are set to now; *st (may be
+ * NULL) gets the inode's attributes.
+ */
+int mms_link(mms_env *env, uint64_t ino, uint64_t parent, const char *name, size_t len,
+             struct mms_stat *st);
 
 /* mms_mknod() of a directory: `mode` holds the permission bits only. */
 int mms_mkdir(mms_env *env, uint64_t parent, const char *name, size_t len,
@@ -314,9 +342,10 @@ int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const v
 int mms_readlink(mms_env *env, uint64_t ino, char *buf, size_t bufsize, size_t *lenp);
 
 /*
- * Remove a name that is not a directory (MMS_ISDIR).  If the inode is held
- * (mms_hold), it lives on unnamed until its last mms_release(); otherwise
- * its space is freed.
+ * Remove a name that is not a directory (MMS_ISDIR).  The inode lives on
+ * while it has other names; at its last name, if it is held (mms_hold), it
+ * lives on unnamed until its last mms_release(); otherwise its space is
+ * freed.
  */
 int mms_unlink(mms_env *env, uint64_t parent, const char *name, size_t len);
 
@@ -584,6 +613,14 @@ struct mms_vacuum_result {
  */
 int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx,
                struct mms_vacuum_result *res);
+
+/*
+ * Convert a store of an older format (opened with MMS_UPGRADE) to this
+ * build's, in place and in one commit, then sync: format 1 gains the link
+ * counts of its directories (a walk of the names).  0 if the store already
+ * has this build's format.  A crash during it leaves the old store whole.
+ */
+int mms_upgrade(mms_env *env);
 
 /*
  * Problem callback of mms_check(): `where` names the place (e.g. "page 812

@@ -94,9 +94,15 @@ static inline void mms_put_be64(void *p, uint64_t v)
 }
 
 /* ---- Constants of the format ------------------------------------------- */
-#define MMS_FORMAT_VERSION 1u
+#define MMS_FORMAT_VERSION 2u
+/* Version 1 (no link counts, no LINK tree, no device numbers) is opened
+ * only by mms_upgrade's open (MMS_UPGRADE): see doc/FORMAT.md. */
+#define MMS_FORMAT_V1 1u
 #define MMS_PAGE_SHIFT 12
 #define MMS_META_PAGES 2u   /* pages 0 and 1 */
+/* Where a meta page keeps the LINK tree's root (format 2), after the room
+ * of the inline free list (alloc.c), which ends there. */
+#define MMS_META_LINK_ROOT 4088u
 
 /* The trees.  Keys and values (integers in keys big-endian, in values
  * little-endian):
@@ -106,6 +112,8 @@ static inline void mms_put_be64(void *p, uint64_t v)
  *   XATTR:  be64 ino, name               -> u8 kind: 0 inline + bytes;
  *                                           1 blob + le64 page, le32 len, le32 crc32c
  *   ORPHAN: be64 ino                     -> (empty): unlinked, still held
+ *   LINK:   be64 ino, be64 dir, name     -> (empty): a name of an inode with
+ *                                           several, other than its primary one
  */
 enum mms_tree {
 	MMS_TREE_INODE,
@@ -113,12 +121,13 @@ enum mms_tree {
 	MMS_TREE_EXTENT,
 	MMS_TREE_XATTR,
 	MMS_TREE_ORPHAN,
+	MMS_TREE_LINK,
 	MMS_NTREES
 };
 
 #define MMS_BT_KEY_MAX 280u   /* longest key an item may have */
 #define MMS_BT_VAL_MAX 1152u  /* longest value an item may have */
-#define MMS_INODE_REC 96u     /* most bytes an encoded inode record takes (86) */
+#define MMS_INODE_REC 112u    /* most bytes an encoded inode record takes (101) */
 #define MMS_INLINE_MAX 1024u  /* values up to this size live in the inode item */
 #define MMS_XATTR_INLINE_MAX 1024u
 
@@ -128,14 +137,19 @@ struct mms_inode {
 	uint32_t mode, uid, gid, gen;
 	uint64_t size;        /* logical bytes */
 	int64_t atime, mtime, ctime; /* ns since the epoch */
-	uint64_t parent;      /* directory holding the name; 0 once unlinked */
+	uint64_t parent;      /* directory holding the primary name; 0 once unlinked */
 	uint64_t pages;       /* data pages allocated to the value (for st_blocks) */
 	uint32_t flags;       /* MMS_INO_* */
+	uint32_t nlink;       /* st_nlink: names (a directory: 2 + subdirectories),
+	                       * 0 once unlinked */
+	uint64_t rdev;        /* device number of a character or block device */
 };
 #define MMS_INO_INLINE 0x1u   /* the bytes follow the record in the item */
 
 /* ---- In-memory meta: the state a commit writes -------------------------- */
 struct mms_meta {
+	uint32_t version;         /* format commits write: the store's own
+	                           * (MMS_FORMAT_V1 until mms_upgrade) */
 	uint64_t generation;      /* of the commit that wrote it */
 	uint64_t synced_generation;
 	uint64_t file_pages;      /* length of the file in pages */
@@ -159,6 +173,8 @@ struct mms_env {
 	int fd;
 	char *path;
 	unsigned flags;               /* MMS_RDONLY ... */
+	int upgrading;                /* an older format may change: open's
+	                               * recovery and mms_upgrade() only */
 	struct mms_meta meta;         /* the state being changed */
 	struct mms_meta committed;    /* as of the last commit (rollback target) */
 	int commit_slot;              /* meta slot commits overwrite */

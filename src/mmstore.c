@@ -1170,6 +1170,44 @@ static int mmstore_cmd_vacuum(const struct mmstore_cmd *cmd, int argc, char **ar
 	return mmstore_finish(env, store, status);
 }
 
+/* ---- upgrade ------------------------------------------------------------- */
+
+static int mmstore_cmd_upgrade(const struct mmstore_cmd *cmd, int argc, char **argv)
+{
+	struct mms_options opts = { .flags = MMS_UPGRADE };
+	struct mms_info before, after;
+	const char *store;
+	mms_env *env;
+	int first, status, err;
+
+	status = mmstore_getopt(cmd, argc, argv, "", NULL, NULL, NULL, &first);
+	if (status >= 0)
+		return status;
+	if ((status = mmstore_nargs(cmd, argc, argv, first, 1, 1)) >= 0)
+		return status;
+	store = argv[first];
+	status = mmstore_open(store, &opts, &env);
+	if (status)
+		return status;
+	err = mms_stats(env, &before);
+	if (!err)
+		err = mms_upgrade(env);
+	if (!err)
+		err = mms_stats(env, &after);
+	if (err) {
+		status = mmstore_fail(env, store, NULL, err);
+	} else {
+		if (before.format_version == after.format_version)
+			printf("%s: already format version %" PRIu32 "; nothing to do\n", store,
+			       after.format_version);
+		else
+			printf("%s: upgraded from format version %" PRIu32 " to %" PRIu32 "\n", store,
+			       before.format_version, after.format_version);
+		status = mmstore_flush_stdout(store);
+	}
+	return mmstore_finish(env, store, status);
+}
+
 /* ---- dump ---------------------------------------------------------------- */
 
 static int mmstore_cmd_dump(const struct mmstore_cmd *cmd, int argc, char **argv)
@@ -1296,6 +1334,10 @@ static const struct mmstore_cmd mmstore_cmds[] = {
 	  "Exit status 3 when a problem is found or the store is too damaged to open.\n" },
 	{ "vacuum", mmstore_cmd_vacuum, "STORE",
 	  "Compact the store and shrink its file", NULL },
+	{ "upgrade", mmstore_cmd_upgrade, "STORE",
+	  "Convert a store of an older format to this build's, in place",
+	  "One commit: a crash during it leaves the store as it was.  A store of the\n"
+	  "current format is left alone.\n" },
 	{ "dump", mmstore_cmd_dump, "STORE [FILE]",
 	  "Write the store as JSON Lines (doc/DUMP.md) to FILE or standard output", NULL },
 	{ "load", mmstore_cmd_load, "STORE [FILE] [--create]",

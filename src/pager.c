@@ -316,7 +316,7 @@ void mms_pager_drop(mms_env *env, uint64_t pgno, uint64_t n)
 }
 
 static const char *const mms_tree_names[MMS_NTREES] = {
-	"inode", "name", "extent", "xattr", "orphan"
+	"inode", "name", "extent", "xattr", "orphan", "link"
 };
 
 const uint8_t *mms_page_get(mms_env *env, uint64_t pgno, int *rc)

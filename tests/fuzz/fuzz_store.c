@@ -9,8 +9,8 @@
  *   0x04  vacuum after the writes.
  * The image is opened read-only: mms_check, a walk of every directory
  * (lookups, attributes, reads, mapping, seeking, symlinks, xattrs) and a
- * dump; then read-write: a put, an overwrite, a truncate, an xattr, an
- * unlink, a commit, a vacuum (control bit 0x04) and a check.  Any result is fine (a damaged store gives
+ * dump; then read-write: a put, an overwrite, a truncate, an xattr, a hard
+ * link, an unlink, a rename over the put, a commit, a vacuum (control bit 0x04) and a check.  Any result is fine (a damaged store gives
  * errors); a crash, a hang or a sanitizer report is a bug.
  *
  * Built by scripts/fuzz with clang -fsanitize=fuzzer; tests/unit/
@@ -124,7 +124,10 @@ static void fz_write(mms_env *env, int vacuum)
 		(void)mms_write(env, victim, val, 5000, 100);
 		(void)mms_truncate(env, victim, 3000);
 		(void)mms_setxattr(env, victim, "user.fz", 7, val, 2000, 0);
+		/* a second name, then the first goes: the link is promoted */
+		(void)mms_link(env, victim, MMS_ROOT_INO, "fuzz-link", 9, &st);
 		(void)mms_unlink(env, MMS_ROOT_INO, vname, vlen);
+		(void)mms_rename(env, MMS_ROOT_INO, "fuzz-link", 9, MMS_ROOT_INO, "fuzz-new", 8, 0);
 	}
 	if (mms_commit(env))
 		(void)mms_rollback(env);

@@ -275,5 +275,53 @@ int main(void)
 	mms_close(e2);
 	mms_io_test_boot_id = NULL;
 	mms_close(env);
+
+	/* hard links and link counts: a lost LINK item, a wrong count */
+	char lpath[600];
+	snprintf(lpath, sizeof lpath, "%s/links.mms", dir);
+	struct mms_stat lf, ld;
+	is_int(mms_open(lpath, &(struct mms_options){ .flags = MMS_CREATE }, &env), 0, "links: create");
+	is_int(mms_put(env, MMS_ROOT_INO, "f", 1, "x", 1, 0644, 0, 0, &lf), 0, "links: put f");
+	is_int(mms_mkdir(env, MMS_ROOT_INO, "d", 1, 0755, 0, 0, &ld), 0, "links: mkdir d");
+	is_int(mms_link(env, lf.ino, ld.ino, "g", 1, NULL), 0, "links: link f as d/g");
+	is_int(mms_commit(env), 0, "links: commit");
+	np = 1;
+	ok(mms_check(env, on_problem, NULL, NULL, NULL, &np) == 0 && np == 0, "links: clean");
+	uint8_t lkey[32];
+	mms_put_be64(lkey, lf.ino);
+	mms_put_be64(lkey + 8, ld.ino);
+	lkey[16] = 'g';
+	is_int(mms_txn_enter(env), 0, "links: begin a change by hand");
+	is_int(mms_bt_del(env, MMS_TREE_LINK, lkey, 17), 0, "links: drop the LINK item of d/g");
+	is_int(mms_commit(env), 0, "links: commit the damage");
+	problems[0] = 0;
+	np = 0;
+	is_int(mms_check(env, on_problem, NULL, NULL, NULL, &np), 0, "links: check runs");
+	ok(np >= 1 && strstr(problems, "in the link tree"), "links: a lost LINK item is named: %.300s",
+	   problems);
+	is_int(mms_txn_enter(env), 0, "links: put it back");
+	is_int(mms_bt_put(env, MMS_TREE_LINK, lkey, 17, "", 0), 0, "links: LINK item again");
+	struct mms_inode rin;
+	is_int(mms_inode_get(env, ld.ino, &rin, NULL, NULL), 0, "links: read d's record");
+	rin.nlink = 5;
+	is_int(mms_inode_put(env, &rin, NULL, 0), 0, "links: give d a wrong link count");
+	is_int(mms_commit(env), 0, "links: commit");
+	problems[0] = 0;
+	np = 0;
+	is_int(mms_check(env, on_problem, NULL, NULL, NULL, &np), 0, "links: check runs");
+	ok(np == 1 && strstr(problems, "link count 5, but 2 + 0 subdirectories"),
+	   "links: the wrong count is named: %.300s", problems);
+	is_int(mms_txn_enter(env), 0, "links: a LINK item for a name that is not there");
+	lkey[16] = 'z';
+	rin.nlink = 2;
+	is_int(mms_inode_put(env, &rin, NULL, 0), 0, "links: d's count right again");
+	is_int(mms_bt_put(env, MMS_TREE_LINK, lkey, 17, "", 0), 0, "links: LINK item d/z");
+	is_int(mms_commit(env), 0, "links: commit");
+	problems[0] = 0;
+	np = 0;
+	is_int(mms_check(env, on_problem, NULL, NULL, NULL, &np), 0, "links: check runs");
+	ok(np >= 1 && strstr(problems, "no such name in the directory"),
+	   "links: a stray LINK item is named: %.300s", problems);
+	mms_close(env);
 	return tap_done();
 }

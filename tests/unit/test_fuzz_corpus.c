@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sys/sysmacros.h>
 
 static int write_seed(const char *dir, const char *name, const char *store)
 {
@@ -73,6 +74,13 @@ static int make_seeds(const char *dir)
 	rc |= mms_put(env, d.ino, "x", 1, val, 2000, 0600, 1000, 1000, &f);
 	rc |= mms_symlink(env, d.ino, "link", 4, "../pages", 8, 0, 0, &f);
 	rc |= mms_mknod(env, d.ino, "fifo", 4, S_IFIFO | 0644, 0, 0, &f);
+	rc |= mms_mkdev(env, d.ino, "null", 4, S_IFCHR | 0666, makedev(1, 3), 0, 0, &f);
+	rc |= mms_mkdev(env, d.ino, "sda", 3, S_IFBLK | 0660, makedev(8, 0), 0, 6, &f);
+	rc |= mms_mkdir(env, d.ino, "sub", 3, 0755, 0, 0, &f);
+	/* hard links: two more names of "pages", one in another directory */
+	rc |= mms_lookup(env, MMS_ROOT_INO, "pages", 5, &st);
+	rc |= mms_link(env, st.ino, d.ino, "pages-too", 9, NULL);
+	rc |= mms_link(env, st.ino, f.ino, "pages-3", 7, NULL);
 	rc |= mms_close(env);
 	rc |= write_seed(dir, "seed-keys", tmp);
 

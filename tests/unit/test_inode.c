@@ -135,8 +135,8 @@ static void test_create_lookup(void)
 	int rc;
 
 	rc = mms_getattr(env, ROOT, &st);
-	ok(rc == 0 && S_ISDIR(st.mode) && st.nlink == 1 && st.ino == ROOT,
-	   "root is a directory with nlink 1");
+	ok(rc == 0 && S_ISDIR(st.mode) && st.nlink == 2 && st.ino == ROOT,
+	   "root is a directory with nlink 2 (no subdirectory yet)");
 	is_int(in0.dirs, 1, "a new store counts one directory (the root)");
 	is_int(in0.keys, 0, "a new store has no keys");
 
@@ -158,7 +158,7 @@ static void test_create_lookup(void)
 	uint64_t d = mkd(env, ROOT, "dir");
 	ok(d != 0, "mkdir");
 	rc = mms_getattr(env, d, &st2);
-	ok(rc == 0 && S_ISDIR(st2.mode) && (st2.mode & 07777) == 0755 && st2.nlink == 1,
+	ok(rc == 0 && S_ISDIR(st2.mode) && (st2.mode & 07777) == 0755 && st2.nlink == 2,
 	   "directory attributes");
 	rc = mms_mknod(env, d, "fifo", 4, S_IFIFO | 0600, 0, 0, &st2);
 	ok(rc == 0 && S_ISFIFO(st2.mode), "mknod fifo in a subdirectory");
@@ -1268,7 +1268,7 @@ static void test_put(void)
 	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "read it");
 	ok(n == sizeof big && !memcmp(got, big, n), "the new bytes are there");
 	is_int(mms_put(env, ROOT, "small", 5, "x", 1, 0600, 0, 0, &st2), 0, "replace with 1 byte");
-	ok(st2.size == 1 && st2.blocks == 0, "the extents are gone (blocks %llu)", (unsigned long long)st2.blocks);
+	ok(st2.size == 1 && st2.blocks == 1, "the extents are gone (blocks %llu)", (unsigned long long)st2.blocks);
 	is_int(mms_put(env, ROOT, "big", 3, big, sizeof big, 0644, 0, 0, &st), 0, "put a large new key");
 	is_int(mms_read(env, st.ino, got, sizeof got, 0, &n), 0, "read it");
 	ok(n == sizeof big && !memcmp(got, big, n), "its bytes are there");
@@ -1309,6 +1309,135 @@ static void test_put(void)
 	free(path);
 }
 
+static uint32_t nlink_of(mms_env *env, uint64_t ino)
+{
+	struct mms_stat st;
+
+	return mms_getattr(env, ino, &st) ? 0xffffffffu : st.nlink;
+}
+
+static uint64_t check_problems(mms_env *env)
+{
+	uint64_t np = 999;
+
+	if (mms_check(env, NULL, NULL, NULL, NULL, &np))
+		return 999;
+	return np;
+}
+
+/* Hard links: names of one inode, unlink of the primary name, rename
+ * between names of one inode, directories' link counts, device nodes. */
+static void test_links(void)
+{
+	char *path;
+	mms_env *env = fresh(&path);
+	struct mms_stat st;
+	int rc;
+
+	uint64_t d1 = mkd(env, ROOT, "d1"), d2 = mkd(env, ROOT, "d2");
+	uint64_t f = mkfile(env, d1, "f");
+	is_int(mms_write(env, f, "shared", 6, 0), 0, "write f");
+	is_int(nlink_of(env, ROOT), 4, "the root: 2 + 2 subdirectories");
+	rc = mms_link(env, f, d2, "g", 1, &st);
+	ok(rc == 0 && st.ino == f && st.nlink == 2, "link d1/f as d2/g (nlink %u)", st.nlink);
+	rc = mms_link(env, f, d1, "f2", 2, NULL);
+	is_int(rc, 0, "link as d1/f2 too");
+	is_int(nlink_of(env, f), 3, "three names");
+	is_int(look(env, d2, "g", NULL), f, "d2/g names the inode");
+	is_int(mms_link(env, f, d2, "g", 1, NULL), MMS_EXISTS, "a taken name: MMS_EXISTS");
+	is_int(mms_link(env, d1, d2, "dl", 2, NULL), MMS_XDEV, "a directory: MMS_XDEV");
+	is_int(mms_link(env, f, f, "x", 1, NULL), MMS_NOTDIR, "into a file: MMS_NOTDIR");
+	is_int(mms_link(env, f, d2, "..", 2, NULL), MMS_BADNAME, "bad name: MMS_BADNAME");
+	is_int(check_problems(env), 0, "check: clean with three names");
+
+	/* rename between two names of one inode: nothing happens */
+	is_int(mms_rename(env, d1, "f", 1, d2, "g", 1, 0), 0, "rename d1/f over d2/g: success");
+	ok(look(env, d1, "f", NULL) == f && look(env, d2, "g", NULL) == f && nlink_of(env, f) == 3,
+	   "and both names stay");
+	is_int(mms_rename(env, d1, "f", 1, d2, "g", 1, MMS_RENAME_NOREPLACE), MMS_EXISTS,
+	       "with NOREPLACE: MMS_EXISTS");
+	/* the primary name goes: a link becomes the primary one */
+	is_int(mms_unlink(env, d1, "f", 1), 0, "unlink d1/f (the first name)");
+	ok(nlink_of(env, f) == 2 && look(env, d2, "g", NULL) == f, "two names left");
+	rc = mms_getattr(env, f, &st);
+	ok(rc == 0 && (st.parent == d1 || st.parent == d2), "its parent is a directory naming it");
+	is_int(check_problems(env), 0, "check: clean after the primary name went");
+	/* rename a link's name to another directory */
+	is_int(mms_rename(env, d2, "g", 1, ROOT, "top", 3, 0), 0, "rename d2/g to top");
+	ok(look(env, ROOT, "top", NULL) == f && look(env, d1, "f2", NULL) == f, "names: top, d1/f2");
+	is_int(check_problems(env), 0, "check: clean after renames");
+	/* rename over a name of a linked inode: that inode keeps its others */
+	uint64_t o = mkfile(env, ROOT, "other");
+	is_int(mms_rename(env, ROOT, "other", 5, d1, "f2", 2, 0), 0, "rename other over d1/f2");
+	ok(nlink_of(env, f) == 1 && look(env, ROOT, "top", NULL) == f &&
+	   look(env, d1, "f2", NULL) == o, "f keeps 'top', d1/f2 is the other file");
+	/* exchange of a linked name */
+	is_int(mms_link(env, f, d2, "l", 1, NULL), 0, "link top as d2/l");
+	is_int(mms_rename(env, d2, "l", 1, d1, "f2", 2, MMS_RENAME_EXCHANGE), 0,
+	       "exchange d2/l and d1/f2");
+	ok(look(env, d1, "f2", NULL) == f && look(env, d2, "l", NULL) == o && nlink_of(env, f) == 2,
+	   "the names swapped inodes");
+	is_int(check_problems(env), 0, "check: clean after an exchange");
+	/* a held inode with names left is not an orphan; at its last name it is */
+	is_int(mms_hold(env, f), 0, "hold f");
+	is_int(mms_unlink(env, ROOT, "top", 3), 0, "unlink top");
+	is_int(nlink_of(env, f), 1, "one name left");
+	is_int(mms_unlink(env, d1, "f2", 2), 0, "unlink the last name");
+	rc = mms_getattr(env, f, &st);
+	ok(rc == 0 && st.nlink == 0, "held: it lives on with nlink 0");
+	is_int(mms_link(env, f, ROOT, "back", 4, NULL), MMS_NOTFOUND, "no link to an unlinked inode");
+	is_int(mms_release(env, f), 0, "release");
+	is_int(mms_getattr(env, f, &st), MMS_NOTFOUND, "freed at the release");
+
+	/* directories count their subdirectories, through renames */
+	uint64_t s = mkd(env, d1, "s");
+	ok(nlink_of(env, d1) == 3 && nlink_of(env, d2) == 2, "d1 has a subdirectory");
+	is_int(mms_rename(env, d1, "s", 1, d2, "s", 1, 0), 0, "move it to d2");
+	ok(nlink_of(env, d1) == 2 && nlink_of(env, d2) == 3, "d2 has it now");
+	uint64_t e = mkd(env, d1, "e");
+	is_int(mms_rename(env, d1, "e", 1, d2, "s", 1, 0), 0, "move d1/e over the empty d2/s");
+	ok(nlink_of(env, d1) == 2 && nlink_of(env, d2) == 3 && look(env, d2, "s", NULL) == e,
+	   "d2 still has one");
+	(void)s;
+	is_int(mms_rmdir(env, d2, "s", 1), 0, "rmdir d2/s");
+	ok(nlink_of(env, d2) == 2 && nlink_of(env, ROOT) == 4, "counts back to 2; the root 4");
+
+	/* devices keep their numbers */
+	rc = mms_mkdev(env, ROOT, "tty", 3, S_IFCHR | 0620, 0x0504, 0, 5, &st);
+	ok(rc == 0 && S_ISCHR(st.mode) && st.rdev == 0x0504, "a character device");
+	is_int(mms_mknod(env, ROOT, "blk", 3, S_IFBLK | 0600, 0, 0, NULL), MMS_INVAL,
+	       "mms_mknod of a device (no number): MMS_INVAL");
+	rc = mms_mkdev(env, ROOT, "fifo", 4, S_IFIFO | 0600, 77, 0, 0, &st);
+	ok(rc == 0 && st.rdev == 0, "a fifo has no device number");
+	/* inline bytes count in blocks */
+	uint64_t sm = mkfile(env, ROOT, "small");
+	is_int(mms_write(env, sm, "abc", 3, 0), 0, "write 3 bytes");
+	rc = mms_getattr(env, sm, &st);
+	ok(rc == 0 && st.blocks == 3, "a 3-byte value reports 3 bytes of space (blocks %llu)",
+	   (unsigned long long)st.blocks);
+	is_int(mms_commit(env), 0, "commit");
+	env = reopen(env, path);
+	rc = mms_resolve(env, "tty", 3, &st);
+	ok(rc == 0 && st.rdev == 0x0504 && st.gid == 5, "after a reopen the device is there");
+	ok(nlink_of(env, f) == 0xffffffffu && nlink_of(env, d2) == 2, "and the counts");
+	is_int(check_problems(env), 0, "check: clean");
+	/* MMS_NLINK_MAX names at most */
+	uint64_t many = mkfile(env, ROOT, "many");
+	char nm[16];
+	rc = 0;
+	for (unsigned i = 1; i < MMS_NLINK_MAX && !rc; i++) {
+		int l = snprintf(nm, sizeof nm, "n%u", i);
+		rc = mms_link(env, many, d2, nm, (size_t)l, NULL);
+		if (!rc && i % 4096 == 0)
+			rc = mms_commit(env);
+	}
+	ok(rc == 0 && nlink_of(env, many) == MMS_NLINK_MAX, "%u names", MMS_NLINK_MAX);
+	is_int(mms_link(env, many, d2, "one-more", 8, NULL), MMS_MLINK, "one more: MMS_MLINK");
+	ok(check_problems(env) == 0, "check: clean with %u names", MMS_NLINK_MAX);
+	mms_close(env);
+	free(path);
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -1328,5 +1457,6 @@ int main(void)
 	test_persistence();
 	test_full_store();
 	test_put();
+	test_links();
 	return tap_done();
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #define GIB (1ull << 30)
 #define MIB (1ull << 20)
@@ -394,7 +395,7 @@ static void test_round_trip(void)
 	if (ok(text != NULL, "read the dump back")) {
 		char end[64];
 		snprintf(end, sizeof end, "{\"nodes\":%d,\"type\":\"end\"}\n", nodes);
-		const char *header = "{\"format\":\"mmstore-dump\",\"version\":1}\n";
+		const char *header = "{\"format\":\"mmstore-dump\",\"version\":2}\n";
 		ok(strncmp(text, header, strlen(header)) == 0, "the first line is the header");
 		ok(len > strlen(end) && strcmp(text + len - strlen(end), end) == 0,
 		   "the last line is %.*s", (int)strlen(end) - 1, end);
@@ -544,7 +545,7 @@ static void test_malformed(void)
 
 	bad_input(env, "empty input", "", 1);
 	bad_input(env, "not a dump", "{\"format\":\"other\",\"version\":1}\n" ROOT END(1), 1);
-	bad_input(env, "unknown version", "{\"format\":\"mmstore-dump\",\"version\":2}\n", 1);
+	bad_input(env, "unknown version", "{\"format\":\"mmstore-dump\",\"version\":3}\n", 1);
 	bad_input(env, "invalid JSON", HDR "{\"type\":\"dir\",\n" END(1), 2);
 	bad_input(env, "not an object", HDR "[1,2]\n" END(0), 2);
 	bad_input(env, "empty line", HDR ROOT "\n" END(1), 3);
@@ -639,11 +640,95 @@ static void test_malformed(void)
 	mms_close(env);
 }
 
+/* Hard links and device nodes survive a dump and a load, and a dump of the
+ * loaded store is the same text. */
+static void test_links_devices(void)
+{
+	mms_env *a = new_store("la.mms"), *b = new_store("lb.mms");
+	struct mms_stat f, d, st, g, h, dev;
+	size_t len;
+	int rc;
+
+	if (!a || !b)
+		goto out;
+	rc = mms_put(a, MMS_ROOT_INO, "f", 1, "linked bytes", 12, 0640, 7, 8, &f);
+	rc |= mms_setxattr(a, f.ino, "user.x", 6, "v", 1, 0);
+	rc |= mms_mkdir(a, MMS_ROOT_INO, "d", 1, 0755, 0, 0, &d);
+	rc |= mms_link(a, f.ino, MMS_ROOT_INO, "g", 1, NULL);
+	rc |= mms_link(a, f.ino, d.ino, "h", 1, NULL);
+	rc |= mms_mkdev(a, d.ino, "null", 4, S_IFCHR | 0666, makedev(1, 3), 0, 0, NULL);
+	rc |= mms_mkdev(a, MMS_ROOT_INO, "sda", 3, S_IFBLK | 0660, makedev(8, 0), 0, 6, NULL);
+	set_times(a, f.ino, 1000, 5);
+	rc |= mms_getattr(a, f.ino, &f);
+	rc |= mms_commit(a);
+	if (!ok(rc == 0 && f.nlink == 3, "a key with three names and two devices (nlink %u)",
+	        f.nlink))
+		goto out;
+	rc = dump_to(a, "links.dump", NULL);
+	if (!ok(rc == 0, "dump: %s (%s)", mms_strerror(rc), mms_errdetail(a)))
+		goto out;
+	char *text = slurp(tpath(0, "links.dump"), &len);
+	if (ok(text != NULL, "read the dump")) {
+		int hl = 0;
+		for (const char *p = text; (p = strstr(p, "\"type\":\"hardlink\"")); p++)
+			hl++;
+		is_int(hl, 2, "two names become hardlink lines");
+		ok(strstr(text, "\"major\":1,") && strstr(text, "\"minor\":3,") &&
+		   strstr(text, "\"type\":\"chardev\"") && strstr(text, "\"type\":\"blockdev\""),
+		   "devices are dumped with their numbers");
+		ok(strstr(text, "\"to\":\"d/h\"") || strstr(text, "\"to\":\"f\"") ||
+		   strstr(text, "\"to\":\"g\""), "a hardlink line names the first path");
+	}
+	free(text);
+	rc = load_from(b, "links.dump", NULL);
+	if (!ok(rc == 0, "load: %s (%s)", mms_strerror(rc), mms_errdetail(b)))
+		goto out;
+	rc = mms_resolve(b, "f", 1, &st);
+	rc |= mms_resolve(b, "g", 1, &g);
+	rc |= mms_resolve(b, "d/h", 3, &h);
+	ok(rc == 0 && st.ino == g.ino && st.ino == h.ino && st.nlink == 3,
+	   "the three names are one inode again (nlink %u)", st.nlink);
+	ok(st.ctime.tv_sec == f.ctime.tv_sec && st.ctime.tv_nsec == f.ctime.tv_nsec &&
+	   st.mtime.tv_sec == f.mtime.tv_sec && st.uid == 7 && st.gid == 8 &&
+	   (st.mode & 07777) == 0640, "its attributes are as dumped, ctime included");
+	rc = mms_resolve(b, "d/null", 6, &dev);
+	ok(rc == 0 && S_ISCHR(dev.mode) && dev.rdev == makedev(1, 3), "d/null is char 1,3");
+	rc = mms_resolve(b, "sda", 3, &dev);
+	ok(rc == 0 && S_ISBLK(dev.mode) && dev.rdev == makedev(8, 0) && dev.gid == 6,
+	   "sda is block 8,0");
+	rc = mms_commit(b);
+	rc |= dump_to(b, "links2.dump", NULL);
+	ok(rc == 0 && same_file("links.dump", "links2.dump"), "a dump of the loaded store is the same");
+	uint64_t np = 1;
+	rc = mms_check(b, NULL, NULL, NULL, NULL, &np);
+	ok(rc == 0 && np == 0, "the loaded store checks clean");
+	/* loaded again over itself: the keys are replaced, the names still
+	 * share one inode, and the old one is freed */
+	rc = load_from(b, "links.dump", NULL);
+	rc |= mms_resolve(b, "f", 1, &f);
+	rc |= mms_resolve(b, "g", 1, &g);
+	rc |= mms_resolve(b, "d/h", 3, &h);
+	ok(rc == 0 && g.ino == f.ino && h.ino == f.ino && g.nlink == 3 &&
+	   mms_getattr(b, st.ino, &st) == MMS_NOTFOUND,
+	   "loaded again: one inode with 3 names, the replaced one freed");
+	/* a hardlink line before its target, or to a directory, is refused */
+	bad_input(b, "hard link to a path not there", "{\"format\":\"mmstore-dump\",\"version\":2}\n"
+	          ROOT "{\"path\":\"x\",\"to\":\"nope\",\"type\":\"hardlink\"}\n", 3);
+	bad_input(b, "hard link to a directory", "{\"format\":\"mmstore-dump\",\"version\":2}\n"
+	          ROOT "{\"path\":\"x\",\"to\":\"d\",\"type\":\"hardlink\"}\n", 3);
+out:
+	if (a)
+		mms_close(a);
+	if (b)
+		mms_close(b);
+}
+
 int main(void)
 {
 	tap_plan_none();
 	tmp = tap_tmpdir();
 	test_round_trip();
 	test_malformed();
+	test_links_devices();
 	return tap_done();
 }

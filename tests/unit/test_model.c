@@ -63,6 +63,7 @@
 #define OPLOG_SIZE 64          /* operations remembered */
 #define OPLOG_TAIL 20          /* operations printed on a mismatch */
 #define MAXNODES 400           /* model slots (the namespace stays smaller) */
+#define MAXLINKS 64            /* extra names (hard links) */
 #define MAXDEPTH 4             /* directories below the root */
 #define MAXXATTRS 8
 #define INLINE_LIMIT 1024u     /* MMS_INLINE_MAX of the engine (sizes around it) */
@@ -153,8 +154,19 @@ struct mnode {
 	int holds;                 /* mms_hold() count */
 };
 
+/* A name of a node besides its own (a hard link): node 0 is a free slot
+ * (the root has no links).  A node's own parent and name are its primary
+ * name; removing it promotes one of its links, as the store does. */
+struct mlink {
+	int node;
+	int parent;
+	char name[MMS_NAME_MAX];
+	size_t nlen;
+};
+
 struct model {
 	struct mnode n[MAXNODES];  /* slot 0 is the root */
+	struct mlink l[MAXLINKS];
 };
 
 static uint32_t type_bits(int type)
@@ -198,12 +210,14 @@ static void m_free(struct model *m)
 {
 	for (int i = 0; i < MAXNODES; i++)
 		node_free(&m->n[i]);
+	memset(m->l, 0, sizeof m->l);
 }
 
 /* Deep copy (dst is freed first). */
 static void m_copy(struct model *dst, const struct model *src)
 {
 	m_free(dst);
+	memcpy(dst->l, src->l, sizeof dst->l);
 	for (int i = 0; i < MAXNODES; i++) {
 		const struct mnode *s = &src->n[i];
 		struct mnode *d = &dst->n[i];
@@ -230,11 +244,57 @@ static int m_child(const struct model *m, int dir, const char *name, size_t nlen
 	return -1;
 }
 
+/* The node named `name` in directory `dir` by a primary name or a link
+ * (*link gets the link's slot, or -1), or -1. */
+static int m_lookup(const struct model *m, int dir, const char *name, size_t nlen, int *link)
+{
+	int i = m_child(m, dir, name, nlen);
+	*link = -1;
+	if (i >= 0)
+		return i;
+	for (int k = 0; k < MAXLINKS; k++)
+		if (m->l[k].node && m->l[k].parent == dir && m->l[k].nlen == nlen &&
+		    memcmp(m->l[k].name, name, nlen) == 0) {
+			*link = k;
+			return m->l[k].node;
+		}
+	return -1;
+}
+
+/* Names in directory `dir`: primary ones and links. */
 static int m_nchildren(const struct model *m, int dir)
 {
 	int c = 0;
 	for (int i = 1; i < MAXNODES; i++)
 		if (m->n[i].type != T_NONE && m->n[i].parent == dir)
+			c++;
+	for (int k = 0; k < MAXLINKS; k++)
+		if (m->l[k].node && m->l[k].parent == dir)
+			c++;
+	return c;
+}
+
+/* Links of node i. */
+static int m_nlinks(const struct model *m, int i)
+{
+	int c = 0;
+	for (int k = 0; k < MAXLINKS; k++)
+		if (m->l[k].node == i)
+			c++;
+	return c;
+}
+
+/* st_nlink of slot i: its names; a directory 2 + its subdirectories; an
+ * orphan 0. */
+static uint32_t m_nlink(const struct model *m, int i)
+{
+	if (m->n[i].parent == P_ORPHAN)
+		return 0;
+	if (m->n[i].type != T_DIR)
+		return 1 + (uint32_t)m_nlinks(m, i);
+	uint32_t c = 2;
+	for (int j = 1; j < MAXNODES; j++)
+		if (m->n[j].type == T_DIR && m->n[j].parent == i)
 			c++;
 	return c;
 }
@@ -257,6 +317,13 @@ static bool m_is_ancestor(const struct model *m, int a, int b)
 		if (i == a)
 			return true;
 	return false;
+}
+
+/* True if directory a is node i or above its name in directory `dir` (a
+ * node with several names is above the one given, not its primary one). */
+static bool m_name_under(const struct model *m, int a, int dir, int i)
+{
+	return a == i || m_is_ancestor(m, a, dir);
 }
 
 /* The path of named slot i ("" for the root) into buf; returns its length. */
@@ -293,6 +360,41 @@ static void m_unlink(struct model *m, int i)
 		m->n[i].parent = P_ORPHAN;
 	else
 		node_free(&m->n[i]);
+}
+
+/* Remove name `link` (a link slot, or -1: the primary name) of node i: a
+ * link goes; the primary name goes with a link promoted in its place, or
+ * at the last name the node is unlinked. */
+static void m_unlink_name(struct model *m, int i, int link)
+{
+	if (link >= 0) {
+		memset(&m->l[link], 0, sizeof m->l[link]);
+		return;
+	}
+	for (int k = 0; k < MAXLINKS; k++)
+		if (m->l[k].node == i) {
+			m->n[i].parent = m->l[k].parent;
+			memcpy(m->n[i].name, m->l[k].name, m->l[k].nlen);
+			m->n[i].nlen = m->l[k].nlen;
+			memset(&m->l[k], 0, sizeof m->l[k]);
+			return;
+		}
+	m_unlink(m, i);
+}
+
+/* Name `link` (or the primary name) of node i becomes `name` in `dir`. */
+static void m_rename_name(struct model *m, int i, int link, int dir, const char *name,
+                          size_t nlen)
+{
+	if (link >= 0) {
+		m->l[link].parent = dir;
+		memcpy(m->l[link].name, name, nlen);
+		m->l[link].nlen = nlen;
+	} else {
+		m->n[i].parent = dir;
+		memcpy(m->n[i].name, name, nlen);
+		m->n[i].nlen = nlen;
+	}
 }
 
 static int m_find_xattr(const struct mnode *n, const char *name, size_t nlen)
@@ -742,7 +844,7 @@ static bool check_node(const struct model *m, int i)
 		     type_name(n->type), n->ino);
 		return false;
 	}
-	if (!check_stat(&st, n, 1, who))
+	if (!check_stat(&st, n, m_nlink(m, i), who))
 		return false;
 	if (i > 0) {
 		struct mms_stat st2;
@@ -845,7 +947,8 @@ static bool check_listing(const struct model *m, int dir)
 	}
 	int want = m_nchildren(m, dir);
 	for (int k = 0; k < n; k++) {
-		int c = m_child(m, dir, ents[k].name, ents[k].nlen);
+		int lk;
+		int c = m_lookup(m, dir, ents[k].name, ents[k].nlen, &lk);
 		if (c < 0 || m->n[c].ino != ents[k].ino ||
 		    (ents[k].mode & S_IFMT) != type_bits(m->n[c].type) ||
 		    ents[k].cookie < MMS_COOKIE_MIN) {
@@ -932,6 +1035,20 @@ static bool check_full(const struct model *m)
 		if (n->type == T_DIR && !check_listing(m, i))
 			return false;
 	}
+	for (int k = 0; k < MAXLINKS; k++) {
+		const struct mlink *l = &m->l[k];
+		struct mms_stat st;
+		if (!l->node)
+			continue;
+		int rc = mms_lookup(env, m->n[l->parent].ino, l->name, l->nlen, &st);
+		if (rc || st.ino != m->n[l->node].ino ||
+		    !check_stat(&st, &m->n[l->node], m_nlink(m, l->node), "a hard link")) {
+			fail("lookup of link '%s' in %s: %s, ino %" PRIu64 ", model ino %" PRIu64,
+			     esc(l->name, l->nlen), pathname(m, l->parent), rcname(rc), rc ? 0 : st.ino,
+			     m->n[l->node].ino);
+			return false;
+		}
+	}
 	/* Extra slashes are ignored by resolve. */
 	int i = (int)rng_below(MAXNODES);
 	if (m_named(m, i)) {
@@ -1011,6 +1128,16 @@ static int pick_node(const struct model *m, unsigned types, bool root_ok)
 	for (int i = root_ok ? 0 : 1; i < MAXNODES; i++)
 		if (m_named(m, i) && (types & (1u << m->n[i].type)))
 			cand[n++] = i;
+	return n ? cand[rng_below((uint64_t)n)] : -1;
+}
+
+/* Random link slot, or -1. */
+static int pick_link(const struct model *m)
+{
+	int cand[MAXLINKS], n = 0;
+	for (int k = 0; k < MAXLINKS; k++)
+		if (m->l[k].node)
+			cand[n++] = k;
 	return n ? cand[rng_below((uint64_t)n)] : -1;
 }
 
@@ -1146,14 +1273,14 @@ enum opcode {
 	OP_CREATE, OP_MKDIR, OP_SYMLINK, OP_FIFO, OP_WRITE, OP_TRUNCATE, OP_FALLOCATE,
 	OP_RENAME, OP_UNLINK, OP_RMDIR, OP_SETXATTR, OP_REMOVEXATTR, OP_SETATTR, OP_HOLD,
 	OP_RELEASE, OP_HOLD_UNLINK, OP_BADNAME, OP_PROBE, OP_COMMIT, OP_SYNC, OP_ROLLBACK,
-	OP_VACUUM, OP_REOPEN, OP_FULL, NOPS
+	OP_VACUUM, OP_REOPEN, OP_FULL, OP_LINK, NOPS
 };
 
 static const char *const opnames[NOPS] = {
 	"create", "mkdir", "symlink", "mkfifo", "write", "truncate", "fallocate", "rename",
 	"unlink", "rmdir", "setxattr", "removexattr", "setattr", "hold", "release",
 	"hold+unlink", "bad name", "probe", "commit", "sync", "rollback", "vacuum", "reopen",
-	"full",
+	"full", "link",
 };
 
 /* Weights per mille. */
@@ -1163,7 +1290,7 @@ static const int opweight[NOPS] = {
 	[OP_UNLINK] = 60, [OP_RMDIR] = 40, [OP_SETXATTR] = 70, [OP_REMOVEXATTR] = 25,
 	[OP_SETATTR] = 25, [OP_HOLD] = 15, [OP_RELEASE] = 30, [OP_HOLD_UNLINK] = 15,
 	[OP_BADNAME] = 10, [OP_PROBE] = 20, [OP_COMMIT] = 45, [OP_SYNC] = 12,
-	[OP_ROLLBACK] = 25, [OP_VACUUM] = 8, [OP_REOPEN] = 4, [OP_FULL] = 8,
+	[OP_ROLLBACK] = 25, [OP_VACUUM] = 8, [OP_REOPEN] = 4, [OP_FULL] = 8, [OP_LINK] = 40,
 };
 
 /* Mark the current model as committed. */
@@ -1208,7 +1335,9 @@ static void op_create(int kind)
 		for (size_t k = 0; k < tlen; k++)
 			target[k] = (char)rng_range(1, 255);
 	}
-	int existing = cur.n[parent].type == T_DIR ? m_child(&cur, parent, nm.s, nm.len) : -1;
+	int elink;
+	int existing = cur.n[parent].type == T_DIR ? m_lookup(&cur, parent, nm.s, nm.len, &elink)
+	                                           : -1;
 	int want = cur.n[parent].type != T_DIR ? MMS_NOTDIR : existing >= 0 ? MMS_EXISTS : 0;
 	int slot = want ? -1 : m_alloc(&cur);
 	if (!want && slot < 0)
@@ -1271,7 +1400,7 @@ static void op_create(int kind)
 		n->tlen = tlen;
 	}
 	dirty = true;
-	if (!check_stat(&st, n, 1, "the stat returned by create"))
+	if (!check_stat(&st, n, kind == T_DIR ? 2 : 1, "the stat returned by create"))
 		return;
 	if (kind != T_LINK && st.size != 0) {
 		fail("new %s has size %" PRIu64, type_name(kind), st.size);
@@ -1433,18 +1562,28 @@ static void op_fallocate(void)
 
 static void op_rename(void)
 {
-	int src = -1;
+	int src = -1, slink = -1;
 	struct bytes srcname = pick_name();
 	int srcdir = 0;
-	if (rng_pct(92))
+	int lk = rng_pct(25) ? pick_link(&cur) : -1;
+	if (lk >= 0) {
+		src = cur.l[lk].node;
+		slink = lk;
+		srcdir = cur.l[lk].parent;
+		srcname.s = cur.l[lk].name;
+		srcname.len = cur.l[lk].nlen;
+	} else if (rng_pct(92)) {
 		src = pick_node(&cur, ANYTYPE, false);
-	if (src >= 0) {
+	}
+	if (lk >= 0) {
+		/* a link's name */
+	} else if (src >= 0) {
 		srcdir = cur.n[src].parent;
 		srcname.s = cur.n[src].name;
 		srcname.len = cur.n[src].nlen;
 	} else {
 		srcdir = pick_node(&cur, B(T_DIR), true);
-		src = m_child(&cur, srcdir, srcname.s, srcname.len);
+		src = m_lookup(&cur, srcdir, srcname.s, srcname.len, &slink);
 	}
 	int dstdir = pick_parent(&cur);
 	struct bytes dstname = pick_name();
@@ -1457,9 +1596,21 @@ static void op_rename(void)
 		flags = MMS_RENAME_NOREPLACE;
 	else if (r < 4)
 		flags = MMS_RENAME_EXCHANGE;
-	int dst = cur.n[dstdir].type == T_DIR ? m_child(&cur, dstdir, dstname.s, dstname.len) : -1;
+	if (rng_pct(5) && src >= 0 && slink < 0 && m_nlinks(&cur, src) > 0) {
+		/* onto another name of the same inode */
+		for (int k = 0; k < MAXLINKS; k++)
+			if (cur.l[k].node == src) {
+				dstdir = cur.l[k].parent;
+				dstname.s = cur.l[k].name;
+				dstname.len = cur.l[k].nlen;
+				break;
+			}
+	}
+	int dlink = -1;
+	int dst = cur.n[dstdir].type == T_DIR
+	              ? m_lookup(&cur, dstdir, dstname.s, dstname.len, &dlink) : -1;
 	if (dst >= 0 && dst == src)
-		flags = 0; /* onto itself: succeeds and changes nothing */
+		flags = 0; /* onto itself or another name of it: succeeds, changes nothing */
 
 	/* Every error that applies; when several do, any of them is fine. */
 	int want[6], nw = 0;
@@ -1473,7 +1624,7 @@ static void op_rename(void)
 	} else if (flags & MMS_RENAME_EXCHANGE) {
 		if (dst < 0)
 			want[nw++] = MMS_NOTFOUND;
-		else if (m_is_ancestor(&cur, src, dst) || m_is_ancestor(&cur, dst, src))
+		else if (m_name_under(&cur, src, dstdir, dst) || m_name_under(&cur, dst, srcdir, src))
 			want[nw++] = MMS_LOOP;
 	} else {
 		bool sdir = cur.n[src].type == T_DIR;
@@ -1489,7 +1640,7 @@ static void op_rename(void)
 				want[nw++] = MMS_NOTDIR;
 			else if (sdir && ddir && m_nchildren(&cur, dst) > 0)
 				want[nw++] = MMS_NOTEMPTY;
-			if (nw && m_is_ancestor(&cur, dst, src) && !(flags & MMS_RENAME_NOREPLACE))
+			if (nw && m_name_under(&cur, dst, srcdir, src) && !(flags & MMS_RENAME_NOREPLACE))
 				want[nw++] = MMS_LOOP;
 		}
 	}
@@ -1523,42 +1674,47 @@ static void op_rename(void)
 	if (dst == src)
 		return (void)check_node(&cur, src);
 	dirty = true;
-	struct mnode *s = &cur.n[src];
 	if (flags & MMS_RENAME_EXCHANGE) {
-		struct mnode *d = &cur.n[dst];
-		s->parent = dstdir;
-		d->parent = srcdir;
-		memcpy(s->name, dname, dlen);
-		s->nlen = dlen;
-		memcpy(d->name, sname, slen);
-		d->nlen = slen;
+		m_rename_name(&cur, src, slink, dstdir, dname, dlen);
+		m_rename_name(&cur, dst, dlink, srcdir, sname, slen);
 		if (check_node(&cur, src))
 			check_node(&cur, dst);
 		return;
 	}
 	uint64_t dino = dst >= 0 ? cur.n[dst].ino : 0;
-	bool dorphan = dst >= 0 && cur.n[dst].holds > 0;
+	bool dlast = dst >= 0 && m_nlinks(&cur, dst) == 0;
+	bool dorphan = dlast && cur.n[dst].holds > 0;
 	if (dst >= 0)
-		m_unlink(&cur, dst);
-	s->parent = dstdir;
-	memcpy(s->name, dname, dlen);
-	s->nlen = dlen;
+		m_unlink_name(&cur, dst, dlink);
+	m_rename_name(&cur, src, slink, dstdir, dname, dlen);
 	if (!check_node(&cur, src) || !check_absent(&cur, srcdir, sname, slen))
 		return;
-	if (dst >= 0 && !dorphan && !check_gone(dino, "the replaced target"))
+	if (dlast && !dorphan && !check_gone(dino, "the replaced target"))
 		return;
 	if (dorphan && !check_orphan(&cur.n[dst]))
+		return;
+	if (dst >= 0 && !dlast && !check_node(&cur, dst))
 		return;
 	check_counts(&cur);
 }
 
 static void op_unlink(bool dir)
 {
-	int victim = -1, parent;
+	int victim = -1, parent, vlink = -1;
 	struct bytes nm;
-	if (rng_pct(85))
+	int lk = !dir && rng_pct(30) ? pick_link(&cur) : -1;
+	if (lk >= 0) {
+		victim = cur.l[lk].node;
+		vlink = lk;
+		parent = cur.l[lk].parent;
+		nm.s = cur.l[lk].name;
+		nm.len = cur.l[lk].nlen;
+	} else if (rng_pct(85)) {
 		victim = pick_node(&cur, dir ? (rng_pct(85) ? B(T_DIR) : ANYTYPE) : ANYTYPE, false);
-	if (victim >= 0) {
+	}
+	if (lk >= 0) {
+		/* a link's name */
+	} else if (victim >= 0) {
 		parent = cur.n[victim].parent;
 		nm.s = cur.n[victim].name;
 		nm.len = cur.n[victim].nlen;
@@ -1566,7 +1722,7 @@ static void op_unlink(bool dir)
 		parent = pick_parent(&cur);
 		nm = pick_name();
 		if (cur.n[parent].type == T_DIR)
-			victim = m_child(&cur, parent, nm.s, nm.len);
+			victim = m_lookup(&cur, parent, nm.s, nm.len, &vlink);
 	}
 	int want;
 	if (cur.n[parent].type != T_DIR)
@@ -1602,14 +1758,88 @@ static void op_unlink(bool dir)
 		return;
 	}
 	uint64_t ino = cur.n[victim].ino;
-	bool orphan = cur.n[victim].holds > 0;
-	m_unlink(&cur, victim);
+	bool last = cur.n[victim].type == T_DIR || m_nlinks(&cur, victim) == 0;
+	bool orphan = last && cur.n[victim].holds > 0;
+	m_unlink_name(&cur, victim, vlink);
 	dirty = true;
 	if (!check_absent(&cur, parent, name, nlen))
 		return;
-	if (orphan ? !check_orphan(&cur.n[victim]) : !check_gone(ino, "the unlinked inode"))
+	if (!last) {
+		if (!check_node(&cur, victim))
+			return;
+	} else if (orphan ? !check_orphan(&cur.n[victim]) : !check_gone(ino, "the unlinked inode")) {
 		return;
+	}
 	check_counts(&cur);
+}
+
+/* A hard link: a node (sometimes a directory or an orphan: refused) gets a
+ * name in a directory. */
+static void op_link(void)
+{
+	int i = -1;
+	if (rng_pct(5))
+		i = pick_node(&cur, B(T_DIR), true);
+	else if (rng_pct(5))
+		i = pick_orphan(&cur);
+	if (i < 0)
+		i = pick_node(&cur, B(T_FILE) | B(T_LINK) | B(T_FIFO), false);
+	if (i < 0)
+		return;
+	int parent = pick_parent(&cur);
+	struct bytes nm = pick_name();
+	int slot = -1;
+	for (int k = 0; k < MAXLINKS && slot < 0; k++)
+		if (!cur.l[k].node)
+			slot = k;
+	if (slot < 0)
+		return; /* the link table is full: skip */
+	int elink;
+	int existing = cur.n[parent].type == T_DIR ? m_lookup(&cur, parent, nm.s, nm.len, &elink)
+	                                           : -1;
+	int want[3], nw = 0;
+	if (cur.n[i].type == T_DIR)
+		want[nw++] = MMS_XDEV;
+	else if (cur.n[i].parent == P_ORPHAN)
+		want[nw++] = MMS_NOTFOUND;
+	else if (cur.n[parent].type != T_DIR)
+		want[nw++] = MMS_NOTDIR;
+	else if (existing >= 0)
+		want[nw++] = MMS_EXISTS;
+	else
+		want[nw++] = 0;
+	logop("link %s (ino %" PRIu64 ") as %s/%s -> expect %s",
+	      cur.n[i].parent == P_ORPHAN ? "orphan" : pathname(&cur, i), cur.n[i].ino,
+	      pathname(&cur, parent), esc(nm.s, nm.len), rcname(want[0]));
+	struct mms_stat st;
+	poison_stat(&st);
+	int rc = mms_link(env, cur.n[i].ino, cur.n[parent].ino, nm.s, nm.len, &st);
+	if (full_ok(rc, "link")) {
+		if (!failed && stat_untouched(&st, "link") && cur.n[i].parent != P_ORPHAN)
+			check_node(&cur, i);
+		return;
+	}
+	if (!expect_rc(opnames[OP_LINK], rc, want, nw))
+		return;
+	if (rc) {
+		n_expected_errors++;
+		if (!stat_untouched(&st, "link"))
+			return;
+		if (existing >= 0)
+			check_node(&cur, existing);
+		if (cur.n[i].parent != P_ORPHAN)
+			check_node(&cur, i);
+		check_counts(&cur);
+		return;
+	}
+	struct mlink *l = &cur.l[slot];
+	l->node = i;
+	l->parent = parent;
+	memcpy(l->name, nm.s, nm.len);
+	l->nlen = nm.len;
+	dirty = true;
+	if (check_stat(&st, &cur.n[i], m_nlink(&cur, i), "the stat returned by link"))
+		check_node(&cur, i);
 }
 
 static void op_setxattr(void)
@@ -1741,7 +1971,7 @@ static void op_setattr(void)
 	if (mask & MMS_SET_GID)
 		n->gid = a.gid;
 	dirty = true;
-	if (check_stat(&st, n, 1, "stat returned by setattr"))
+	if (check_stat(&st, n, m_nlink(&cur, i), "stat returned by setattr"))
 		check_node(&cur, i);
 }
 
@@ -1766,9 +1996,10 @@ static void op_hold(bool then_unlink)
 	rc = mms_unlink(env, cur.n[parent].ino, name, nlen);
 	if (!expect1("unlink of a held file", rc, 0))
 		return;
-	m_unlink(&cur, i);
+	bool last = m_nlinks(&cur, i) == 0;
+	m_unlink_name(&cur, i, -1);
 	dirty = true;
-	if (check_absent(&cur, parent, name, nlen) && check_orphan(n))
+	if (check_absent(&cur, parent, name, nlen) && (last ? check_orphan(n) : check_node(&cur, i)))
 		check_counts(&cur);
 }
 
@@ -2248,6 +2479,7 @@ static void run_op(int op)
 	case OP_VACUUM: op_vacuum(); break;
 	case OP_REOPEN: op_reopen(); break;
 	case OP_FULL: op_full(); break;
+	case OP_LINK: op_link(); break;
 	}
 }
 
