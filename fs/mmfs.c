@@ -102,7 +102,7 @@
 	X(mknod) X(mkdir) X(symlink) X(link) X(unlink) X(rmdir) X(rename) X(open) \
 	X(create) X(read) X(write) X(fsync) X(fallocate) X(lseek) X(opendir) \
 	X(readdir) X(readdirplus) X(releasedir) X(fsyncdir) X(statfs) X(setxattr) \
-	X(getxattr) X(listxattr) X(removexattr) X(copy_file_range)
+	X(getxattr) X(listxattr) X(removexattr) X(copy_file_range) X(ioctl)
 #define MMFS_REQ_ENUM(name) MMFS_REQ_##name,
 enum mmfs_req { MMFS_REQUESTS(MMFS_REQ_ENUM) MMFS_REQ_N };
 #define MMFS_REQ_NAME(name) #name,
@@ -631,7 +631,10 @@ static int mmfs_done(struct mmfs *fs, const char *op, uint64_t ino,
 
 	if (rc != 0) {
 		mmfs_log_fail(fs, op, ino, name, rc);
-		if (rc == MMS_BADTXN || rc == MMS_CORRUPT)
+		/* a request that failed half-way leaves nothing behind: its
+		 * change goes, with the group's (whose members were not
+		 * answered yet) */
+		if (rc == MMS_BADTXN || rc == MMS_CORRUPT || mms_txn_failed(fs->env))
 			mmfs_rollback_group(fs, op);
 		mmfs_unlock(fs);
 		return mmfs_errno(rc);
@@ -700,7 +703,8 @@ static void mmfs_entry_of(const struct mms_stat *ms, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = ms->ino;
-	e->generation = ms->gen;
+	/* the kernel made the root with generation 0 (NFS handles compare it) */
+	e->generation = ms->ino == FUSE_ROOT_ID ? 0 : ms->gen;
 	mmfs_stat_of(ms, &e->attr);
 	e->attr_timeout = MMFS_TIMEOUT;
 	e->entry_timeout = MMFS_TIMEOUT;
@@ -752,7 +756,8 @@ static void mmfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	struct mmfs *fs = userdata;
 	unsigned want_if_capable = FUSE_CAP_SPLICE_WRITE | FUSE_CAP_READDIRPLUS |
 	                           FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS |
-	                           FUSE_CAP_NO_OPEN_SUPPORT;
+	                           FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_IOCTL_DIR |
+	                           FUSE_CAP_EXPORT_SUPPORT;
 
 	if (fs->writeback)
 		want_if_capable |= FUSE_CAP_WRITEBACK_CACHE;
@@ -805,7 +810,18 @@ static void mmfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	MMFS_COUNT(lookup);
 	mmfs_rdlock(fs);
-	rc = mms_lookup(fs->env, parent, name, strlen(name), &ms);
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		/* NFS export (FUSE_CAP_EXPORT_SUPPORT): the kernel finds an
+		 * inode it no longer caches by its number ("."), and a
+		 * directory's parent (".."); a freed inode is not found, so
+		 * the handle goes stale */
+		rc = mms_getattr(fs->env, parent, &ms);
+		if (rc == 0 && name[1] == '.')
+			rc = !S_ISDIR(ms.mode) ? ENOTDIR
+			     : mms_getattr(fs->env, ms.parent ? ms.parent : parent, &ms);
+	} else {
+		rc = mms_lookup(fs->env, parent, name, strlen(name), &ms);
+	}
 	if (rc == 0)
 		mmfs_known_add(fs, ms.ino);
 	mmfs_unlock(fs);
@@ -1367,7 +1383,12 @@ static void mmfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		mmode = MMS_FALLOC_KEEP_SIZE;
 	else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
 		mmode = MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE;
+	else if (mode == FALLOC_FL_ZERO_RANGE)
+		mmode = MMS_FALLOC_ZERO_RANGE;
+	else if (mode == (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE))
+		mmode = MMS_FALLOC_ZERO_RANGE | MMS_FALLOC_KEEP_SIZE;
 	else {
+		/* COLLAPSE_RANGE, INSERT_RANGE: the extent map would move */
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -1376,6 +1397,78 @@ static void mmfs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	                  mms_fallocate(fs->env, ino, mmode, (uint64_t)offset,
 	                                (uint64_t)length));
 	fuse_reply_err(req, err);
+}
+
+/*
+ * ioctl: the inode flags of lsattr/chattr (FS_IOC_GETFLAGS, and the
+ * FS_IOC_FSGETXATTR the kernel asks before it sets flags).  mmfs keeps
+ * none, so the getters answer zeros and the setters take only zeros; any
+ * other command is not one of ours (ENOTTY).
+ */
+static void mmfs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+                          struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+                          size_t in_bufsz, size_t out_bufsz)
+{
+	unsigned int none = 0;
+
+	(void)ino;
+	(void)arg;
+	(void)fi;
+	MMFS_COUNT(ioctl);
+	if (flags & FUSE_IOCTL_COMPAT) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	switch (cmd) {
+	case FS_IOC_GETFLAGS:
+		if (out_bufsz < sizeof(int)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		fuse_reply_ioctl(req, 0, &none, sizeof(int));
+		return;
+	case FS_IOC_SETFLAGS:
+		if (in_bufsz < sizeof(int)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&none, in_buf, sizeof(int));
+		if (none != 0) {
+			fuse_reply_err(req, EOPNOTSUPP);
+			return;
+		}
+		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	case FS_IOC_FSGETXATTR: {
+		struct fsxattr fx;
+
+		if (out_bufsz < sizeof(fx)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memset(&fx, 0, sizeof(fx));
+		fuse_reply_ioctl(req, 0, &fx, sizeof(fx));
+		return;
+	}
+	case FS_IOC_FSSETXATTR: {
+		struct fsxattr fx;
+
+		if (in_bufsz < sizeof(fx)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&fx, in_buf, sizeof(fx));
+		if (fx.fsx_xflags != 0 || fx.fsx_projid != 0 || fx.fsx_extsize != 0 ||
+		    fx.fsx_cowextsize != 0) {
+			fuse_reply_err(req, EOPNOTSUPP);
+			return;
+		}
+		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	default:
+		fuse_reply_err(req, ENOTTY);
+	}
 }
 
 static void mmfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -1627,36 +1720,25 @@ static void mmfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct mmfs *fs = mmfs_of(req);
 	struct mms_info info;
-	struct statvfs host, st;
-	uint64_t total, avail, taken;
+	struct statvfs st;
 	int rc;
 
 	MMFS_COUNT(statfs);
 	mmfs_rdlock(fs);
 	rc = mms_stats(fs->env, &info);
-	if (rc == 0 && info.max_size == 0 && fstatvfs(mms_fd(fs->env), &host) != 0)
-		rc = errno;
 	mmfs_unlock(fs);
 	if (rc != 0) {
 		mmfs_log_fail(fs, "statfs", ino, NULL, rc);
 		fuse_reply_err(req, mmfs_errno(rc));
 		return;
 	}
-	taken = info.used_bytes + info.pending_bytes;
-	if (info.max_size != 0) {
-		total = info.max_size;
-		avail = total > taken ? total - taken : 0;
-	} else {
-		/* Unlimited: the store may grow into the host's free space. */
-		avail = (uint64_t)host.f_bavail * host.f_frsize;
-		total = info.file_size + avail;
-		avail += info.free_bytes;
-	}
+	/* the engine's figures: available is the smaller of what max_size
+	 * and the host's disk leave */
 	memset(&st, 0, sizeof(st));
 	st.f_bsize = MMS_PAGE_SIZE;
 	st.f_frsize = MMS_PAGE_SIZE;
-	st.f_blocks = total / MMS_PAGE_SIZE;
-	st.f_bfree = avail / MMS_PAGE_SIZE;
+	st.f_blocks = info.capacity_bytes / MMS_PAGE_SIZE;
+	st.f_bfree = info.avail_bytes / MMS_PAGE_SIZE;
 	if (st.f_bfree > st.f_blocks)
 		st.f_bfree = st.f_blocks;
 	st.f_bavail = st.f_bfree;
@@ -2075,6 +2157,7 @@ static const struct fuse_lowlevel_ops mmfs_ops = {
 	.getxattr = mmfs_op_getxattr,
 	.listxattr = mmfs_op_listxattr,
 	.removexattr = mmfs_op_removexattr,
+	.ioctl = mmfs_op_ioctl,
 };
 
 /* ---- Periodic sync ---------------------------------------------------------- */

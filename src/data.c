@@ -1272,7 +1272,9 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 	rc = mms_txn_enter(env);
 	if (rc)
 		return rc;
-	if (mode & ~(MMS_FALLOC_KEEP_SIZE | MMS_FALLOC_PUNCH_HOLE))
+	if (mode & ~(MMS_FALLOC_KEEP_SIZE | MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_ZERO_RANGE) ||
+	    (mode & (MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_ZERO_RANGE)) ==
+	            (MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_ZERO_RANGE))
 		return mms_fail(env, MMS_INVAL, "ino %llu: unknown fallocate mode 0x%x",
 		                (unsigned long long)ino, mode);
 	if ((mode & MMS_FALLOC_PUNCH_HOLE) && !(mode & MMS_FALLOC_KEEP_SIZE))
@@ -1292,6 +1294,19 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 	uint64_t end = off + len;
 	if (mode & MMS_FALLOC_PUNCH_HOLE)
 		return mms_data_punch(env, &in, old, off, end);
+	if (mode & MMS_FALLOC_ZERO_RANGE) {
+		/* the bytes there go (a hole), then the range is allocated */
+		bool punched = off < in.size;
+		if (punched) {
+			rc = mms_data_punch(env, &in, old, off, mms_data_min(end, in.size));
+			if (rc)
+				return rc;
+		}
+		rc = mms_fallocate(env, ino, mode & MMS_FALLOC_KEEP_SIZE, off, len);
+		if (rc && punched)
+			mms_txn_poison(env);
+		return rc;
+	}
 
 	uint64_t newsize = (mode & MMS_FALLOC_KEEP_SIZE) ? in.size : mms_data_max(in.size, end);
 	bool is_inline = (in.flags & MMS_INO_INLINE) != 0;

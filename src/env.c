@@ -30,6 +30,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,6 +158,8 @@ int mms_txn_enter(mms_env *env)
 	env->op_mods = env->mods;
 	return 0;
 }
+
+int mms_txn_failed(const mms_env *env) { return env->txn_bad; }
 
 void mms_txn_poison(mms_env *env)
 {
@@ -948,6 +951,18 @@ int mms_stats(mms_env *env, struct mms_info *info)
 	info->free_bytes = freep * MMS_PAGE_SIZE;
 	info->pending_bytes = pend * MMS_PAGE_SIZE;
 	info->free_extents = nruns;
+	/* growth room: the host's free space, capped by max_size */
+	struct statvfs host;
+	uint64_t grow = UINT64_MAX;
+	if (fstatvfs(env->fd, &host) == 0)
+		grow = (uint64_t)host.f_bavail * host.f_frsize;
+	if (env->meta.max_pages) {
+		uint64_t cap = env->meta.max_pages * MMS_PAGE_SIZE;
+		uint64_t left = cap > info->file_size ? cap - info->file_size : 0;
+		grow = grow < left ? grow : left;
+	}
+	info->capacity_bytes = grow == UINT64_MAX ? UINT64_MAX : info->file_size + grow;
+	info->avail_bytes = grow == UINT64_MAX ? UINT64_MAX : info->free_bytes + grow;
 	info->fragmentation = freep ? 1.0 - (double)largest / (double)freep : 0.0;
 	info->keys = env->meta.keys;
 	info->dirs = env->meta.dirs;

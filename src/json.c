@@ -1668,7 +1668,7 @@ int mms_stats_json(mms_env *env, const char *extra, char **textp)
 	if (rc)
 		return rc;
 	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-	                      " s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+	                      " s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}",
 	                      "store", mms_path(env),
 	                      "page_size", (json_int_t)in.page_size,
 	                      "format_version", (json_int_t)in.format_version,
@@ -1689,7 +1689,11 @@ int mms_stats_json(mms_env *env, const char *extra, char **textp)
 	                      "synced_generation", (json_int_t)in.synced_generation,
 	                      "next_ino", (json_int_t)in.next_ino,
 	                      "damaged", (json_int_t)__atomic_load_n(&env->damaged, __ATOMIC_ACQUIRE),
-	                      "readonly", mms_readonly(env) != 0);
+	                      "readonly", mms_readonly(env) != 0,
+	                      "capacity", (json_int_t)(in.capacity_bytes > INT64_MAX ? INT64_MAX
+	                                                                     : in.capacity_bytes),
+	                      "available", (json_int_t)(in.avail_bytes > INT64_MAX ? INT64_MAX
+	                                                                   : in.avail_bytes));
 	if (!o)
 		return ENOMEM;
 	if (extra && *extra) {

@@ -16,9 +16,11 @@
  *    value for a failed system call (EIO, ENOMEM, ENOSPC of the host disk),
  *    or a negative MMS_* code below.  mms_strerror() names every code.
  *  - Out-parameters are written only on success.
- *  - A failed call leaves the store as it was before the call, unless the
- *    call returns MMS_BADTXN or MMS_CORRUPT: then the uncommitted changes
- *    must be dropped with mms_rollback() before anything else is changed.
+ *  - A failed call leaves the store as it was before the call, unless it
+ *    failed half-way (mms_txn_failed() says so; it may return MMS_FULL or
+ *    EIO, say, with the cause) or returns MMS_BADTXN or MMS_CORRUPT: then
+ *    the uncommitted changes must be dropped with mms_rollback() before
+ *    anything else is changed.
  *  - Names are (pointer, length) byte strings: no hidden NUL.  A name is 1 to
  *    MMS_NAME_MAX bytes, not "." or "..", without '/' or NUL.
  *
@@ -256,6 +258,10 @@ int mms_sync_end(mms_env *env);
  */
 int mms_rollback(mms_env *env);
 
+/* Whether a call failed half-way since the last commit or rollback: only
+ * mms_rollback() may follow (every change fails with MMS_BADTXN). */
+int mms_txn_failed(const mms_env *env);
+
 /* ---- Inodes and names --------------------------------------------------- */
 
 struct mms_stat {
@@ -461,11 +467,14 @@ int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint
 
 #define MMS_FALLOC_KEEP_SIZE  0x1u /* do not change the size */
 #define MMS_FALLOC_PUNCH_HOLE 0x2u /* free the range (with KEEP_SIZE) */
+#define MMS_FALLOC_ZERO_RANGE 0x4u /* zero the range and allocate it */
 
 /*
  * Allocate the range [off, off+len) so later writes there cannot fail for
- * space (it reads as zeros), extending the size unless KEEP_SIZE; or with
- * PUNCH_HOLE|KEEP_SIZE, turn the range into a hole (reads as zeros).
+ * space (it reads as zeros where it was a hole), extending the size unless
+ * KEEP_SIZE; with PUNCH_HOLE|KEEP_SIZE, turn the range into a hole (reads
+ * as zeros); with ZERO_RANGE (KEEP_SIZE optional), make the range read as
+ * zeros and allocate it, as one change.
  */
 int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint64_t len);
 
@@ -547,6 +556,13 @@ struct mms_info {
 	uint64_t data_bytes;       /* of which data extents */
 	uint64_t free_bytes;       /* reusable space inside the file */
 	uint64_t pending_bytes;    /* freed, reusable after the next sync */
+	uint64_t capacity_bytes;   /* what the store can reach now: its file and
+	                            * what the file can still grow by (the smaller
+	                            * of max_size and the host's free space) */
+	uint64_t avail_bytes;      /* what more it can take now: free space inside
+	                            * the file, and what the file can still grow by,
+	                            * the smaller of max_size and the host's free
+	                            * space */
 	uint64_t free_extents;     /* number of free runs */
 	double fragmentation;      /* 0: all free space in one run; ->1: scattered */
 	uint64_t keys;             /* regular files, symlinks and special files */

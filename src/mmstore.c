@@ -584,6 +584,8 @@ static void mmstore_info_text(const char *store, const struct mms_info *in)
 	printf("free:              %" PRIu64 " in %" PRIu64 " runs\n", in->free_bytes,
 	       in->free_extents);
 	printf("pending free:      %" PRIu64 "\n", in->pending_bytes);
+	printf("available:         %" PRIu64 " (%s; max size and the host's disk allow)\n",
+	       in->avail_bytes, mmstore_human(in->avail_bytes, h, sizeof h));
 	printf("fragmentation:     %.3f\n", in->fragmentation);
 	printf("keys:              %" PRIu64 "\n", in->keys);
 	printf("directories:       %" PRIu64 "\n", in->dirs);

@@ -217,6 +217,30 @@ print(oct(os.stat(sys.argv[1] + '/excl-new').st_mode & 0o777))" "$MNT"
 	rm "$MNT/eight-mib"
 }
 
+@test "a max_size beyond the host's free space: df, mmstore info and the stats say what the disk can take" {
+	local d host
+	d=$(mk_tmp)
+	mkdir "$d/mnt"
+	mount_store "$d/huge.mms" "$d/mnt" create,max_size=1000T
+	host=$(($(stat -f -c '%a * %S' "$d") ))
+	t stat -f -c '%a %b %S' "$d/mnt"
+	read -r avail blocks bsize <<<"$output"
+	echo "host free $host, mount avail $((avail * bsize)) of $((blocks * bsize))"
+	# the host's free space moves a little while we look: 1% slack
+	(( avail * bsize <= host + host / 100 ))
+	(( blocks * bsize <= host + host / 100 + 16 * 1024 * 1024 ))
+	(( avail * bsize >= host - host / 100 ))
+	local stats
+	stats=$(mmfs_stat "$d/mnt" available)
+	(( stats <= host + host / 100 ))
+	unmount_store "$d/mnt"
+	t "$MMSTORE" info --json "$d/huge.mms"
+	assert_success
+	run /usr/bin/python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(d["available"], d["max_size"])' "$output"
+	read -r ia imax <<<"$output"
+	(( ia <= host + host / 100 && imax == 1000 * 1024 ** 4 ))
+}
+
 @test "contents, modes and times persist across a remount" {
 	mkdir -p "$MNT/persist/sub"
 	head -c 100000 /dev/urandom >"$MNT/persist/data"

@@ -211,12 +211,15 @@ except OSError as e:
 	assert_output --partial "No such file or directory"
 }
 
-@test "hard links are refused with EPERM; the file is unchanged" {
+@test "a hard link of a directory is refused with EPERM; of a file it is made" {
+	mkdir "$W/hd"
+	run errno_of "os.link(w + '/hd', w + '/hd2')"
+	assert_output EPERM
+	[[ ! -e $W/hd2 ]]
 	echo data >"$W/f"
 	run errno_of "os.link(w + '/f', w + '/g')"
-	assert_output EPERM
-	[[ ! -e $W/g ]]
-	assert_equal "$(cat "$W/f")" data
+	assert_output ok
+	assert_equal "$(cat "$W/g")" data
 }
 
 @test "stat and open racing with a rename over the name never see ENOENT" {
