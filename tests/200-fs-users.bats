@@ -14,18 +14,11 @@ load helpers/mount
 AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
 
 setup_file() {
-	DIR=$(mktemp -d /tmp/mmfs-users.XXXXXX)
-	chmod 755 "$DIR"
-	STORE=$DIR/users.mms
-	MNT=$DIR/mnt
-	mkdir "$MNT"
-	export DIR STORE MNT
-	mount_store "$STORE" "$MNT" create,allow_other,sync=0
+	mount_shared_store users sync=0
 }
 
 teardown_file() {
 	mmfs_teardown_file
-	[[ -n ${DIR:-} && $DIR == /tmp/mmfs-users.* ]] && rm -rf "$DIR"
 }
 
 teardown() {
@@ -201,7 +194,7 @@ os.open(sys.argv[1], os.O_RDONLY)" "$MNT/priv/key"
 
 @test "names in the daemon's log are escaped: a name cannot forge a log line" {
 	local d
-	d=$(mktemp -d /tmp/mmfs-users.log.XXXXXX)
+	d=$(mk_tmp)
 	mkdir "$d/mnt"
 	mount_store "$d/s.mms" "$d/mnt" create,max_size=1M
 	# fill the store, then fail a create whose name holds a newline
@@ -219,5 +212,4 @@ os.open(sys.argv[1], os.O_RDONLY)" "$MNT/priv/key"
 	run grep -F "evil\\x0aFORGED LINE\\x1b[31m" "$log"
 	assert_success
 	unmount_store "$d/mnt"
-	rm -rf "$d"
 }

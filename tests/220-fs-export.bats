@@ -9,18 +9,11 @@ load helpers/common
 load helpers/mount
 
 setup_file() {
-	DIR=$(mktemp -d /tmp/mmfs-export.XXXXXX)
-	chmod 755 "$DIR"
-	STORE=$DIR/export.mms
-	MNT=$DIR/mnt
-	mkdir "$MNT"
-	export DIR STORE MNT
-	mount_store "$STORE" "$MNT" create,allow_other
+	mount_shared_store export
 }
 
 teardown_file() {
 	mmfs_teardown_file
-	[[ -n ${DIR:-} && $DIR == /tmp/mmfs-export.* ]] && rm -rf "$DIR"
 }
 
 teardown() {

@@ -7,6 +7,8 @@
 #                                 (MOUNT_TIMEOUT seconds) for the mount
 #   mount_fresh_store NAME [OPTS] for setup_file: DIR/NAME.mms, created and
 #                                 mounted at DIR/mnt (exports DIR STORE MNT)
+#   mount_shared_store NAME [OPTS] the same in a directory every user may
+#                                 enter, with allow_other
 #   unmount_store MNT             fusermount3 -u (umount -l as a last resort),
 #                                 then wait for the daemon to exit
 #   is_mounted MNT                whether MNT is in /proc/mounts
@@ -76,6 +78,21 @@ _mmfs_show_log() {
 	echo "--- mmfs log for $1 ---" >&2
 	tail -n 200 "$log" >&2
 	echo "--- end of log ---" >&2
+}
+
+# mount_shared_store NAME [OPTS]: for setup_file, like mount_fresh_store
+# but in a directory under /tmp that every user may enter (bats' own are
+# 0700), mounted with allow_other, so that other users reach it;
+# mmfs_teardown_file removes the directory.
+mount_shared_store() {
+	DIR=$(mktemp -d /tmp/mmfs-shared.XXXXXX) || return 1
+	chmod 755 "$DIR"
+	echo "$DIR" >"$BATS_FILE_TMPDIR/mmfs.shared"
+	STORE=$DIR/$1.mms
+	MNT=$DIR/mnt
+	mkdir "$MNT"
+	export DIR STORE MNT
+	mount_store "$STORE" "$MNT" "create,allow_other${2:+,$2}"
 }
 
 mount_fresh_store() {
@@ -238,4 +255,8 @@ mmfs_teardown() {
 
 mmfs_teardown_file() {
 	_mmfs_unmount_registry "$BATS_FILE_TMPDIR/mmfs.mounts"
+	local shared
+	shared=$(cat "$BATS_FILE_TMPDIR/mmfs.shared" 2>/dev/null) || return 0
+	[[ $shared == /tmp/mmfs-shared.* ]] && rm -rf "$shared"
+	return 0
 }
