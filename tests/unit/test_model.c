@@ -1141,6 +1141,20 @@ static int pick_link(const struct model *m)
 	return n ? cand[rng_below((uint64_t)n)] : -1;
 }
 
+/* A random link's name: its slot (or -1 if there is none); *node, *dir and
+ * *nm get the node it names, its directory and the name. */
+static int pick_link_name(const struct model *m, int *node, int *dir, struct bytes *nm)
+{
+	int k = pick_link(m);
+	if (k >= 0) {
+		*node = m->l[k].node;
+		*dir = m->l[k].parent;
+		nm->s = m->l[k].name;
+		nm->len = m->l[k].nlen;
+	}
+	return k;
+}
+
 /* Random orphan slot, or -1. */
 static int pick_orphan(const struct model *m)
 {
@@ -1565,13 +1579,9 @@ static void op_rename(void)
 	int src = -1, slink = -1;
 	struct bytes srcname = pick_name();
 	int srcdir = 0;
-	int lk = rng_pct(25) ? pick_link(&cur) : -1;
+	int lk = rng_pct(25) ? pick_link_name(&cur, &src, &srcdir, &srcname) : -1;
 	if (lk >= 0) {
-		src = cur.l[lk].node;
 		slink = lk;
-		srcdir = cur.l[lk].parent;
-		srcname.s = cur.l[lk].name;
-		srcname.len = cur.l[lk].nlen;
 	} else if (rng_pct(92)) {
 		src = pick_node(&cur, ANYTYPE, false);
 	}
@@ -1702,13 +1712,9 @@ static void op_unlink(bool dir)
 {
 	int victim = -1, parent, vlink = -1;
 	struct bytes nm;
-	int lk = !dir && rng_pct(30) ? pick_link(&cur) : -1;
+	int lk = !dir && rng_pct(30) ? pick_link_name(&cur, &victim, &parent, &nm) : -1;
 	if (lk >= 0) {
-		victim = cur.l[lk].node;
 		vlink = lk;
-		parent = cur.l[lk].parent;
-		nm.s = cur.l[lk].name;
-		nm.len = cur.l[lk].nlen;
 	} else if (rng_pct(85)) {
 		victim = pick_node(&cur, dir ? (rng_pct(85) ? B(T_DIR) : ANYTYPE) : ANYTYPE, false);
 	}
