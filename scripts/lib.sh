@@ -8,7 +8,7 @@ MMFS_BUILD_PACKAGES=(build-essential autoconf automake libtool pkg-config
 MMFS_TEST_PACKAGES=(liblmdb-dev bats bats-support bats-assert python3-numpy
 	nodejs attr rsync clang libfuzzer-14-dev libclang-rt-14-dev tar diffutils time man-db
 	util-linux e2fsprogs iproute2 stress-ng fio nfs-ganesha nfs-ganesha-vfs libnfs-utils
-	rpcbind)
+	libnfs-dev rpcbind)
 
 # mmfs_log MESSAGE...: a progress line on stderr.
 mmfs_log() {

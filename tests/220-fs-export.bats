@@ -222,3 +222,48 @@ EOF
 	done
 	cmp "$src/big" "$MNT/nfs/big"
 }
+
+@test "an NFS client's kept handles resolve after a server restart and dropped caches; a removed file's is stale" {
+	local handles=$TEST_LANG_DIR/nfs_handles
+	[[ -x $handles ]] || fail "$handles was not built: configure found no libnfs (apt-get install libnfs-dev; scripts/check installs it)"
+	mkdir -p "$MNT/kept/sub"
+	head -c 3000000 /dev/urandom >"$MNT/kept/a"
+	echo "in a subdirectory" >"$MNT/kept/sub/b"
+	echo "to be removed" >"$MNT/kept/doomed"
+	ln "$MNT/kept/a" "$MNT/kept/sub/a-too"
+	mkdir "$DIR/out"
+	# the client opens the files (and keeps their handles) before the
+	# server restarts, and reads through the handles after
+	cat >"$DIR/keep.sh" <<'EOF2'
+set -e
+handles=$1 out=$2
+mkfifo "$dir/go"
+"$handles" 127.0.0.1 "$MNT" "$out" /kept/a /kept/sub/b /kept/doomed /kept/sub/a-too \
+	<"$dir/go" >"$dir/handles.out" &
+hp=$!
+exec 9>"$dir/go"
+for i in $(seq 100); do
+	grep -q ready "$dir/handles.out" 2>/dev/null && break
+	sleep 0.1
+done
+rm "$MNT/kept/doomed"
+sync
+echo 2 >/proc/sys/vm/drop_caches
+nfs_restart
+echo go >&9
+exec 9>&-
+wait "$hp"
+cat "$dir/handles.out"
+EOF2
+	TEST_TIMEOUT=300 t unshare -n -m bash -c "$GANESHA_RUN" ganesha "$DIR" "$DIR/keep.sh" "$handles" "$DIR/out"
+	echo "$output"
+	assert_success
+	assert_line "ready"
+	assert_line "/kept/a ok 3000000"
+	assert_line "/kept/sub/b ok 18"
+	assert_line --partial "/kept/doomed error Stale file handle"
+	assert_line "/kept/sub/a-too ok 3000000"
+	cmp "$DIR/out/0" "$MNT/kept/a"
+	cmp "$DIR/out/1" "$MNT/kept/sub/b"
+	cmp "$DIR/out/3" "$MNT/kept/a"
+}
