@@ -6,7 +6,7 @@
  *   - put N keys, one commit per put (ours: mms_put +
  *     mms_commit; LMDB: one write txn per put, env opened MDB_NOSYNC);
  *   - put N keys, one commit for all;
- *   - get every key in a random order (ours: mms_lookup + mms_read into a
+ *   - get every key in a random order (ours: mms_get into a
  *     buffer; LMDB: mdb_get in one read txn, then memcpy of the value into
  *     a buffer, because mdb_get is zero-copy: it returns a pointer into
  *     the map, so without the copy LMDB would do less work).
@@ -16,7 +16,15 @@
  * mms_close, median of 20) and the file size of M keys of 100 bytes against
  * the raw M * 100 bytes, with LMDB's figures beside.
  *
+ * Under callgrind (scripts/bench instr), each put and get phase is counted
+ * on its own: started with collection off (--collect-atstart=no), the
+ * program turns it on around a phase and dumps the counts under the phase's
+ * name, so that instructions per operation come out exact and the same
+ * from run to run whatever else the machine does.  --put-get-only leaves
+ * out the rest.
+ *
  * Usage: bench_store [--keys N] [--open-keys M] [--quick] [--json] [--dir D]
+ *                    [--put-get-only]
  * Prints an aligned table on stdout (and JSON with --json); exit status 0 on
  * success, 1 on any failure (with a message naming the store and the key).
  */
@@ -39,6 +47,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Callgrind's client requests (no-ops when not under valgrind). */
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define BENCH_HAVE_CALLGRIND 1
+#endif
+#endif
+#ifdef BENCH_HAVE_CALLGRIND
+#define BENCH_COUNT_BEGIN() CALLGRIND_TOGGLE_COLLECT
+#define BENCH_COUNT_END(label) \
+	do { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_DUMP_STATS_AT(label); } while (0)
+#else
+#define BENCH_COUNT_BEGIN() ((void)0)
+#define BENCH_COUNT_END(label) ((void)(label))
+#endif
+
 #define BENCH_KEY_FMT "key%09u"
 #define BENCH_KEY_MAX 32
 #define BENCH_OPEN_RUNS 20
@@ -51,6 +75,7 @@ struct bench_opts {
 	unsigned keys;      /* keys of the put/get tests */
 	unsigned open_keys; /* keys of the open-time and file-size tests */
 	int json;
+	int put_get_only;   /* only the put and get phases (instruction counts) */
 	const char *dir;    /* parent of the temporary directory */
 };
 
@@ -215,17 +240,11 @@ static int bench_mms_get(mms_env *env, const char *path, unsigned n, size_t vlen
 		return ENOMEM;
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = perm[k];
-		struct mms_stat st;
 		size_t got;
 		int klen = bench_key(key, i);
-		rc = mms_lookup(env, MMS_ROOT_INO, key, (size_t)klen, &st);
+		rc = mms_get(env, MMS_ROOT_INO, key, (size_t)klen, buf, vlen, &got, NULL);
 		if (rc) {
-			bench_mms_fail(env, path, "mms_lookup", key, rc);
-			goto out;
-		}
-		rc = mms_read(env, st.ino, buf, vlen, 0, &got);
-		if (rc) {
-			bench_mms_fail(env, path, "mms_read", key, rc);
+			bench_mms_fail(env, path, "mms_get", key, rc);
 			goto out;
 		}
 		if (bench_check_value(buf, got, vlen, i)) {
@@ -491,8 +510,11 @@ static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vle
 	rc = bench_mms_create(path, &env);
 	if (rc)
 		goto out;
+	snprintf(name, sizeof(name), "mms put %s, commit per put", label);
 	t = bench_now();
+	BENCH_COUNT_BEGIN();
 	rc = bench_mms_put(env, path, o->keys, vlen, 1);
+	BENCH_COUNT_END(name);
 	ours_each = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
@@ -508,8 +530,11 @@ static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vle
 	rc = bench_mdb_create(path, bench_mapsize(o->keys, vlen), &menv, &dbi);
 	if (rc)
 		goto out;
+	snprintf(name, sizeof(name), "lmdb put %s, commit per put", label);
 	t = bench_now();
+	BENCH_COUNT_BEGIN();
 	rc = bench_mdb_put(menv, dbi, path, o->keys, vlen, 1);
+	BENCH_COUNT_END(name);
 	mdb_each = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
@@ -521,13 +546,19 @@ static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vle
 	rc = bench_mms_create(path, &env);
 	if (rc)
 		goto out;
+	snprintf(name, sizeof(name), "mms put %s, one commit", label);
 	t = bench_now();
+	BENCH_COUNT_BEGIN();
 	rc = bench_mms_put(env, path, o->keys, vlen, o->keys);
+	BENCH_COUNT_END(name);
 	ours_all = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
+	snprintf(name, sizeof(name), "mms get %s, random order", label);
 	t = bench_now();
+	BENCH_COUNT_BEGIN();
 	rc = bench_mms_get(env, path, o->keys, vlen, perm);
+	BENCH_COUNT_END(name);
 	ours_get = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
@@ -542,13 +573,19 @@ static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vle
 	rc = bench_mdb_create(path, bench_mapsize(o->keys, vlen), &menv, &dbi);
 	if (rc)
 		goto out;
+	snprintf(name, sizeof(name), "lmdb put %s, one commit", label);
 	t = bench_now();
+	BENCH_COUNT_BEGIN();
 	rc = bench_mdb_put(menv, dbi, path, o->keys, vlen, o->keys);
+	BENCH_COUNT_END(name);
 	mdb_all = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
+	snprintf(name, sizeof(name), "lmdb get %s, random order", label);
 	t = bench_now();
+	BENCH_COUNT_BEGIN();
 	rc = bench_mdb_get(menv, dbi, path, o->keys, vlen, perm);
+	BENCH_COUNT_END(name);
 	mdb_get = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
@@ -813,11 +850,13 @@ static void bench_usage_exit(int status)
 {
 	fprintf(status ? stderr : stdout,
 	        "usage: bench_store [--keys N] [--open-keys M] [--quick] [--json] [--dir DIR]\n"
+	        "                   [--put-get-only]\n"
 	        "  --keys N       keys of the put/get tests (default 100000)\n"
 	        "  --open-keys M  keys of the open-time and file-size tests (default 1000000)\n"
 	        "  --quick        10000 and 100000 keys\n"
 	        "  --json         also print the results as JSON\n"
-	        "  --dir DIR      make the temporary directory below DIR (default $TMPDIR or /tmp)\n");
+	        "  --dir DIR      make the temporary directory below DIR (default $TMPDIR or /tmp)\n"
+	        "  --put-get-only only the put and get tests (for callgrind: scripts/bench instr)\n");
 	exit(status);
 }
 
@@ -854,6 +893,8 @@ int main(int argc, char **argv)
 				o.open_keys = 100000;
 		} else if (!strcmp(argv[i], "--json")) {
 			o.json = 1;
+		} else if (!strcmp(argv[i], "--put-get-only")) {
+			o.put_get_only = 1;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			o.dir = argv[++i];
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -880,13 +921,13 @@ int main(int argc, char **argv)
 	rc = bench_put_get(tmp, &o, 64, "64 B");
 	if (!rc)
 		rc = bench_put_get(tmp, &o, 4096, "4 KiB");
-	if (!rc) {
+	if (!rc && !o.put_get_only) {
 		double ours = 0, lmdb = 0;
 		rc = bench_overwrite(tmp, 16384, o.keys / 5, &ours, &lmdb);
 		if (!rc)
 			bench_add("overwrite 4 KiB at random, commit each", "ops/s", ours, lmdb);
 	}
-	if (!rc)
+	if (!rc && !o.put_get_only)
 		rc = bench_open_size(tmp, &o);
 
 	nftw(tmp, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);

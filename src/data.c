@@ -184,12 +184,8 @@ static int mms_data_decode(mms_env *env, uint64_t ino, const struct mms_bt_curso
 		                (unsigned long long)ino, (unsigned long long)lpage,
 		                (unsigned long long)ppage, (unsigned long long)(ppage + npages - 1),
 		                (unsigned long long)env->meta.file_pages);
-	char what[96];
-	snprintf(what, sizeof what, "ino %llu: extent at logical page %llu",
-	         (unsigned long long)ino, (unsigned long long)lpage);
-	int rc = mms_check_run(env, ppage, npages, what);
-	if (rc)
-		return rc;
+	/* (the bounds above are mms_check_run's: no label to format on the
+	 * way of every read) */
 	ext->lpage = lpage;
 	ext->ppage = ppage;
 	ext->npages = npages;
@@ -923,6 +919,89 @@ int mms_read(mms_env *env, uint64_t ino, void *buf, size_t len, uint64_t off, si
 			return rc;
 	}
 	*nread = n;
+	return 0;
+}
+
+/* The checks mms_data_inode makes of inline bytes, for a record read by
+ * the caller. */
+static int mms_data_inline_ok(mms_env *env, const struct mms_inode *in, const void *inl,
+                              size_t inl_len)
+{
+	if (in->size > MMS_SIZE_MAX)
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: size %llu beyond the limit",
+		                (unsigned long long)in->ino, (unsigned long long)in->size);
+	if ((in->flags & MMS_INO_INLINE) &&
+	    (inl_len != in->size || inl_len > MMS_INLINE_MAX || (inl_len > 0 && !inl)))
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: %zu inline bytes for a size of %llu",
+		                (unsigned long long)in->ino, inl_len, (unsigned long long)in->size);
+	return 0;
+}
+
+int mms_data_get(mms_env *env, const struct mms_inode *in, const void *inl, size_t inl_len,
+                 void *buf, size_t len, size_t *nread)
+{
+	int rc = mms_data_inline_ok(env, in, inl, inl_len);
+	if (rc)
+		return rc;
+	size_t n = (size_t)mms_data_min(len, in->size);
+	if (n == 0) {
+		*nread = 0;
+		return 0;
+	}
+	if (in->flags & MMS_INO_INLINE) {
+		memcpy(buf, inl, n);
+	} else {
+		struct mms_data_read_ctx r = { env, in->ino, 0, buf };
+		rc = mms_data_walk(env, in->ino, 0, n, mms_data_read_piece, &r);
+		if (rc)
+			return rc;
+	}
+	*nread = n;
+	return 0;
+}
+
+/* mms_data_ref's walk: the one piece of the value, if it is one. */
+struct mms_data_ref_ctx {
+	mms_env *env;
+	uint64_t ino;
+	struct mms_extent piece;
+	int pieces;
+};
+
+static int mms_data_ref_piece(void *ctx, const struct mms_extent *piece)
+{
+	struct mms_data_ref_ctx *r = ctx;
+	if (++r->pieces > 1 || (piece->flags & MMS_MAP_HOLE))
+		return MMS_RANGE;
+	r->piece = *piece;
+	return mms_data_not_tree(r->env, r->ino, piece->physical >> MMS_PAGE_SHIFT,
+	                         mms_data_pages_for((piece->physical & (MMS_DATA_PAGE - 1)) +
+	                                            piece->length), false);
+}
+
+int mms_data_ref(mms_env *env, const struct mms_inode *in, const void *inl, size_t inl_len,
+                 const void **data)
+{
+	static const uint8_t empty[1];
+	int rc = mms_data_inline_ok(env, in, inl, inl_len);
+	if (rc)
+		return rc;
+	if (in->size == 0) {
+		*data = empty;
+		return 0;
+	}
+	if (in->flags & MMS_INO_INLINE) {
+		*data = inl;
+		return 0;
+	}
+	struct mms_data_ref_ctx r = { env, in->ino, { 0 }, 0 };
+	rc = mms_data_walk(env, in->ino, 0, in->size, mms_data_ref_piece, &r);
+	if (rc)
+		return rc;
+	const uint8_t *p = r.pieces == 1 ? mms_pager_data(env, r.piece.physical, r.piece.length) : NULL;
+	if (!p)
+		return MMS_RANGE;
+	*data = p;
 	return 0;
 }
 

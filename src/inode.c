@@ -520,8 +520,8 @@ static int mms_dir_get(mms_env *env, uint64_t dir, struct mms_inode *in, int liv
  * names, so the parent is read only to explain a miss (MMS_NOTDIR, or
  * MMS_NOTFOUND for a missing directory or name): a hit costs two look-ups.
  */
-static int mms_child_get(mms_env *env, uint64_t parent, const char *name, size_t len,
-                         struct mms_inode *in)
+static int mms_child_get_inl(mms_env *env, uint64_t parent, const char *name, size_t len,
+                             struct mms_inode *in, const void **inl, size_t *inl_len)
 {
 	struct mms_inode dir;
 	uint64_t ino;
@@ -537,11 +537,17 @@ static int mms_child_get(mms_env *env, uint64_t parent, const char *name, size_t
 	}
 	if (rc)
 		return rc;
-	rc = mms_inode_get(env, ino, in, NULL, NULL);
+	rc = mms_inode_get(env, ino, in, inl, inl_len);
 	if (rc == MMS_NOTFOUND)
 		return mms_fail(env, MMS_CORRUPT, "directory %llu, name '%.*s': inode %llu is missing",
 		                (unsigned long long)parent, (int)len, name, (unsigned long long)ino);
 	return rc;
+}
+
+static int mms_child_get(mms_env *env, uint64_t parent, const char *name, size_t len,
+                         struct mms_inode *in)
+{
+	return mms_child_get_inl(env, parent, name, len, in, NULL, NULL);
 }
 
 /* 0 if directory `dir` has no entries, MMS_NOTEMPTY if it has. */
@@ -1029,6 +1035,60 @@ int mms_lookup(mms_env *env, uint64_t parent, const char *name, size_t len,
 
 	if (rc)
 		return rc;
+	if (st)
+		mms_inode_to_stat(&in, st);
+	return 0;
+}
+
+/* The regular file `name` of `parent` with its inline bytes: MMS_ISDIR,
+ * MMS_INVAL for another type. */
+static int mms_get_file(mms_env *env, uint64_t parent, const char *name, size_t len,
+                        struct mms_inode *in, const void **inl, size_t *inl_len)
+{
+	int rc = mms_child_get_inl(env, parent, name, len, in, inl, inl_len);
+	if (rc)
+		return rc;
+	if (S_ISDIR(in->mode))
+		return MMS_ISDIR;
+	return S_ISREG(in->mode) ? 0 : MMS_INVAL;
+}
+
+int mms_get(mms_env *env, uint64_t parent, const char *name, size_t len, void *buf,
+            size_t bufsize, size_t *vlen, struct mms_stat *st)
+{
+	struct mms_inode in;
+	const void *inl;
+	size_t inl_len, n;
+	int rc = mms_get_file(env, parent, name, len, &in, &inl, &inl_len);
+
+	if (!rc && bufsize && !buf)
+		rc = MMS_INVAL;
+	if (!rc)
+		rc = mms_data_get(env, &in, inl, inl_len, buf, bufsize, &n);
+	if (rc)
+		return rc;
+	if (vlen)
+		*vlen = (size_t)in.size;
+	if (st)
+		mms_inode_to_stat(&in, st);
+	return 0;
+}
+
+int mms_get_ref(mms_env *env, uint64_t parent, const char *name, size_t len,
+                const void **data, size_t *vlen, struct mms_stat *st)
+{
+	struct mms_inode in;
+	const void *inl, *p;
+	size_t inl_len;
+	int rc = mms_get_file(env, parent, name, len, &in, &inl, &inl_len);
+
+	if (!rc)
+		rc = mms_data_ref(env, &in, inl, inl_len, &p);
+	if (rc)
+		return rc;
+	*data = p;
+	if (vlen)
+		*vlen = (size_t)in.size;
 	if (st)
 		mms_inode_to_stat(&in, st);
 	return 0;

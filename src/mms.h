@@ -342,6 +342,27 @@ int mms_put(mms_env *env, uint64_t parent, const char *name, size_t len, const v
             size_t dlen, uint32_t mode, uint32_t uid, uint32_t gid, struct mms_stat *st);
 
 /*
+ * The value of the regular file `name` in directory `parent`, in one call
+ * (one look-up of the name and one of the inode): its first
+ * min(bufsize, size) bytes are copied into buf, *vlen (may be NULL) gets
+ * the whole size (more than bufsize: the value did not fit), *st (may be
+ * NULL) its attributes.  MMS_NOTFOUND, MMS_ISDIR, MMS_INVAL for another type.
+ */
+int mms_get(mms_env *env, uint64_t parent, const char *name, size_t len, void *buf,
+            size_t bufsize, size_t *vlen, struct mms_stat *st);
+
+/*
+ * mms_get() without the copy: *data points at the value's *vlen bytes where
+ * the store keeps them (the engine's read-only map of the store file, or
+ * the tree page holding a small value).  The pointer stays valid until the
+ * next call that changes the store, or commits, syncs, rolls back, vacuums
+ * or closes it; the bytes must not be written.  MMS_RANGE when the value is
+ * not in one piece (holes, or more than one extent): read it with mms_get().
+ */
+int mms_get_ref(mms_env *env, uint64_t parent, const char *name, size_t len,
+                const void **data, size_t *vlen, struct mms_stat *st);
+
+/*
  * Copy a symlink's target into buf (no NUL added); *lenp gets its length.
  * MMS_NOTLINK, MMS_RANGE if bufsize is smaller than the target.
  */

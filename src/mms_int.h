@@ -353,6 +353,14 @@ int mms_inode_create_root(mms_env *env);
 /* Free all of an inode's value space (extents and inline bytes): used when
  * an inode is deleted.  Does not write the inode. */
 int mms_data_free_all(mms_env *env, struct mms_inode *in);
+/* The value of `in`, read with mms_inode_get() (its inline bytes `inl`,
+ * inl_len): copy its first min(len, size) bytes into buf, *nread their
+ * count (mms_get); or point *data at the whole value when it lies in one
+ * piece, inline or one extent without holes, else MMS_RANGE (mms_get_ref). */
+int mms_data_get(mms_env *env, const struct mms_inode *in, const void *inl, size_t inl_len,
+                 void *buf, size_t len, size_t *nread);
+int mms_data_ref(mms_env *env, const struct mms_inode *in, const void *inl, size_t inl_len,
+                 const void **data);
 
 /* ---- vacuum.c / check.c need the tree walkers of btree.c ----------------- */
 /* Call fn for every page of a tree, parents before children, with its level
@@ -375,6 +383,9 @@ int mms_bt_walk(mms_env *env, int tree, mms_bt_page_fn fn, void *ctx);
 
 /* "inode", "name", ... for messages. */
 const char *mms_tree_name(int tree);
+/* Where file bytes [off, off+len) are in the pager's map of the store, or
+ * NULL if the map does not hold them all (pager.c). */
+const uint8_t *mms_pager_data(mms_env *env, uint64_t off, uint64_t len);
 int mms_pager_open(mms_env *env);    /* map the file (after the meta is chosen) */
 void mms_pager_close(mms_env *env);
 int mms_pager_remap(mms_env *env);   /* after the file grew past the map */

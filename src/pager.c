@@ -560,6 +560,16 @@ void mms_blob_free(mms_env *env, uint64_t pgno, size_t len)
 	mms_free(env, pgno, n ? n : 1, MMS_ALLOC_BLOB);
 }
 
+const uint8_t *mms_pager_data(mms_env *env, uint64_t off, uint64_t len)
+{
+	struct mms_pager_state *pg = env->pager;
+	uint64_t file = env->meta.file_pages * MMS_PAGE_SIZE;
+
+	if (!pg || !pg->map || off > file || len > file - off || off + len > pg->map_len)
+		return NULL;
+	return pg->map + off;
+}
+
 const char *mms_tree_name(int tree)
 {
 	return (tree >= 0 && tree < MMS_NTREES) ? mms_tree_names[tree] : "?";

@@ -1026,9 +1026,66 @@ static void test_copy_range(void)
 	free(want);
 }
 
+/* mms_get and mms_get_ref: one call by name, a copy or a pointer. */
+static void test_get(void)
+{
+	mms_env *env = fresh_store(0);
+	if (!env)
+		return;
+	uint8_t want[20000], buf[20000];
+	const void *p = NULL;
+	struct mms_stat st;
+	size_t n = 0;
+	fill_pattern(want, sizeof want, 5);
+	uint64_t small = mkfile(env, "small", 5), big = mkfile(env, "big", 3);
+	uint64_t sparse = mkfile(env, "sparse", 6), empty = mkfile(env, "empty", 5);
+	(void)empty;
+	do_write(env, small, want, 100, 0);
+	do_write(env, big, want, sizeof want, 0);
+	do_write(env, sparse, want, 1000, 0);
+	do_write(env, sparse, want, 1000, 3 * 4096);
+	is_int(mms_get(env, MMS_ROOT_INO, "small", 5, buf, sizeof buf, &n, &st), 0, "get small");
+	ok(n == 100 && st.ino == small && !memcmp(buf, want, 100), "its 100 bytes and attributes");
+	is_int(mms_get(env, MMS_ROOT_INO, "big", 3, buf, sizeof buf, &n, NULL), 0, "get big");
+	ok(n == sizeof want && !memcmp(buf, want, sizeof want), "its %zu bytes", sizeof want);
+	memset(buf, 0xee, sizeof buf);
+	is_int(mms_get(env, MMS_ROOT_INO, "big", 3, buf, 4000, &n, NULL), 0, "get into a small buffer");
+	ok(n == sizeof want && !memcmp(buf, want, 4000) && buf[4000] == 0xee,
+	   "the first 4000 bytes, and the whole size (%zu)", n);
+	is_int(mms_get(env, MMS_ROOT_INO, "sparse", 6, buf, sizeof buf, &n, NULL), 0, "get sparse");
+	ok(n == 3 * 4096 + 1000 && !memcmp(buf, want, 1000) && buf[5000] == 0 &&
+	   !memcmp(buf + 3 * 4096, want, 1000), "data, a hole of zeros, data");
+	is_int(mms_get(env, MMS_ROOT_INO, "empty", 5, NULL, 0, &n, NULL), 0, "get an empty key");
+	is_int(n, 0, "size 0");
+	is_int(mms_get(env, MMS_ROOT_INO, "none", 4, buf, sizeof buf, &n, NULL), MMS_NOTFOUND,
+	       "a missing name: MMS_NOTFOUND");
+	struct mms_stat d;
+	is_int(mms_mkdir(env, MMS_ROOT_INO, "dir", 3, 0755, 0, 0, &d), 0, "mkdir");
+	is_int(mms_get(env, MMS_ROOT_INO, "dir", 3, buf, sizeof buf, &n, NULL), MMS_ISDIR,
+	       "a directory: MMS_ISDIR");
+	is_int(mms_symlink(env, MMS_ROOT_INO, "ln", 2, "small", 5, 0, 0, NULL), 0, "symlink");
+	is_int(mms_get(env, MMS_ROOT_INO, "ln", 2, buf, sizeof buf, &n, NULL), MMS_INVAL,
+	       "a symlink: MMS_INVAL");
+	/* the pointer variant */
+	is_int(mms_get_ref(env, MMS_ROOT_INO, "small", 5, &p, &n, NULL), 0, "get_ref small");
+	ok(n == 100 && p && !memcmp(p, want, 100), "points at the inline bytes");
+	is_int(mms_get_ref(env, MMS_ROOT_INO, "big", 3, &p, &n, NULL), 0,
+	       "get_ref big (uncommitted: written since the last sync)");
+	ok(n == sizeof want && p && !memcmp(p, want, sizeof want), "points at its bytes in the map");
+	is_int(mms_commit(env), 0, "commit");
+	is_int(mms_get_ref(env, MMS_ROOT_INO, "big", 3, &p, &n, NULL), 0, "get_ref big after a commit");
+	ok(p && !memcmp(p, want, sizeof want), "the same bytes");
+	is_int(mms_get_ref(env, MMS_ROOT_INO, "sparse", 6, &p, &n, NULL), MMS_RANGE,
+	       "a value with a hole: MMS_RANGE");
+	is_int(mms_get_ref(env, MMS_ROOT_INO, "empty", 5, &p, &n, NULL), 0, "get_ref of an empty key");
+	ok(p != NULL && n == 0, "a pointer and size 0");
+	mms_close(env);
+}
+
 int main(void)
 {
 	tap_plan_none();
+	test_get();
 	test_fallocate_reserves();
 	test_random_rw();
 	test_inline();
