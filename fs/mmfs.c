@@ -2350,7 +2350,9 @@ static void mmfs_usage(const char *prog)
 	       "                           through sysfs, as root; 0: the kernel's)\n"
 	       "    -o store_cache         keep bytes read or synced in the store file's\n"
 	       "                           page cache too (by default they are cached once,\n"
-	       "                           for the mount)\n\n",
+	       "                           for the mount)\n\n"
+	       "The kernel checks every caller's permissions (default_permissions is always\n"
+	       "on); other users reach the mount with -o allow_other.\n\n",
 	       prog, MMFS_SYNC_DEFAULT, MMFS_READ_AHEAD_DEFAULT);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
