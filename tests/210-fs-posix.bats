@@ -317,3 +317,40 @@ $d/mnt/a/b/c 2"
 	assert_output --partial "Operation not supported"
 	echo still writable >>"$MNT/attr/f"
 }
+
+@test "a write that fails half-way (the disk refuses a write) changes nothing, and the next request works" {
+	local shim=$TEST_LANG_DIR/.libs/failwrite.so
+	[[ -f $shim ]] || fail "$shim was not built (make check builds it)"
+	local d
+	d=$(mk_tmp)
+	mkdir "$d/mnt"
+	# sync=0: only the test syncs.  (An ASan daemon needs to be told that a
+	# library comes before its runtime.)
+	MMFS_TEST_FAIL_WRITES=$d/fail LD_PRELOAD=$shim \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+		mount_store "$d/s.mms" "$d/mnt" create,sync=0
+	# two extents with a hole between them, synced: an overwrite of the
+	# whole range copies the first (a change) before it writes the hole
+	head -c 4096 /dev/urandom >"$d/want"
+	cp "$d/want" "$d/mnt/f"
+	head -c 4096 /dev/urandom | dd of="$d/mnt/f" bs=4096 seek=16 conv=notrunc status=none
+	cp "$d/mnt/f" "$d/want"
+	setfattr -n user.mmfs.sync -v 1 "$d/mnt"
+	touch "$d/fail"
+	t dd if=/dev/zero of="$d/mnt/f" bs=69632 count=1 conv=notrunc status=none
+	assert_failure
+	assert_output --partial "Input/output error"
+	rm "$d/fail"
+	# the next change is not taken down by the failed one
+	t mkdir "$d/mnt/after"
+	assert_success
+	echo later >"$d/mnt/later"
+	cmp "$d/mnt/f" "$d/want"
+	unmount_store "$d/mnt"
+	mount_store "$d/s.mms" "$d/mnt"
+	cmp "$d/mnt/f" "$d/want"
+	[[ -d $d/mnt/after && $(cat "$d/mnt/later") == later ]]
+	unmount_store "$d/mnt"
+	run "$MMSTORE" check "$d/s.mms"
+	assert_success
+}
