@@ -515,10 +515,8 @@ static void ck_link_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8
 	if (dir == c->parent)
 		c->links_in_parent++;
 	/* the name must be in the NAME tree, naming this inode */
-	mms_put_be64(nkey, dir);
-	mms_put_be64(nkey + 8, mms_name_hash(name, nl));
-	memcpy(nkey + 16, name, nl);
-	int rc = mms_bt_get(ck->env, MMS_TREE_NAME, nkey, kl, &nv, &nvl);
+	int rc = mms_bt_get(ck->env, MMS_TREE_NAME, nkey, mms_name_key(nkey, dir, name, nl), &nv,
+	                    &nvl);
 	if (rc == MMS_NOTFOUND)
 		ck_problem(ck, where, "no such name in the directory");
 	else if (rc)

@@ -331,6 +331,21 @@ static int mms_data_scan(mms_env *env, uint64_t ino, uint64_t p0, uint64_t p1,
  * size and, when `copy` is given, copied there (MMS_INLINE_MAX bytes), since
  * the pointer into page memory dies with the first change.
  */
+/* What a record read with mms_inode_get() must say of its value: inline
+ * bytes as many as its size, a size within the limit. */
+static int mms_data_inline_ok(mms_env *env, const struct mms_inode *in, const void *inl,
+                              size_t inl_len)
+{
+	if ((in->flags & MMS_INO_INLINE) &&
+	    (inl_len != in->size || inl_len > MMS_INLINE_MAX || (inl_len > 0 && !inl)))
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: %zu inline bytes for a size of %llu",
+		                (unsigned long long)in->ino, inl_len, (unsigned long long)in->size);
+	if (in->size > MMS_SIZE_MAX)
+		return mms_fail(env, MMS_CORRUPT, "ino %llu: size %llu beyond the limit",
+		                (unsigned long long)in->ino, (unsigned long long)in->size);
+	return 0;
+}
+
 static int mms_data_inode(mms_env *env, uint64_t ino, struct mms_inode *in,
                           const uint8_t **inl, uint8_t *copy)
 {
@@ -339,17 +354,13 @@ static int mms_data_inode(mms_env *env, uint64_t ino, struct mms_inode *in,
 	int rc = mms_inode_get(env, ino, in, &p, &len);
 	if (rc)
 		return rc;
-	if (in->flags & MMS_INO_INLINE) {
-		if (len != in->size || len > MMS_INLINE_MAX || (len > 0 && !p))
-			return mms_fail(env, MMS_CORRUPT, "ino %llu: %zu inline bytes for a size of %llu",
-			                (unsigned long long)ino, len, (unsigned long long)in->size);
-	} else {
+	rc = mms_data_inline_ok(env, in, p, len);
+	if (rc)
+		return rc;
+	if (!(in->flags & MMS_INO_INLINE)) {
 		len = 0;
 		p = NULL;
 	}
-	if (in->size > MMS_SIZE_MAX)
-		return mms_fail(env, MMS_CORRUPT, "ino %llu: size %llu beyond the limit",
-		                (unsigned long long)ino, (unsigned long long)in->size);
 	if (copy && len)
 		memcpy(copy, p, len);
 	if (inl)
@@ -919,21 +930,6 @@ int mms_read(mms_env *env, uint64_t ino, void *buf, size_t len, uint64_t off, si
 			return rc;
 	}
 	*nread = n;
-	return 0;
-}
-
-/* The checks mms_data_inode makes of inline bytes, for a record read by
- * the caller. */
-static int mms_data_inline_ok(mms_env *env, const struct mms_inode *in, const void *inl,
-                              size_t inl_len)
-{
-	if (in->size > MMS_SIZE_MAX)
-		return mms_fail(env, MMS_CORRUPT, "ino %llu: size %llu beyond the limit",
-		                (unsigned long long)in->ino, (unsigned long long)in->size);
-	if ((in->flags & MMS_INO_INLINE) &&
-	    (inl_len != in->size || inl_len > MMS_INLINE_MAX || (inl_len > 0 && !inl)))
-		return mms_fail(env, MMS_CORRUPT, "ino %llu: %zu inline bytes for a size of %llu",
-		                (unsigned long long)in->ino, inl_len, (unsigned long long)in->size);
 	return 0;
 }
 

@@ -384,8 +384,7 @@ int mms_name_valid(const char *name, size_t len)
 	return 0;
 }
 
-/* Build the NAME key of (parent, name) into key; returns its length. */
-static size_t mms_name_key(uint8_t *key, uint64_t parent, const char *name, size_t len)
+size_t mms_name_key(uint8_t *key, uint64_t parent, const char *name, size_t len)
 {
 	mms_put_be64(key, parent);
 	mms_put_be64(key + 8, mms_name_hash(name, len));
@@ -462,17 +461,13 @@ static int mms_link_put(mms_env *env, uint64_t ino, uint64_t dir, const char *na
 	return mms_bt_put(env, MMS_TREE_LINK, key, mms_link_key(key, ino, dir, name, len), "", 0);
 }
 
-/* Delete the LINK item (ino, dir, name): MMS_NOTFOUND if it is not there
- * (the name is the inode's primary one). */
+/* Delete the LINK item (ino, dir, name): MMS_NOTFOUND, changing nothing,
+ * if it is not there (the name is the inode's primary one). */
 static int mms_link_del(mms_env *env, uint64_t ino, uint64_t dir, const char *name, size_t len)
 {
 	uint8_t key[MMS_NAME_KEY_MAX];
-	size_t klen = mms_link_key(key, ino, dir, name, len);
-	const void *v;
-	size_t vlen;
-	int rc = mms_bt_get_w(env, MMS_TREE_LINK, key, klen, &v, &vlen);
 
-	return rc ? rc : mms_bt_del(env, MMS_TREE_LINK, key, klen);
+	return mms_bt_del(env, MMS_TREE_LINK, key, mms_link_key(key, ino, dir, name, len));
 }
 
 /* Remove the first LINK item of `ino`; *dir gets its directory.
@@ -1330,8 +1325,11 @@ int mms_link(mms_env *env, uint64_t ino, uint64_t parent, const char *name, size
 		in.ctime = now;
 		rc = mms_inode_update(env, &in);
 	}
-	if (!rc)
-		rc = mms_dir_touch(env, parent, now, 0);
+	if (!rc) {
+		/* the directory read above: no need to look it up again */
+		dir.mtime = dir.ctime = now;
+		rc = mms_inode_put(env, &dir, NULL, 0);
+	}
 	if (rc) {
 		mms_txn_poison(env);
 		return rc;

@@ -1198,6 +1198,29 @@ static int mms_load_add_dir(struct mms_load *l, const struct mms_load_attr *a)
 }
 
 /*
+ * Make room for the node of the current line: remove what name `name` of
+ * `parent` holds, after a look-up that gave `found` (0, MMS_NOTFOUND or an
+ * error) and *st.
+ */
+static int mms_load_remove(struct mms_load *l, uint64_t parent, const char *name,
+                           size_t namelen, int found, const struct mms_stat *st)
+{
+	int rc;
+
+	if (found == MMS_NOTFOUND)
+		return 0;
+	if (found)
+		return mms_load_failed(l, found, "looking up");
+	if (S_ISDIR(st->mode)) {
+		l->cache_valid = false;
+		rc = mms_rmdir(l->env, parent, name, namelen);
+		return rc ? mms_load_failed(l, rc, "replacing the directory") : 0;
+	}
+	rc = mms_unlink(l->env, parent, name, namelen);
+	return rc ? mms_load_failed(l, rc, "replacing") : 0;
+}
+
+/*
  * Create the node of the current line (replacing what has its path) and
  * set *ino.  An existing directory is reused for a "dir" line.
  */
@@ -1225,18 +1248,9 @@ static int mms_load_create(struct mms_load *l, const struct mms_load_node *nd, u
 		rc = mms_load_clear_xattrs(l, st.ino);
 		goto remember;
 	}
-	if (rc == 0 && S_ISDIR(st.mode)) {
-		l->cache_valid = false;
-		rc = mms_rmdir(l->env, parent, name, namelen);
-		if (rc)
-			return mms_load_failed(l, rc, "replacing the directory");
-	} else if (rc == 0) {
-		rc = mms_unlink(l->env, parent, name, namelen);
-		if (rc)
-			return mms_load_failed(l, rc, "replacing");
-	} else if (rc != MMS_NOTFOUND) {
-		return mms_load_failed(l, rc, "looking up");
-	}
+	rc = mms_load_remove(l, parent, name, namelen, rc, &st);
+	if (rc)
+		return rc;
 
 	switch (nd->type) {
 	case S_IFDIR:
@@ -1405,16 +1419,9 @@ static int mms_load_hardlink_line(struct mms_load *l, json_t *obj)
 	rc = mms_lookup(l->env, parent, name, namelen, &st);
 	if (rc == 0 && st.ino == to.ino)
 		goto done; /* loaded into a store that has it already */
-	if (rc == 0 && S_ISDIR(st.mode)) {
-		l->cache_valid = false;
-		rc = mms_rmdir(l->env, parent, name, namelen);
-	} else if (rc == 0) {
-		rc = mms_unlink(l->env, parent, name, namelen);
-	} else if (rc == MMS_NOTFOUND) {
-		rc = 0;
-	}
+	rc = mms_load_remove(l, parent, name, namelen, rc, &st);
 	if (rc)
-		return mms_load_failed(l, rc, "replacing");
+		return rc;
 	rc = mms_link(l->env, to.ino, parent, name, namelen, NULL);
 	if (rc)
 		return mms_load_failed(l, rc, "linking");

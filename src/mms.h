@@ -594,7 +594,8 @@ struct mms_info {
 	uint64_t next_ino;
 };
 
-/* Fill *info.  Cheap: counters kept in the meta. */
+/* Fill *info.  Cheap: counters kept in the meta, and an fstat and an
+ * fstatvfs of the store file (disk use, the host's free space). */
 int mms_stats(mms_env *env, struct mms_info *info);
 
 /*

@@ -348,6 +348,9 @@ int mms_orphans_reclaim(mms_env *env);
  * effective uid/gid) in a new store and count it in meta.dirs; sets
  * meta.next_ino past it.  MMS_EXISTS if the root exists. */
 int mms_inode_create_root(mms_env *env);
+/* Build the NAME key of (parent, name) into key (16 + len bytes); returns
+ * its length. */
+size_t mms_name_key(uint8_t *key, uint64_t parent, const char *name, size_t len);
 
 /* ---- data.c ------------------------------------------------------------- */
 /* Free all of an inode's value space (extents and inline bytes): used when
