@@ -147,6 +147,8 @@ os.close(fd)' "$@"
 	run mmfs_settle "$MNT"
 	assert_success
 	coproc HOLD { hold_open "$MNT/held" "$ready" >"$out" 3>&-; }
+	# (bash unsets HOLD_PID once the coprocess ends: keep it now)
+	local hold_pid=$HOLD_PID
 	for ((i = 0; i < 100; i++)); do [[ -e $ready ]] && break; sleep 0.1; done
 	[ -e "$ready" ]
 	rm "$MNT/held"
@@ -157,7 +159,7 @@ os.close(fd)' "$@"
 	used_open=$(mmfs_stat "$MNT" used)
 	echo go >&"${HOLD[1]}"
 	exec {HOLD[1]}>&-
-	wait "$HOLD_PID"
+	wait "$hold_pid"
 	run cat "$out"
 	assert_output "ABCDEFGH ABCDEFGH
 late"
@@ -173,13 +175,15 @@ late"
 	printf 'OLDBYTES' >"$MNT/target"
 	printf 'NEWBYTES' >"$MNT/source"
 	coproc HOLD { hold_open "$MNT/target" "$ready" >"$out" 3>&-; }
+	# (bash unsets HOLD_PID once the coprocess ends: keep it now)
+	local hold_pid=$HOLD_PID
 	for ((i = 0; i < 100; i++)); do [[ -e $ready ]] && break; sleep 0.1; done
 	[ -e "$ready" ]
 	mv "$MNT/source" "$MNT/target"
 	echo 2 >/proc/sys/vm/drop_caches
 	echo go >&"${HOLD[1]}"
 	exec {HOLD[1]}>&-
-	wait "$HOLD_PID"
+	wait "$hold_pid"
 	run cat "$out"
 	assert_output "OLDBYTES OLDBYTES
 late"
