@@ -515,6 +515,12 @@ int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run)
 	return 0;
 }
 
+bool mms_alloc_stable(mms_env *env, uint64_t pgno, uint64_t n)
+{
+	uint64_t run;
+	return n == 0 || (!mms_alloc_writable(env, pgno, n, &run) && run == n);
+}
+
 /* Entries [start, start+n) adds to the free list when split by `fresh`
  * (each part goes to free or to pending) - an exact bound, not a guess. */
 static int mms_count_part(void *vctx, uint64_t start, uint64_t n, int fresh)
@@ -759,6 +765,10 @@ void mms_alloc_synced(mms_env *env)
 		return;
 	}
 	struct mms_alloc_state *a = env->alloc;
+	/* pages the synced state reached become reusable: readers of them
+	 * outside the caller's lock finish first (MMS_MAP_STABLE) */
+	if (env->reuse_hook && a->pending.n)
+		env->reuse_hook(env->reuse_ctx);
 	for (size_t i = 0; i < a->pending.n; i++)
 		if (mms_make_free(env, a->pending.r[i].start, a->pending.r[i].n))
 			mms_txn_poison(env);

@@ -26,9 +26,11 @@
  *     bytes" below).  Pages allocated since the last sync are written in
  *     place.
  *   - inode.pages is exactly the number of pages the extents hold.
- *   - New pages are written before the extent items that reference them;
- *     space is reserved (mms_reserve) before the first change, so MMS_FULL
- *     leaves the store as it was.
+ *   - New pages are written before the extent items that reference them
+ *     are committed: by mms_write itself, or for the big copies of a
+ *     deferred write (mms_write_deferred) by mms_deferred_run, which the
+ *     caller runs before any commit; space is reserved (mms_reserve)
+ *     before the first change, so MMS_FULL leaves the store as it was.
  */
 #define _GNU_SOURCE
 #include "mms_int.h"
@@ -141,6 +143,25 @@ static int mms_data_pwrite(mms_env *env, uint64_t ino, const void *buf, uint64_t
 		                (unsigned long long)ino, (unsigned long long)n,
 		                (unsigned long long)pos, strerror(rc));
 	return 0;
+}
+
+/*
+ * Write n bytes of the caller's buffer at file byte pos: left for
+ * mms_deferred_run when a deferred write is under way and the copy is big
+ * enough (and there is room to note it), else at once.
+ */
+static int mms_data_put_src(mms_env *env, uint64_t ino, const void *src, uint64_t n, uint64_t pos)
+{
+	struct mms_deferred *d = env->defer;
+	if (d && n >= MMS_DEFER_MIN && d->n < MMS_DEFER_MAX) {
+		d->w[d->n].buf = src;
+		d->w[d->n].len = n;
+		d->w[d->n].pos = pos;
+		d->w[d->n].ino = ino;
+		d->n++;
+		return 0;
+	}
+	return mms_data_pwrite(env, ino, src, n, pos);
 }
 
 /* ---- Extent items -------------------------------------------------------- */
@@ -504,8 +525,8 @@ static int mms_data_fill_pages(mms_env *env, uint64_t ino, uint64_t ppage, uint6
 			uint64_t k = fb - lp;
 			uint64_t at = ppage + (lp - lpage);
 			if (src)
-				rc = mms_data_pwrite(env, ino, src + ((lp << MMS_PAGE_SHIFT) - from),
-				                     k << MMS_PAGE_SHIFT, at << MMS_PAGE_SHIFT);
+				rc = mms_data_put_src(env, ino, src + ((lp << MMS_PAGE_SHIFT) - from),
+				                      k << MMS_PAGE_SHIFT, at << MMS_PAGE_SHIFT);
 			else
 				rc = mms_zero_pages(env, at, k);
 			lp += k - 1;
@@ -630,7 +651,7 @@ static int mms_data_put_bytes(mms_env *env, uint64_t ino, const uint8_t *src,
 			uint64_t e = mms_data_min(stop, (lp + run) << MMS_PAGE_SHIFT);
 			uint64_t at = (phys << MMS_PAGE_SHIFT) + (pos - (lp << MMS_PAGE_SHIFT));
 			if (src) {
-				rc = mms_data_pwrite(env, ino, src + (pos - from), e - pos, at);
+				rc = mms_data_put_src(env, ino, src + (pos - from), e - pos, at);
 			} else {
 				/* whole pages as zero ranges, partial ones written */
 				uint64_t a = (pos + MMS_DATA_PAGE - 1) & ~(MMS_DATA_PAGE - 1);
@@ -901,7 +922,12 @@ static int mms_data_map_piece(void *ctx, const struct mms_extent *piece)
 		if (rc)
 			return rc;
 	}
-	m->ext[m->count++] = *piece;
+	m->ext[m->count] = *piece;
+	if (!(piece->flags & MMS_MAP_HOLE) &&
+	    mms_alloc_stable(m->env, piece->physical >> MMS_PAGE_SHIFT,
+	                     mms_data_pages_for((piece->physical & (MMS_DATA_PAGE - 1)) + piece->length)))
+		m->ext[m->count].flags |= MMS_MAP_STABLE;
+	m->count++;
 	return m->count == m->max ? 1 : 0;
 }
 
@@ -1162,6 +1188,27 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 out:
 	if (rc && changed)
 		mms_txn_poison(env);
+	return rc;
+}
+
+int mms_write_deferred(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t off,
+                       struct mms_deferred *d)
+{
+	d->n = 0;
+	env->defer = d;
+	int rc = mms_write(env, ino, buf, len, off);
+	env->defer = NULL;
+	if (rc)
+		d->n = 0; /* the change failed: nothing of it is to be written */
+	return rc;
+}
+
+int mms_deferred_run(mms_env *env, struct mms_deferred *d)
+{
+	int rc = 0;
+	for (unsigned i = 0; i < d->n && !rc; i++)
+		rc = mms_data_pwrite(env, d->w[i].ino, d->w[i].buf, d->w[i].len, d->w[i].pos);
+	d->n = 0;
 	return rc;
 }
 

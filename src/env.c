@@ -187,6 +187,12 @@ int mms_drop_cache(mms_env *env, uint64_t off, uint64_t len)
 }
 int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
 
+void mms_set_reuse_hook(mms_env *env, void (*fn)(void *ctx), void *ctx)
+{
+	env->reuse_hook = fn;
+	env->reuse_ctx = ctx;
+}
+
 /* ---- meta pages ------------------------------------------------------------ */
 
 /* Where a meta page keeps the root of `tree`: five after another from

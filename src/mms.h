@@ -472,6 +472,37 @@ int mms_read(mms_env *env, uint64_t ino, void *buf, size_t len, uint64_t off,
  */
 int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t off);
 
+/*
+ * A write whose bytes go to the disk after the caller drops its lock.
+ * mms_write_deferred makes the whole change of mms_write (extent map,
+ * size, times, the copies of partial pages), except that copies of at
+ * least MMS_DEFER_MIN bytes from buf into the store file are left in *d
+ * (at most MMS_DEFER_MAX; more are made at once).  mms_deferred_run then
+ * writes them; it touches nothing of the env but its file, so it runs
+ * without the caller's lock, while reads and look-ups go on.  Until it has
+ * returned, the caller must see to it that the change is neither committed
+ * nor rolled back, that no other change runs, and that nobody reads the
+ * written range of `ino` (its new pages hold old bytes until then): mmfs
+ * holds writers and that inode's reads back meanwhile.  buf must stay
+ * valid until then too.  If mms_deferred_run fails (an errno, with
+ * mms_errdetail), the change holds bytes that were never written: roll
+ * the transaction back.  d->n == 0 after mms_write_deferred: nothing left
+ * to run.
+ */
+#define MMS_DEFER_MIN (32u * 1024u)
+#define MMS_DEFER_MAX 8u
+struct mms_deferred {
+	unsigned n;
+	struct {
+		const void *buf;
+		uint64_t len, pos;
+		uint64_t ino;
+	} w[MMS_DEFER_MAX];
+};
+int mms_write_deferred(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t off,
+                       struct mms_deferred *d);
+int mms_deferred_run(mms_env *env, struct mms_deferred *d);
+
 /* Set the size: shrinking frees the tail, growing adds a hole. */
 int mms_truncate(mms_env *env, uint64_t ino, uint64_t size);
 
@@ -512,6 +543,12 @@ int mms_seek(mms_env *env, uint64_t ino, uint64_t off, int whence, uint64_t *res
 /* Where a byte range of a value lives, as returned by mms_map(). */
 #define MMS_MAP_HOLE   0x1u /* reads as zeros; `physical` unused */
 #define MMS_MAP_INLINE 0x2u /* bytes at `data`, stored in a tree page */
+/* The pages were not written since the last sync: the store never writes
+ * them again, and once a change frees them they are reused only after the
+ * next sync ends, which first calls the reuse hook (mms_set_reuse_hook).
+ * So a caller may read them after dropping its lock if its hook waits for
+ * such reads.  Not set for holes, inline bytes, or pages written since. */
+#define MMS_MAP_STABLE 0x4u
 struct mms_extent {
 	uint64_t logical;  /* byte offset in the value */
 	uint64_t length;   /* bytes */
@@ -529,6 +566,15 @@ struct mms_extent {
  */
 int mms_map(mms_env *env, uint64_t ino, uint64_t off, uint64_t len,
             struct mms_extent *ext, size_t max, size_t *count);
+
+/*
+ * Called when pages that the last synced state reached are about to become
+ * reusable: at the end of every sync (mms_sync, mms_sync_end, and the syncs
+ * of a vacuum), from the thread that syncs, with the caller's own locks
+ * held.  A server that reads MMS_MAP_STABLE extents without its lock waits
+ * here for the reads in flight (mmfs does).  NULL: no hook (the default).
+ */
+void mms_set_reuse_hook(mms_env *env, void (*fn)(void *ctx), void *ctx);
 
 /* ---- Extended attributes ------------------------------------------------ */
 #define MMS_XATTR_CREATE  0x1u /* fail with MMS_EXISTS if present */

@@ -200,6 +200,9 @@ struct mms_env {
 	struct mms_pager_state *pager;
 	struct mms_alloc_state *alloc;
 	struct mms_holds *holds;      /* inode.c: open counts */
+	struct mms_deferred *defer;   /* mms_write_deferred() under way */
+	void (*reuse_hook)(void *);   /* mms_set_reuse_hook() */
+	void *reuse_ctx;
 	pthread_mutex_t detail_lock;
 	char detail[512];             /* mms_errdetail() */
 	char poison_why[512];         /* the detail when the transaction was poisoned */
@@ -268,6 +271,9 @@ int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n);
  * pages are copied on write, like tree pages).  *run gets how many pages
  * from pgno (at most n) share the answer. */
 int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run);
+/* None of [pgno, pgno+n) was allocated since the last sync: freed, these
+ * pages wait for the next sync's end (the reuse hook) before reuse. */
+bool mms_alloc_stable(mms_env *env, uint64_t pgno, uint64_t n);
 
 /* ---- pager.c: blobs (multi-page byte strings outside the trees) ---------- */
 /* Allocate ceil(len/4096) pages, write `data`, return the first page. */

@@ -338,6 +338,16 @@ static int step(mms_env *env)
 		fill_random(valbuf, (size_t)len);
 		return mms_write(env, ino, valbuf, (size_t)len, off);
 	}
+	if (op < 50) {
+		/* a big write in two steps, as mmfs makes it: the change first,
+		 * the copies of its bytes after (mms_write_deferred) */
+		struct mms_deferred d;
+		uint64_t len = MMS_DEFER_MIN + below(MAXVAL - MMS_DEFER_MIN);
+		uint64_t off = below(MAXVAL - len);
+		fill_random(valbuf, (size_t)len);
+		int rc = mms_write_deferred(env, ino, valbuf, (size_t)len, off, &d);
+		return rc ? rc : mms_deferred_run(env, &d);
+	}
 	if (op < 57)
 		return mms_truncate(env, ino, below(size * 3 / 2 + 4096) % MAXVAL);
 	if (op < 64) {

@@ -161,11 +161,32 @@ static long long store_disk_bytes(void)
 /* ---- Tests --------------------------------------------------------------- */
 
 /* Random writes and reads against a reference buffer. */
-static void test_random_rw(void)
+/* mms_write in two steps, as mmfs makes it: *deferred counts the writes
+ * that left copies for mms_deferred_run. */
+static int do_write_deferred(mms_env *env, uint64_t ino, const void *buf, size_t len,
+                             uint64_t off, int *deferred)
+{
+	struct mms_deferred d;
+	int rc = mms_write_deferred(env, ino, buf, len, off, &d);
+	if (rc == 0 && d.n > 0) {
+		(*deferred)++;
+		rc = mms_deferred_run(env, &d);
+	}
+	if (rc)
+		tap_diag("mms_write_deferred ino %" PRIu64 " %zu@%" PRIu64 ": %s (%s)", ino, len, off,
+		         mms_strerror(rc), mms_errdetail(env));
+	return rc;
+}
+
+/* Random writes against a reference buffer; `deferred`: through
+ * mms_write_deferred, with syncs now and then, so that copies on write
+ * are deferred too. */
+static void test_random_rw(int deferred)
 {
 	mms_env *env = fresh_store(0);
 	if (!env)
 		return;
+	int ndeferred = 0;
 	uint64_t ino = mkfile(env, "random", 6);
 	const size_t cap = 3 * MiB;
 	uint8_t *ref = calloc(1, cap), *src = malloc(256 * KiB);
@@ -177,10 +198,13 @@ static void test_random_rw(void)
 		size_t len = rnd_below(4) == 0 ? (size_t)rnd_below(256 * KiB) + 1 : (size_t)rnd_below(9000) + 1;
 		uint64_t off = rnd_below(cap - len);
 		fill_pattern(src, len, rnd());
-		if (do_write(env, ino, src, len, off)) {
+		if (deferred ? do_write_deferred(env, ino, src, len, off, &ndeferred)
+		             : do_write(env, ino, src, len, off)) {
 			failures++;
 			break;
 		}
+		if (deferred && i % 20 == 0)
+			mms_sync(env);
 		memcpy(ref + off, src, len);
 		for (uint64_t pg = off / PG; pg < (off + len + PG - 1) / PG; pg++)
 			touched[pg] = 1;
@@ -196,7 +220,10 @@ static void test_random_rw(void)
 		if (!same_bytes(env, ino, ref + roff, (size_t)rlen, roff))
 			failures++;
 	}
-	ok(failures == 0, "300 random writes read back as the reference");
+	ok(failures == 0, "300 random writes%s read back as the reference",
+	   deferred ? " (deferred)" : "");
+	if (deferred)
+		ok(ndeferred > 20, "%d of them left copies to run after the change", ndeferred);
 	struct mms_stat st = getattr(env, ino);
 	is_int(st.size, size, "size is the end of the furthest write");
 	ok(same_bytes(env, ino, ref, (size_t)size, 0), "the whole value matches the reference");
@@ -1082,12 +1109,82 @@ static void test_get(void)
 	mms_close(env);
 }
 
+static int hook_calls;
+static void count_hook(void *ctx)
+{
+	(void)ctx;
+	hook_calls++;
+}
+
+/* Whether every piece of f's bytes [0, len) is MMS_MAP_STABLE. */
+static int all_stable(mms_env *env, uint64_t f, uint64_t len)
+{
+	struct mms_extent ext[16];
+	size_t count = 0;
+	if (mms_map(env, f, 0, len, ext, 16, &count) != 0 || count == 0)
+		return 0;
+	for (size_t i = 0; i < count; i++)
+		if (!(ext[i].flags & MMS_MAP_STABLE))
+			return 0;
+	return 1;
+}
+
+/* MMS_MAP_STABLE and the reuse hook: pages written since the last sync are
+ * not stable; synced ones are, and once freed they wait for the hook. */
+static void test_stable(void)
+{
+	mms_env *env = fresh_store(0);
+	if (!env)
+		return;
+	uint8_t want[8 * 4096], buf[8 * 4096];
+	struct mms_extent ext[4];
+	size_t count = 0, n = 0;
+	fill_pattern(want, sizeof want, 9);
+	mms_set_reuse_hook(env, count_hook, NULL);
+	uint64_t f = mkfile(env, "f", 1), small = mkfile(env, "small", 5);
+	do_write(env, f, want, sizeof want, 0);
+	do_write(env, small, want, 100, 0);
+	ok(!all_stable(env, f, sizeof want), "written since the last sync: not stable");
+	is_int(mms_commit(env), 0, "commit");
+	ok(!all_stable(env, f, sizeof want), "committed, not synced: not stable");
+	is_int(mms_sync(env), 0, "sync");
+	ok(all_stable(env, f, sizeof want), "synced: stable");
+	is_int(mms_map(env, small, 0, 100, ext, 4, &count), 0, "map the inline value");
+	ok(count == 1 && (ext[0].flags & MMS_MAP_INLINE) && !(ext[0].flags & MMS_MAP_STABLE),
+	   "inline bytes are never stable");
+	/* an overwrite of the middle copies those pages; the old ones are
+	 * pending until the next sync, which calls the hook first */
+	uint64_t old = 0;
+	is_int(mms_map(env, f, 0, sizeof want, ext, 4, &count), 0, "map f");
+	old = ext[0].physical;
+	do_write(env, f, want, 2 * 4096, 3 * 4096);
+	memcpy(want + 3 * 4096, want, 2 * 4096);
+	is_int(mms_map(env, f, 0, sizeof want, ext, 4, &count), 0, "map f after the overwrite");
+	ok(count == 3 && (ext[0].flags & MMS_MAP_STABLE) && !(ext[1].flags & MMS_MAP_STABLE) &&
+	   (ext[2].flags & MMS_MAP_STABLE) && ext[0].physical == old,
+	   "the copied pages are not stable, the untouched ones still are");
+	hook_calls = 0;
+	is_int(mms_commit(env), 0, "commit");
+	is_int(hook_calls, 0, "no hook at a commit");
+	is_int(mms_sync(env), 0, "sync");
+	is_int(hook_calls, 1, "the sync that makes the old pages reusable calls the hook once");
+	hook_calls = 0;
+	is_int(mms_sync(env), 0, "a sync with nothing new");
+	is_int(hook_calls, 0, "calls no hook");
+	ok(all_stable(env, f, sizeof want), "after it, all of f is stable again");
+	is_int(mms_read(env, f, buf, sizeof buf, 0, &n), 0, "read f");
+	ok(n == sizeof want && !memcmp(buf, want, sizeof want), "its bytes");
+	mms_close(env);
+}
+
 int main(void)
 {
 	tap_plan_none();
+	test_stable();
 	test_get();
 	test_fallocate_reserves();
-	test_random_rw();
+	test_random_rw(0);
+	test_random_rw(1);
 	test_inline();
 	test_truncate();
 	test_sparse();
