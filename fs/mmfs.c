@@ -11,9 +11,21 @@
  *    run under the shared lock, everything that modifies it (and commit,
  *    vacuum, holds) under the exclusive lock.  A sync commits under the
  *    exclusive lock but flushes the disk under the shared one (mmfs_sync),
- *    so fsync and the timer do not hold readers up for two fdatasyncs.  A read keeps the shared
- *    lock until its reply has been spliced, because the extents it sends
- *    are only valid until the next modifying call.
+ *    so fsync and the timer do not hold readers up for two fdatasyncs.
+ *  - A read maps its range under the shared lock.  Pages not written since
+ *    the last sync (MMS_MAP_STABLE) are read from the disk without the
+ *    lock: the engine never writes them, and reuses them only after a
+ *    sync's end, where its reuse hook (mmfs_reads_drain, called under the
+ *    exclusive lock, so no new read can map meanwhile) waits for the reads
+ *    in flight.  So a cold read holds no writer up.  Any other piece
+ *    (inline bytes in a tree page, pages written since the last sync, most
+ *    likely cached) is read before the shared lock is dropped.
+ *  - A write makes its change under the exclusive lock but copies its
+ *    bytes into the store file after dropping it (mms_write_deferred,
+ *    mmfs_op_write), so readers do not wait for the disk.  While the copy
+ *    runs, no exclusive section starts (mmfs_wrlock waits for it): nothing
+ *    commits, rolls back or changes the store beside it; and reads of that
+ *    inode wait, since its new pages hold old bytes until then.
  *  - Every successful modifying request is committed before it is answered,
  *    so an acknowledged change survives a crash of the daemon; fsync, the
  *    periodic timer and unmount also sync it to the disk.  Requests that
@@ -148,6 +160,17 @@ struct mmfs {
 	pthread_mutex_t commit_mutex; /* group commit: see mmfs_done() */
 	pthread_cond_t commit_cond;
 	int committing;             /* a member is committing (commit_mutex) */
+	/* I/O without the lock (io_mutex; io_cond signals each end): reads of
+	 * MMS_MAP_STABLE extents in flight, which the engine's reuse hook
+	 * waits for, and the inode whose deferred write is running (0: none),
+	 * which every exclusive section and that inode's reads wait for. */
+	pthread_mutex_t io_mutex;
+	pthread_cond_t io_cond;
+	unsigned reads_in[2];   /* reads in flight, by the epoch they mapped in */
+	unsigned read_epoch;    /* changed under the exclusive lock: mmfs_sync */
+	int reads_drained;      /* mmfs_sync waited for the reads the sync's end
+	                         * must wait for (exclusive lock) */
+	uint64_t io_ino;
 	/* The vacuum runs on a thread of its own, one at a time; vacuum_lock
 	 * guards the thread's bookkeeping, vacuum_cond signals its end. */
 	pthread_mutex_t vacuum_lock;
@@ -369,10 +392,21 @@ static void mmfs_rdlock(struct mmfs *fs)
 	pthread_rwlock_rdlock(&fs->lock);
 }
 
-/* Take the env's lock exclusive (everything else). */
+/* Take the env's lock exclusive (everything else), once no deferred write
+ * is running (see mmfs_op_write): so no exclusive section ever runs beside
+ * one, and it can be neither committed nor rolled back half-written. */
 static void mmfs_wrlock(struct mmfs *fs)
 {
-	pthread_rwlock_wrlock(&fs->lock);
+	for (;;) {
+		pthread_rwlock_wrlock(&fs->lock);
+		if (__atomic_load_n(&fs->io_ino, __ATOMIC_ACQUIRE) == 0)
+			return;
+		pthread_rwlock_unlock(&fs->lock);
+		pthread_mutex_lock(&fs->io_mutex);
+		while (fs->io_ino != 0)
+			pthread_cond_wait(&fs->io_cond, &fs->io_mutex);
+		pthread_mutex_unlock(&fs->io_mutex);
+	}
 }
 
 /* Drop the env's lock. */
@@ -623,11 +657,14 @@ static void mmfs_group_leave(struct mmfs_group *g)
  * logged; a successful one waits for the group commit that holds it.
  * Returns the errno to reply with (0 on success).
  */
+static struct mmfs_group *mmfs_group_join(struct mmfs *fs);
+static int mmfs_group_wait(struct mmfs *fs, struct mmfs_group *g, uint64_t ino,
+                           const char *name);
+
 static int mmfs_done(struct mmfs *fs, const char *op, uint64_t ino,
                      const char *name, int rc)
 {
-	struct mmfs_group *g, *cur;
-	int err;
+	struct mmfs_group *g;
 
 	if (rc != 0) {
 		mmfs_log_fail(fs, op, ino, name, rc);
@@ -639,15 +676,37 @@ static int mmfs_done(struct mmfs *fs, const char *op, uint64_t ino,
 		mmfs_unlock(fs);
 		return mmfs_errno(rc);
 	}
-	g = fs->group;
-	if (g == NULL && (g = fs->group = calloc(1, sizeof(*g))) == NULL) {
+	g = mmfs_group_join(fs);
+	if (g == NULL) {
 		/* no memory for a group: commit this change on its own */
 		rc = mmfs_commit_now(fs, ino, name);
 		mmfs_unlock(fs);
 		return mmfs_errno(rc);
 	}
-	__atomic_add_fetch(&g->refs, 1, __ATOMIC_ACQ_REL);
 	mmfs_unlock(fs);
+	return mmfs_group_wait(fs, g, ino, name);
+}
+
+/* Join the current group with a change just made (exclusive lock held);
+ * NULL if there is no memory for a group. */
+static struct mmfs_group *mmfs_group_join(struct mmfs *fs)
+{
+	struct mmfs_group *g = fs->group;
+
+	if (g == NULL && (g = fs->group = calloc(1, sizeof(*g))) == NULL)
+		return NULL;
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_ACQ_REL);
+	return g;
+}
+
+/* Wait for the commit of group g, which holds a change of this request
+ * (no lock held), committing it if no other member is; returns the errno
+ * to reply with. */
+static int mmfs_group_wait(struct mmfs *fs, struct mmfs_group *g, uint64_t ino,
+                           const char *name)
+{
+	struct mmfs_group *cur;
+	int rc, err;
 
 	pthread_mutex_lock(&fs->commit_mutex);
 	while (!g->done) {
@@ -1175,10 +1234,32 @@ fail:
 	return rc;
 }
 
+/* Wait until no read that mapped in epoch slot `e` (0 or 1; 2: either)
+ * is in flight. */
+static void mmfs_reads_wait(struct mmfs *fs, unsigned e)
+{
+	pthread_mutex_lock(&fs->io_mutex);
+	while (e == 2 ? fs->reads_in[0] + fs->reads_in[1] > 0 : fs->reads_in[e] > 0)
+		pthread_cond_wait(&fs->io_cond, &fs->io_mutex);
+	pthread_mutex_unlock(&fs->io_mutex);
+}
+
+/* The engine's reuse hook (exclusive lock held, so no read maps
+ * meanwhile): wait for the reads in flight, unless mmfs_sync already
+ * waited for the ones that may still use the pages now reused. */
+static void mmfs_reads_drain(void *ctx)
+{
+	struct mmfs *fs = ctx;
+
+	if (!fs->reads_drained)
+		mmfs_reads_wait(fs, 2);
+}
+
 /*
  * Read: map the range and reply with a vector of buffers pointing into the
  * store file (spliced by libfuse, no copy here), inline bytes, and zeros for
- * holes.  The shared lock is held until the reply is sent.
+ * holes.  The shared lock is held until the reply is sent, unless every
+ * piece from the file is MMS_MAP_STABLE (see the invariants at the top).
  */
 static void mmfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                          struct fuse_file_info *fi)
@@ -1188,17 +1269,31 @@ static void mmfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_bufvec *bv = NULL;
 	size_t count = 0, nbufs = 0, i, b = 0;
 	uint64_t done;
-	int rc;
+	int rc, unlocked = 1;
+	unsigned epoch = 0;
 
 	MMFS_COUNT(read);
 	(void)fi;
 	mmfs_rdlock(fs);
+	/* a deferred write of this inode is running: its new pages hold old
+	 * bytes until it is done (it can start only under the exclusive lock) */
+	while (__atomic_load_n(&fs->io_ino, __ATOMIC_ACQUIRE) == ino) {
+		mmfs_unlock(fs);
+		pthread_mutex_lock(&fs->io_mutex);
+		while (fs->io_ino == ino)
+			pthread_cond_wait(&fs->io_cond, &fs->io_mutex);
+		pthread_mutex_unlock(&fs->io_mutex);
+		mmfs_rdlock(fs);
+	}
 	rc = mmfs_map_range(fs, ino, (uint64_t)off, size, &ext, &count);
 	if (rc != 0)
 		goto fail;
-	for (i = 0; i < count; i++)
+	for (i = 0; i < count; i++) {
 		nbufs += (ext[i].flags & MMS_MAP_HOLE) ?
 		         (size_t)((ext[i].length + sizeof(mmfs_zeros) - 1) / sizeof(mmfs_zeros)) : 1;
+		if (!(ext[i].flags & (MMS_MAP_HOLE | MMS_MAP_STABLE)))
+			unlocked = 0;
+	}
 	if (nbufs == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		goto out;
@@ -1229,12 +1324,30 @@ static void mmfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			b++;
 		}
 	}
+	if (unlocked) {
+		pthread_mutex_lock(&fs->io_mutex);
+		epoch = fs->read_epoch & 1;
+		fs->reads_in[epoch]++;
+		pthread_mutex_unlock(&fs->io_mutex);
+		mmfs_unlock(fs);
+	}
 	rc = fuse_reply_data(req, bv, 0);
 	if (rc != 0 && rc != -ENOENT)
 		mmfs_log(LOG_ERR, "%s: read: inode %" PRIu64 ": reply failed: %s",
 		         fs->store, (uint64_t)ino, strerror(-rc));
+	if (unlocked) {
+		pthread_mutex_lock(&fs->io_mutex);
+		if (--fs->reads_in[epoch] == 0)
+			pthread_cond_broadcast(&fs->io_cond);
+		pthread_mutex_unlock(&fs->io_mutex);
+		if (!fs->drop_cache)
+			goto done;
+		/* the drop uses the engine's map, which a change may move */
+		mmfs_rdlock(fs);
+	}
 	/* the kernel now caches these bytes for the mounted file: the store
-	 * file's copy would be a second one */
+	 * file's copy would be a second one (pages reused meanwhile are only
+	 * dropped from the cache: nothing is lost) */
 	for (i = 0; fs->drop_cache && i < count; i++)
 		if (!(ext[i].flags & (MMS_MAP_HOLE | MMS_MAP_INLINE)))
 			mms_drop_cache(fs->env, ext[i].physical, ext[i].length);
@@ -1244,21 +1357,61 @@ fail:
 	fuse_reply_err(req, mmfs_errno(rc));
 out:
 	mmfs_unlock(fs);
+done:
 	free(bv);
 	free(ext);
 }
 
+/*
+ * Write: the change is made under the exclusive lock, but the big copies of
+ * its bytes into the store file (mms_write_deferred) run after the lock is
+ * dropped, so that look-ups, getattrs and reads of other inodes go on while
+ * the bytes go to the disk.  Meanwhile fs->io_ino names the inode: no
+ * exclusive section runs (mmfs_wrlock waits), so nothing commits, rolls
+ * back or changes the store beside the copy, and reads of that inode wait
+ * (its new pages hold old bytes until the copy is done).  Then the request
+ * waits for its group's commit as every change does.  A copy that fails
+ * rolls the group back: its members, this one too, get EIO.
+ */
 static void mmfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
                           size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct mmfs *fs = mmfs_of(req);
-	int err;
+	struct mms_deferred d;
+	struct mmfs_group *g;
+	int err, rc;
 
 	MMFS_COUNT(write);
 	(void)fi;
 	mmfs_wrlock(fs);
-	err = mmfs_done(fs, "write", ino, NULL,
-	                  mms_write(fs->env, ino, buf, size, (uint64_t)off));
+	rc = mms_write_deferred(fs->env, ino, buf, size, (uint64_t)off, &d);
+	if (rc == 0 && d.n > 0 && (g = mmfs_group_join(fs)) != NULL) {
+		pthread_mutex_lock(&fs->io_mutex);
+		__atomic_store_n(&fs->io_ino, (uint64_t)ino, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&fs->io_mutex);
+		mmfs_unlock(fs);
+		rc = mms_deferred_run(fs->env, &d);
+		pthread_mutex_lock(&fs->io_mutex);
+		__atomic_store_n(&fs->io_ino, 0, __ATOMIC_RELEASE);
+		pthread_cond_broadcast(&fs->io_cond);
+		pthread_mutex_unlock(&fs->io_mutex);
+		if (rc != 0) {
+			mmfs_log_fail(fs, "write", ino, NULL, rc);
+			mmfs_wrlock(fs);
+			/* nothing committed g meanwhile (no exclusive section ran
+			 * beside the copy); a rollback may have ended it already */
+			if (fs->group == g)
+				mmfs_rollback_group(fs, "write");
+			mmfs_unlock(fs);
+		}
+		err = mmfs_group_wait(fs, g, ino, NULL);
+	} else {
+		/* failed, or nothing deferred, or no memory for a group: the
+		 * copies (if any) are made under the lock */
+		if (rc == 0 && d.n > 0 && (rc = mms_deferred_run(fs->env, &d)) != 0)
+			mmfs_rollback_group(fs, "write"); /* bytes never written */
+		err = mmfs_done(fs, "write", ino, NULL, rc);
+	}
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
@@ -1311,10 +1464,21 @@ static void mmfs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off
  * between the last two steps makes the sync run again (mms_sync_end says
  * MMS_BUSY); after three tries it is done in one piece under the exclusive
  * lock.  One sync at a time.
+ *
+ * The end of a sync makes the pages that commits up to mms_sync_begin
+ * freed reusable, so the reads without the lock that mapped before that
+ * commit must be over (mmfs_reads_drain).  Reads count in two epoch slots,
+ * and the slot flips right after mms_sync_begin, under the same exclusive
+ * hold: reads that map after it cannot reach those pages.  So the sync
+ * waits for the old slot's reads without the lock, and its end need not
+ * wait at all (reads_drained), unless the new slot still held reads of an
+ * earlier epoch at the flip (a sync that stopped early): then the end
+ * waits for every read, as at any other sync (vacuum's, the last try).
  */
 static int mmfs_sync(struct mmfs *fs)
 {
-	int rc = 0, needed = 0;
+	int rc = 0, needed = 0, fast;
+	unsigned old;
 
 	pthread_mutex_lock(&fs->sync_mutex);
 	for (int tries = 0;; tries++) {
@@ -1325,6 +1489,11 @@ static int mmfs_sync(struct mmfs *fs)
 			break;
 		}
 		rc = mms_sync_begin(fs->env, &needed);
+		pthread_mutex_lock(&fs->io_mutex);
+		old = fs->read_epoch & 1;
+		fs->read_epoch++;
+		fast = fs->reads_in[old ^ 1] == 0;
+		pthread_mutex_unlock(&fs->io_mutex);
 		mmfs_unlock(fs);
 		if (rc != 0 || !needed)
 			break;
@@ -1333,8 +1502,12 @@ static int mmfs_sync(struct mmfs *fs)
 		mmfs_unlock(fs);
 		if (rc != 0)
 			break;
+		if (fast)
+			mmfs_reads_wait(fs, old);
 		mmfs_wrlock(fs);
+		fs->reads_drained = fast;
 		rc = mms_sync_end(fs->env);
+		fs->reads_drained = 0;
 		mmfs_unlock(fs);
 		if (rc != MMS_BUSY)
 			break;
@@ -2456,6 +2629,7 @@ static int mmfs_open_store(struct mmfs *fs, const struct mmfs_config *cfg)
 		fs->env = NULL;
 		return rc;
 	}
+	mms_set_reuse_hook(fs->env, mmfs_reads_drain, fs);
 	if (cfg->has_max_size && !cfg->ro) {
 		rc = mms_set_max_size(fs->env, cfg->max_size);
 		if (rc == 0)
@@ -2635,6 +2809,8 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&fs.commit_mutex, NULL);
 	pthread_cond_init(&fs.commit_cond, NULL);
 	pthread_cond_init(&fs.vacuum_cond, NULL);
+	pthread_mutex_init(&fs.io_mutex, NULL);
+	pthread_cond_init(&fs.io_cond, NULL);
 	pthread_rwlockattr_destroy(&lattr);
 
 	if (fuse_opt_parse(&args, &cfg, mmfs_opts, mmfs_opt_proc) != 0 || cfg.bad)
@@ -2788,6 +2964,8 @@ out:
 	pthread_mutex_destroy(&fs.sync_mutex);
 	pthread_mutex_destroy(&fs.commit_mutex);
 	pthread_cond_destroy(&fs.commit_cond);
+	pthread_mutex_destroy(&fs.io_mutex);
+	pthread_cond_destroy(&fs.io_cond);
 	pthread_cond_destroy(&fs.vacuum_cond);
 	mmfs_known_free(fs.known);
 	free(mnt);
