@@ -15,9 +15,10 @@
  *  - A read maps its range under the shared lock.  Pages not written since
  *    the last sync (MMS_MAP_STABLE) are read from the disk without the
  *    lock: the engine never writes them, and reuses them only after a
- *    sync's end, where its reuse hook (mmfs_reads_drain, called under the
- *    exclusive lock, so no new read can map meanwhile) waits for the reads
- *    in flight.  So a cold read holds no writer up.  Any other piece
+ *    sync's end, before which the reads in flight that mapped before the
+ *    sync's commit are over (mmfs_sync waits for them without the lock;
+ *    the engine's reuse hook, mmfs_reads_drain, under the exclusive lock
+ *    at any other sync).  So a cold read holds no writer up.  Any other piece
  *    (inline bytes in a tree page, pages written since the last sync, most
  *    likely cached) is read before the shared lock is dropped.
  *  - A write makes its change under the exclusive lock but copies its
