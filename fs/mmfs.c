@@ -1507,9 +1507,20 @@ static int mmfs_sync(struct mmfs *fs)
 			mmfs_reads_wait(fs, old);
 		mmfs_wrlock(fs);
 		fs->reads_drained = fast;
-		rc = mms_sync_end(fs->env);
+		rc = mms_sync_end_keep(fs->env);
 		fs->reads_drained = 0;
 		mmfs_unlock(fs);
+		if (rc == 0) {
+			/* the space the sync freed goes back to the disk without
+			 * the lock (an ext4 punch of 1 MiB takes ~0.3 ms) */
+			int prc = mms_sync_punch(fs->env);
+
+			if (prc != 0)
+				mmfs_log_fail(fs, "sync", FUSE_ROOT_ID, NULL, prc);
+			mmfs_wrlock(fs);
+			mms_sync_release(fs->env);
+			mmfs_unlock(fs);
+		}
 		if (rc != MMS_BUSY)
 			break;
 	}

@@ -17,6 +17,9 @@
  *            HOLE) when they become free so the disk space comes back
  *   written  (MMS_CACHE_ONCE) data runs allocated since the last sync: their
  *            cached pages are dropped once the sync has made them clean
+ *   held     free runs the caller punches after a sync without its lock
+ *            (mms_sync_end_keep): kept in pending, so not reusable, until
+ *            they are punched; a rollback or another sync keeps them there
  *
  * A run freed in the same transaction that allocated it is free at once.
  * The free and pending sets are persisted at every commit: inline in the
@@ -49,6 +52,10 @@ struct mms_alloc_state {
 	struct mms_runset free, pending, fresh, txn_free, txn_alloc, punch;
 	struct mms_runset punch_now; /* became free: punch once the meta is written */
 	struct mms_runset written;   /* MMS_CACHE_ONCE: see the top */
+	/* runs a sync made free, kept in pending while the caller punches
+	 * them without its lock (mms_sync_end_keep): no meta a crash recovers
+	 * reaches them, and nothing may take them until mms_alloc_release_held */
+	struct mms_runset held;
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 	/* The free list is read on first use, not at open: open stays two page
@@ -227,11 +234,11 @@ static void mms_count(mms_env *env, unsigned kind, int64_t delta)
 static void mms_punch(mms_env *env, uint64_t start, uint64_t n)
 {
 	struct mms_alloc_state *a = env->alloc;
-	if (!a->punch_ok || (env->flags & MMS_RDONLY))
+	if (!__atomic_load_n(&a->punch_ok, __ATOMIC_RELAXED) || (env->flags & MMS_RDONLY))
 		return;
 	int rc = mms_io_punch(env->fd, start * MMS_PAGE_SIZE, n * MMS_PAGE_SIZE);
 	if (rc == EOPNOTSUPP || rc == ENOSYS)
-		a->punch_ok = 0;
+		__atomic_store_n(&a->punch_ok, 0, __ATOMIC_RELAXED);
 }
 
 /* Make [start, start+n) free, punching the parts that held data. */
@@ -758,7 +765,64 @@ void mms_alloc_punch_free(mms_env *env)
 	rs_clear(&a->punch_now);
 }
 
-void mms_alloc_synced(mms_env *env)
+/* Keep the held runs in pending (after a reload or a sync made them
+ * free). */
+static int mms_rehold(struct mms_alloc_state *a)
+{
+	int rc = 0;
+	for (size_t i = 0; i < a->held.n && !rc; i++) {
+		struct mms_run r = a->held.r[i];
+		rc = rs_remove(&a->free, r.start, r.n);
+		if (!rc)
+			rc = rs_remove(&a->pending, r.start, r.n);
+		if (!rc)
+			rc = rs_add(&a->pending, r.start, r.n);
+	}
+	return rc;
+}
+
+/* The long runs of punch_now move to held (and back to pending). */
+static int mms_hold_long(struct mms_alloc_state *a)
+{
+	size_t keep = 0;
+	int rc = 0;
+	for (size_t i = 0; i < a->punch_now.n; i++) {
+		struct mms_run r = a->punch_now.r[i];
+		if (r.n >= MMS_PUNCH_NOW && !rc && (rc = rs_add(&a->held, r.start, r.n)) == 0) {
+			a->punch_now.total -= r.n;
+			continue;
+		}
+		a->punch_now.r[keep++] = r;
+	}
+	a->punch_now.n = keep;
+	return rc ? rc : mms_rehold(a);
+}
+
+int mms_alloc_punch_held(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	int rc = 0;
+	for (size_t i = 0; i < a->held.n && __atomic_load_n(&a->punch_ok, __ATOMIC_RELAXED); i++) {
+		rc = mms_io_punch(env->fd, a->held.r[i].start * MMS_PAGE_SIZE,
+		                  a->held.r[i].n * MMS_PAGE_SIZE);
+		if (rc)
+			__atomic_store_n(&a->punch_ok, 0, __ATOMIC_RELAXED);
+	}
+	return rc == EOPNOTSUPP ? 0 : rc;
+}
+
+void mms_alloc_release_held(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	for (size_t i = 0; i < a->held.n; i++) {
+		struct mms_run r = a->held.r[i];
+		if (rs_remove(&a->pending, r.start, r.n) || rs_add(&a->free, r.start, r.n))
+			mms_txn_poison(env); /* out of memory: the free state is unknown */
+	}
+	rs_clear(&a->held);
+}
+
+void mms_alloc_synced(mms_env *env, int keep)
 {
 	if (mms_alloc_ready(env)) {
 		mms_txn_poison(env);
@@ -778,10 +842,14 @@ void mms_alloc_synced(mms_env *env)
 	for (size_t i = 0; i < a->written.n; i++)
 		mms_pager_drop(env, a->written.r[i].start, a->written.r[i].n);
 	rs_clear(&a->written);
-	/* Long runs are punched now; short ones (the old copies of pages
-	 * overwritten since the last sync, one syscall each) wait until they
-	 * join others or the store closes: first fit reuses them soon. */
-	mms_alloc_punch(env);
+	/* Long runs are punched now (or held for the caller to punch without
+	 * its lock); short ones (the old copies of pages overwritten since the
+	 * last sync, one syscall each) wait until they join others or the
+	 * store closes: first fit reuses them soon. */
+	if (keep ? mms_hold_long(a) : mms_rehold(a))
+		mms_txn_poison(env);
+	if (!keep)
+		mms_alloc_punch(env);
 }
 
 static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
@@ -879,6 +947,7 @@ void mms_alloc_close(mms_env *env)
 	rs_fini(&a->txn_alloc);
 	rs_fini(&a->punch);
 	rs_fini(&a->punch_now);
+	rs_fini(&a->held);
 	pthread_mutex_destroy(&a->load_lock);
 	free(a);
 	env->alloc = NULL;
@@ -903,6 +972,8 @@ int mms_alloc_rollback(mms_env *env, const uint8_t *metapg)
 	/* pending runs of a synced meta are free: that meta superseded the one
 	 * that reached them */
 	a->load_rc = mms_alloc_load(env, metapg, mms_get_le32(metapg + 20) & 1);
+	if (!a->load_rc)
+		a->load_rc = mms_rehold(a); /* still being punched */
 	__atomic_store_n(&a->loaded, 1, __ATOMIC_RELEASE);
 	return a->load_rc;
 }

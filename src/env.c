@@ -420,7 +420,7 @@ int mms_sync_io(mms_env *env)
 	return rc;
 }
 
-int mms_sync_end(mms_env *env)
+static int mms_sync_end_as(mms_env *env, int keep)
 {
 	if (env->flags & MMS_RDONLY)
 		return 0;
@@ -432,8 +432,32 @@ int mms_sync_end(mms_env *env)
 	env->committed = env->meta;
 	env->commit_slot ^= 1;
 	env->synced_pages = env->meta.file_pages;
-	mms_alloc_synced(env);
+	mms_alloc_synced(env, keep);
 	return 0;
+}
+
+int mms_sync_end(mms_env *env)
+{
+	return mms_sync_end_as(env, 0);
+}
+
+int mms_sync_end_keep(mms_env *env)
+{
+	return mms_sync_end_as(env, 1);
+}
+
+int mms_sync_punch(mms_env *env)
+{
+	int rc = mms_alloc_punch_held(env);
+	if (rc)
+		return mms_fail(env, rc, "cannot punch freed space out of the store file: %s",
+		                strerror(rc));
+	return 0;
+}
+
+void mms_sync_release(mms_env *env)
+{
+	mms_alloc_release_held(env);
 }
 
 int mms_sync(mms_env *env)

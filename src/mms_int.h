@@ -441,8 +441,13 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg);
 void mms_alloc_punch_free(mms_env *env);
 /* After a commit's meta is written: punch the data runs it freed. */
 void mms_alloc_punch(mms_env *env);
-/* After a sync is durable: pending runs become free (punched). */
-void mms_alloc_synced(mms_env *env);
+/* After a sync is durable: pending runs become free (punched; keep: the
+ * long runs are held for mms_alloc_punch_held instead). */
+void mms_alloc_synced(mms_env *env, int keep);
+/* Punch the held runs (no lock: see mms_sync_end_keep); then, under the
+ * exclusive lock, mms_alloc_release_held makes them free. */
+int mms_alloc_punch_held(mms_env *env);
+void mms_alloc_release_held(mms_env *env);
 /* Rollback: reload the free list of the committed meta page. */
 int mms_alloc_rollback(mms_env *env, const uint8_t *metapg);
 /* Free/pending totals in pages and the number and size of free runs. */

@@ -399,6 +399,7 @@ static int start_recording(const char *path, mms_env **envp, char *why, size_t w
 static int run_workload(const char *path, long steps, char *why, size_t whylen)
 {
 	mms_env *env;
+	bool punch_due = false;
 	int rc = start_recording(path, &env, why, whylen);
 	if (rc)
 		return rc;
@@ -409,8 +410,31 @@ static int run_workload(const char *path, long steps, char *why, size_t whylen)
 			mms_close(env);
 			return rc;
 		}
-		bool sync = below(5) == 0;
-		rc = sync ? mms_sync(env) : mms_commit(env);
+		bool sync = below(5) == 0, keep = sync && below(2);
+		if (punch_due && (sync || i == steps - 1)) {
+			/* the last keep-sync's punch, after a step and its commit, as
+			 * mmfs may do; before the next sync */
+			rc = mms_sync_punch(env);
+			mms_sync_release(env);
+			punch_due = false;
+			if (rc) {
+				snprintf(why, whylen, "step %ld: punch: %s", i, mms_strerror(rc));
+				mms_close(env);
+				return rc;
+			}
+		}
+		if (keep) {
+			/* mmfs's sync: in steps, the freed runs punched later */
+			int needed = 0;
+			rc = mms_sync_begin(env, &needed);
+			if (!rc && needed)
+				rc = mms_sync_io(env);
+			if (!rc && needed)
+				rc = mms_sync_end_keep(env);
+			punch_due = !rc && needed;
+		} else {
+			rc = sync ? mms_sync(env) : mms_commit(env);
+		}
 		if (rc) {
 			snprintf(why, whylen, "step %ld: commit: %s (%s)", i, mms_strerror(rc), mms_errdetail(env));
 			mms_close(env);
@@ -420,6 +444,15 @@ static int run_workload(const char *path, long steps, char *why, size_t whylen)
 		mms_stats(env, &info);
 		rec_add(sync ? R_SYNCED : R_COMMITTED)->gen = info.generation;
 		note_state(env);
+	}
+	if (punch_due) {
+		rc = mms_sync_punch(env);
+		mms_sync_release(env);
+		if (rc) {
+			snprintf(why, whylen, "last punch: %s", mms_strerror(rc));
+			mms_close(env);
+			return rc;
+		}
 	}
 	recording = false; /* close's syncs and trim are not noted: not checked */
 	rc = mms_close(env);
