@@ -56,6 +56,7 @@ struct mms_alloc_state {
 	 * them without its lock (mms_sync_end_keep): no meta a crash recovers
 	 * reaches them, and nothing may take them until mms_alloc_release_held */
 	struct mms_runset held;
+	struct mms_runset drop_later; /* written runs a keep-sync left to drop */
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 	/* The free list is read on first use, not at open: open stays two page
@@ -811,6 +812,14 @@ int mms_alloc_punch_held(mms_env *env)
 	return rc == EOPNOTSUPP ? 0 : rc;
 }
 
+void mms_alloc_drop_later(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	for (size_t i = 0; i < a->drop_later.n; i++)
+		mms_pager_drop(env, a->drop_later.r[i].start, a->drop_later.r[i].n);
+	rs_clear(&a->drop_later);
+}
+
 void mms_alloc_release_held(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
@@ -838,9 +847,16 @@ void mms_alloc_synced(mms_env *env, int keep)
 			mms_txn_poison(env);
 	rs_clear(&a->pending);
 	rs_clear(&a->fresh);
-	/* what was written is clean now: the caller caches it (MMS_CACHE_ONCE) */
-	for (size_t i = 0; i < a->written.n; i++)
-		mms_pager_drop(env, a->written.r[i].start, a->written.r[i].n);
+	/* what was written is clean now: the caller caches it (MMS_CACHE_ONCE);
+	 * a keep-sync leaves the drop to mms_alloc_drop_later */
+	if (keep && a->drop_later.n == 0) {
+		struct mms_runset t = a->drop_later;
+		a->drop_later = a->written;
+		a->written = t;
+	} else {
+		for (size_t i = 0; i < a->written.n; i++)
+			mms_pager_drop(env, a->written.r[i].start, a->written.r[i].n);
+	}
 	rs_clear(&a->written);
 	/* Long runs are punched now (or held for the caller to punch without
 	 * its lock); short ones (the old copies of pages overwritten since the
@@ -948,6 +964,7 @@ void mms_alloc_close(mms_env *env)
 	rs_fini(&a->punch);
 	rs_fini(&a->punch_now);
 	rs_fini(&a->held);
+	rs_fini(&a->drop_later);
 	pthread_mutex_destroy(&a->load_lock);
 	free(a);
 	env->alloc = NULL;

@@ -455,6 +455,11 @@ int mms_sync_punch(mms_env *env)
 	return 0;
 }
 
+void mms_sync_drop(mms_env *env)
+{
+	mms_alloc_drop_later(env);
+}
+
 void mms_sync_release(mms_env *env)
 {
 	mms_alloc_release_held(env);

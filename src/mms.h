@@ -253,16 +253,21 @@ int mms_sync_io(mms_env *env);
 int mms_sync_end(mms_env *env);
 
 /*
- * mms_sync_end, leaving its slowest part to the caller: the runs the sync
- * makes free that are to be punched out of the file (so the disk space
- * comes back) stay unusable until mms_sync_punch has punched them, with no
- * lock needed (no meta a crash recovers reaches those pages, and nothing
- * may take them meanwhile); then mms_sync_release, under the exclusive
- * lock, makes them reusable.  Call the three in that order, all before the
- * next sync begins; commits, rollbacks and vacuum may run between them.
- * A failed punch (an errno) leaves the space allocated on the disk only.
+ * mms_sync_end, leaving its slow parts to the caller, who need not hold
+ * the exclusive lock for them: with MMS_CACHE_ONCE, mms_sync_drop drops
+ * the store file's cache of what the sync made clean (under a shared lock:
+ * it uses the map); the runs the sync makes free that are to be punched
+ * out of the file (so the disk space comes back) stay unusable until
+ * mms_sync_punch has punched them, with no lock at all (no meta a crash
+ * recovers reaches those pages, and nothing may take them meanwhile); then
+ * mms_sync_release, under the exclusive lock, makes them reusable.  Call
+ * them in that order after mms_sync_end_keep returns 0, before the next
+ * mms_sync_end_keep; commits, rollbacks and other syncs (vacuum's) may
+ * run between them.  A failed punch (an errno) leaves the space allocated
+ * on the disk only.
  */
 int mms_sync_end_keep(mms_env *env);
+void mms_sync_drop(mms_env *env);
 int mms_sync_punch(mms_env *env);
 void mms_sync_release(mms_env *env);
 

@@ -448,6 +448,8 @@ void mms_alloc_synced(mms_env *env, int keep);
  * exclusive lock, mms_alloc_release_held makes them free. */
 int mms_alloc_punch_held(mms_env *env);
 void mms_alloc_release_held(mms_env *env);
+/* Drop the cache of what a keep-sync made clean (MMS_CACHE_ONCE). */
+void mms_alloc_drop_later(mms_env *env);
 /* Rollback: reload the free list of the committed meta page. */
 int mms_alloc_rollback(mms_env *env, const uint8_t *metapg);
 /* Free/pending totals in pages and the number and size of free runs. */

@@ -29,6 +29,15 @@ mount_slow() {
 		mount_store "$1" "$2" "sync=0${6:+,$6}"
 }
 
+# longest_hold MNT: the longest the daemon held its store lock exclusive
+# (user.mmfs.stats), in microseconds; fails if it never did.
+longest_hold() {
+	/usr/bin/python3 -c 'import json, os, sys
+x = json.loads(os.getxattr(sys.argv[1], "user.mmfs.stats"))["exclusive_lock"]
+assert x["holds"] > 0, x
+print(x["max_us"])' "$1"
+}
+
 # wait_file PATH: wait (at most 20 s) until PATH exists.
 wait_file() {
 	local i
@@ -76,6 +85,10 @@ wait_file() {
 	cmp "$d/out" "$d/ref"
 	[[ $(cat "$d/mnt/during/f") == new && $(cat "$d/mnt/other") == changed ]]
 	[[ $(cat "$d/mnt/during2/g") == more ]]
+	# nothing held the lock exclusive while it waited for the 5 s read
+	run longest_hold "$d/mnt"
+	assert_success
+	((output < 2500000))
 	unmount_store "$d/mnt"
 	t "$MMSTORE" check "$d/s.mms"
 	assert_success
@@ -147,6 +160,10 @@ wait_file() {
 	rm "$d/slow"
 	wait "$pid"
 	cmp "$d/mnt/big" "$d/ref"
+	# the 5 s copy ran without the exclusive lock
+	run longest_hold "$d/mnt"
+	assert_success
+	((output < 2500000))
 	# what the write was answered for is committed: it survives a remount
 	unmount_store "$d/mnt"
 	mount_store "$d/s.mms" "$d/mnt"

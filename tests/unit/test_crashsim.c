@@ -414,6 +414,7 @@ static int run_workload(const char *path, long steps, char *why, size_t whylen)
 		if (punch_due && (sync || i == steps - 1)) {
 			/* the last keep-sync's punch, after a step and its commit, as
 			 * mmfs may do; before the next sync */
+			mms_sync_drop(env);
 			rc = mms_sync_punch(env);
 			mms_sync_release(env);
 			punch_due = false;
@@ -446,6 +447,7 @@ static int run_workload(const char *path, long steps, char *why, size_t whylen)
 		note_state(env);
 	}
 	if (punch_due) {
+		mms_sync_drop(env);
 		rc = mms_sync_punch(env);
 		mms_sync_release(env);
 		if (rc) {

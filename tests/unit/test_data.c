@@ -1220,6 +1220,7 @@ static void test_sync_keep(void)
 	uint64_t g = mkfile(env, "g", 1);
 	do_write(env, g, buf, sizeof buf, 0);
 	is_int(lands_in(env, g, lo, 64), 0, "nor one after a commit");
+	mms_sync_drop(env);
 	is_int(mms_sync_punch(env), 0, "punch the held run");
 	mms_sync_release(env);
 	uint64_t k = mkfile(env, "k", 1);
