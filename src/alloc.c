@@ -782,14 +782,23 @@ static int mms_rehold(struct mms_alloc_state *a)
 	return rc;
 }
 
-/* The long runs of punch_now move to held (and back to pending). */
+/* rs_split callback: hold the parts of a run that are free. */
+static int mms_hold_part(void *vctx, uint64_t start, uint64_t n, int in)
+{
+	struct mms_alloc_state *a = vctx;
+	return in ? rs_add(&a->held, start, n) : 0;
+}
+
+/* The long runs of punch_now move to held (and back to pending): only
+ * what is free of them (a trim may have cut the file under a run). */
 static int mms_hold_long(struct mms_alloc_state *a)
 {
 	size_t keep = 0;
 	int rc = 0;
 	for (size_t i = 0; i < a->punch_now.n; i++) {
 		struct mms_run r = a->punch_now.r[i];
-		if (r.n >= MMS_PUNCH_NOW && !rc && (rc = rs_add(&a->held, r.start, r.n)) == 0) {
+		if (r.n >= MMS_PUNCH_NOW && !rc &&
+		    (rc = rs_split(&a->free, r.start, r.n, mms_hold_part, a)) == 0) {
 			a->punch_now.total -= r.n;
 			continue;
 		}
@@ -1082,6 +1091,7 @@ int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages)
 		if (rc)
 			return rc;
 		rs_remove(&a->punch, end, env->meta.file_pages - end);
+		rs_remove(&a->punch_now, end, env->meta.file_pages - end);
 		env->meta.file_pages = end;
 	}
 	*newpages = end;
