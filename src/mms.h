@@ -588,9 +588,9 @@ int mms_map(mms_env *env, uint64_t ino, uint64_t off, uint64_t len,
 
 /*
  * Called when pages that the last synced state reached are about to become
- * reusable: at the end of every sync (mms_sync, mms_sync_end, and the syncs
- * of a vacuum), from the thread that syncs, with the caller's own locks
- * held.  A server that reads MMS_MAP_STABLE extents without its lock waits
+ * reusable: at the end of every sync (mms_sync, mms_sync_end,
+ * mms_sync_end_keep, and the syncs of a vacuum), from the thread that
+ * syncs, with the caller's own locks held.  A server that reads MMS_MAP_STABLE extents without its lock waits
  * here for the reads in flight (mmfs does).  NULL: no hook (the default).
  */
 void mms_set_reuse_hook(mms_env *env, void (*fn)(void *ctx), void *ctx);
