@@ -54,6 +54,11 @@ t() {
 		*) break ;;
 		esac
 	done
+	# timeout cannot run a function; bats then loses the test's result
+	if declare -F "$1" >/dev/null; then
+		echo "t: '$1' is a shell function, not a program: use run" >&2
+		return 1
+	fi
 	run "${flags[@]}" timeout --kill-after=10 "${TEST_TIMEOUT:-60}" "$@" 3>&-
 }
 
