@@ -79,6 +79,30 @@ print(\"fields ok\")' '$fields'"
 	assert_output --partial "user.mmfs.stats"
 }
 
+@test "user.mmfs.stats reads with the size a query gave, after its counters grew" {
+	# getfattr asks for the size, then reads with it: the counters (requests,
+	# lock holds) must not outgrow that between the two calls
+	t /usr/bin/python3 -c '
+import ctypes, ctypes.util, os, sys
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+mnt, name = sys.argv[1].encode(), b"user.mmfs.stats"
+size = libc.getxattr(mnt, name, None, 0)
+assert size > 0, os.strerror(ctypes.get_errno())
+for i in range(300):
+    with open(os.path.join(sys.argv[1], "grow%d" % i), "wb") as f:
+        f.write(b"x" * 5000)
+buf = ctypes.create_string_buffer(size)
+got = libc.getxattr(mnt, name, buf, size)
+assert got > 0, "read with the queried size %d: %s" % (size, os.strerror(ctypes.get_errno()))
+import json
+json.loads(buf.raw[:got])
+print("ok", size, got)' "$MNT"
+	echo "$output"
+	assert_success
+	assert_output --partial "ok "
+	rm -f "$MNT"/grow*
+}
+
 @test "user.mmfs.sync makes every commit durable" {
 	echo change >"$MNT/sync-me"
 	t setfattr -n user.mmfs.sync -v 1 "$MNT"
