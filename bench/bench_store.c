@@ -1,15 +1,19 @@
 /*
  * bench_store.c - libmms against LMDB, the same work in one run.
  *
- * For each value size (64 B and 4 KiB) both engines, each in a fresh store
- * under a temporary directory:
+ * For each key order (random, then sequential) and value size (64 B and
+ * 4 KiB), both engines, each in a fresh store under a temporary directory:
  *   - put N keys, one commit per put (ours: mms_put +
  *     mms_commit; LMDB: one write txn per put, env opened MDB_NOSYNC);
  *   - put N keys, one commit for all;
- *   - get every key in a random order (ours: mms_get into a
+ *   - get every key (ours: mms_get into a
  *     buffer; LMDB: mdb_get in one read txn, then memcpy of the value into
  *     a buffer, because mdb_get is zero-copy: it returns a pointer into
  *     the map, so without the copy LMDB would do less work).
+ * Sequential keys are put and read in the order of their names (LMDB's
+ * best case: every put appends to its last leaf); random keys are put in
+ * one shuffled order and read in another.  The names are formatted before
+ * any phase, so no figure includes the formatting.
  * Neither engine syncs per put: our commit survives a crash of the process,
  * not of the machine, which is what LMDB's MDB_NOSYNC gives.
  * Then the open time of a store holding M keys (mms_open read-only +
@@ -65,6 +69,7 @@
 
 #define BENCH_KEY_FMT "key%09u"
 #define BENCH_KEY_MAX 32
+#define BENCH_KEY_LEN 12 /* strlen of BENCH_KEY_FMT's keys below 10^9 */
 #define BENCH_OPEN_RUNS 20
 #define BENCH_SMALL_VALUE 100u
 /* Keys per commit while filling the big store for the open test. */
@@ -81,7 +86,7 @@ struct bench_opts {
 
 /* One line of the result table. */
 struct bench_row {
-	char name[64];
+	char name[96];
 	const char *unit;   /* "ops/s", "ms", "MB" ... */
 	double ours, lmdb;
 	double ratio;       /* ours / lmdb, as printed */
@@ -183,6 +188,40 @@ static int bench_key(char *key, unsigned i)
 	return snprintf(key, BENCH_KEY_MAX, BENCH_KEY_FMT, i);
 }
 
+/*
+ * The names of keys 0..n-1, formatted once before any timed or counted
+ * phase, so that neither engine's figures include the formatting.
+ */
+struct bench_keys {
+	char (*name)[BENCH_KEY_LEN + 1];
+	unsigned n;
+};
+
+static int bench_keys_make(struct bench_keys *k, unsigned n)
+{
+	k->name = malloc((size_t)(n ? n : 1) * sizeof(*k->name));
+	if (!k->name)
+		return ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		bench_key(k->name[i], i);
+	k->n = n;
+	return 0;
+}
+
+static int bench_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) != 0 ? errno : 0;
+}
+
+/* Remove a finished test's store or LMDB directory (keeps disk use low). */
+static void bench_rm_tree(const char *path)
+{
+	nftw(path, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- libmms ---------------------------------------------------------------- */
 
 static int bench_mms_create(const char *path, mms_env **envp)
@@ -195,27 +234,30 @@ static int bench_mms_create(const char *path, mms_env **envp)
 }
 
 /*
- * Put `n` keys of `vlen` bytes into the store root, committing every
- * `batch` puts (1: one commit per put; >= n: one commit at the end).
+ * Put `n` keys of `vlen` bytes into the store root in the order `perm`,
+ * committing every `batch` puts (1: one commit per put; >= n: one commit
+ * at the end).  keys NULL: the names are formatted as they go (the fills
+ * that are not timed); perm NULL: 0..n-1.
  */
-static int bench_mms_put(mms_env *env, const char *path, unsigned n, size_t vlen,
-                         unsigned batch)
+static int bench_mms_put(mms_env *env, const char *path, const struct bench_keys *keys,
+                         unsigned n, size_t vlen, unsigned batch, const unsigned *perm)
 {
-	char key[BENCH_KEY_MAX];
+	char kbuf[BENCH_KEY_MAX];
 	unsigned char *val = malloc(vlen);
 	int rc = 0;
 
 	if (!val)
 		return ENOMEM;
-	for (unsigned i = 0; i < n; i++) {
-		int klen = bench_key(key, i);
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = perm ? perm[k] : k;
+		const char *key = keys ? keys->name[i] : (bench_key(kbuf, i), kbuf);
 		bench_fill_value(val, vlen, i);
-		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, vlen, 0644, 0, 0, NULL);
+		rc = mms_put(env, MMS_ROOT_INO, key, BENCH_KEY_LEN, val, vlen, 0644, 0, 0, NULL);
 		if (rc) {
 			bench_mms_fail(env, path, "mms_put", key, rc);
 			goto out;
 		}
-		if ((i + 1) % batch == 0 || i + 1 == n) {
+		if ((k + 1) % batch == 0 || k + 1 == n) {
 			rc = mms_commit(env);
 			if (rc) {
 				bench_mms_fail(env, path, "mms_commit", key, rc);
@@ -229,10 +271,9 @@ out:
 }
 
 /* Look up and read every key in the order `perm`, checking each value. */
-static int bench_mms_get(mms_env *env, const char *path, unsigned n, size_t vlen,
-                         const unsigned *perm)
+static int bench_mms_get(mms_env *env, const char *path, const struct bench_keys *keys,
+                         unsigned n, size_t vlen, const unsigned *perm)
 {
-	char key[BENCH_KEY_MAX];
 	unsigned char *buf = malloc(vlen);
 	int rc = 0;
 
@@ -241,8 +282,8 @@ static int bench_mms_get(mms_env *env, const char *path, unsigned n, size_t vlen
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = perm[k];
 		size_t got;
-		int klen = bench_key(key, i);
-		rc = mms_get(env, MMS_ROOT_INO, key, (size_t)klen, buf, vlen, &got, NULL);
+		const char *key = keys->name[i];
+		rc = mms_get(env, MMS_ROOT_INO, key, BENCH_KEY_LEN, buf, vlen, &got, NULL);
 		if (rc) {
 			bench_mms_fail(env, path, "mms_get", key, rc);
 			goto out;
@@ -309,19 +350,21 @@ fail:
 }
 
 /* LMDB counterpart of bench_mms_put(). */
-static int bench_mdb_put(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n,
-                         size_t vlen, unsigned batch)
+static int bench_mdb_put(MDB_env *env, MDB_dbi dbi, const char *path,
+                         const struct bench_keys *keys, unsigned n, size_t vlen,
+                         unsigned batch, const unsigned *perm)
 {
-	char key[BENCH_KEY_MAX];
+	char kbuf[BENCH_KEY_MAX];
 	unsigned char *val = malloc(vlen);
 	MDB_txn *txn = NULL;
 	int rc = 0;
 
 	if (!val)
 		return ENOMEM;
-	for (unsigned i = 0; i < n; i++) {
-		int klen = bench_key(key, i);
-		MDB_val k = { .mv_size = (size_t)klen, .mv_data = key };
+	for (unsigned kk = 0; kk < n; kk++) {
+		unsigned i = perm ? perm[kk] : kk;
+		char *key = keys ? keys->name[i] : (bench_key(kbuf, i), kbuf);
+		MDB_val k = { .mv_size = BENCH_KEY_LEN, .mv_data = key };
 		MDB_val v = { .mv_size = vlen, .mv_data = val };
 		bench_fill_value(val, vlen, i);
 		if (!txn) {
@@ -336,7 +379,7 @@ static int bench_mdb_put(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n
 			bench_mdb_fail(path, "mdb_put", key, rc);
 			goto out;
 		}
-		if ((i + 1) % batch == 0 || i + 1 == n) {
+		if ((kk + 1) % batch == 0 || kk + 1 == n) {
 			rc = mdb_txn_commit(txn);
 			txn = NULL;
 			if (rc) {
@@ -407,7 +450,7 @@ static int bench_overwrite(const char *tmp, unsigned pages, unsigned writes, dou
 	snprintf(path, sizeof(path), "%s/lmdb-overwrite", tmp);
 	rc = bench_mdb_create(path, bench_mapsize(pages, 4096), &menv, &dbi);
 	if (!rc)
-		rc = bench_mdb_put(menv, dbi, path, pages, 4096, pages);
+		rc = bench_mdb_put(menv, dbi, path, NULL, pages, 4096, pages, NULL);
 	if (!rc)
 		rc = mdb_env_sync(menv, 1);
 	if (rc)
@@ -440,10 +483,10 @@ out:
 }
 
 /* LMDB counterpart of bench_mms_get(): mdb_get, then copy the value out. */
-static int bench_mdb_get(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n,
-                         size_t vlen, const unsigned *perm)
+static int bench_mdb_get(MDB_env *env, MDB_dbi dbi, const char *path,
+                         const struct bench_keys *keys, unsigned n, size_t vlen,
+                         const unsigned *perm)
 {
-	char key[BENCH_KEY_MAX];
 	unsigned char *buf = malloc(vlen);
 	MDB_txn *txn = NULL;
 	int rc;
@@ -457,8 +500,8 @@ static int bench_mdb_get(MDB_env *env, MDB_dbi dbi, const char *path, unsigned n
 	}
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = perm[k];
-		int klen = bench_key(key, i);
-		MDB_val kv = { .mv_size = (size_t)klen, .mv_data = key };
+		char *key = keys->name[i];
+		MDB_val kv = { .mv_size = BENCH_KEY_LEN, .mv_data = key };
 		MDB_val v;
 		rc = mdb_get(txn, dbi, &kv, &v);
 		if (rc) {
@@ -490,30 +533,53 @@ static size_t bench_mapsize(unsigned n, size_t vlen)
 	return (size_t)n * per * 2 + (64u << 20);
 }
 
-/* Put (both commit styles) and get, for one value size, both engines. */
-static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vlen,
-                         const char *label)
+/* 0..n-1 in order (sequential keys), or shuffled by `seed` (random keys). */
+static unsigned *bench_order(unsigned n, int random, uint64_t seed)
 {
-	char path[4096], name[64];
+	if (random)
+		return bench_perm(n, seed);
+	unsigned *p = malloc((size_t)n * sizeof(*p) + 1);
+	if (p)
+		for (unsigned i = 0; i < n; i++)
+			p[i] = i;
+	return p;
+}
+
+/*
+ * Put (both commit styles) and get, for one value size and one key order,
+ * both engines.  Sequential: keys are put and read in the order of their
+ * names (key000000000, key000000001, ...), which is LMDB's best case;
+ * random: put in one shuffled order and read in another.
+ */
+static int bench_put_get(const char *tmp, const struct bench_opts *o,
+                         const struct bench_keys *keys, size_t vlen, const char *label,
+                         int random)
+{
+	char path[4096], name[96];
+	const char *ord = random ? "random keys" : "sequential keys";
 	double t, ours_each, ours_all, ours_get, mdb_each, mdb_all, mdb_get;
 	mms_env *env = NULL;
 	MDB_env *menv = NULL;
 	MDB_dbi dbi;
-	unsigned *perm = bench_perm(o->keys, 0x9e3779b97f4a7c15ull ^ vlen);
-	int rc;
+	unsigned *put = bench_order(o->keys, random, 0x9e3779b97f4a7c15ull ^ vlen);
+	unsigned *get = bench_order(o->keys, 1, 0x51afd6ee2c4b8a1dull ^ vlen ^ (uint64_t)random);
+	int rc = ENOMEM;
 
-	if (!perm)
-		return ENOMEM;
+	if (!put || !get)
+		goto out;
+	if (!random)
+		for (unsigned i = 0; i < o->keys; i++)
+			get[i] = i;
 
 	/* (a) one commit per put */
 	snprintf(path, sizeof(path), "%s/mms-%s-each.store", tmp, label);
 	rc = bench_mms_create(path, &env);
 	if (rc)
 		goto out;
-	snprintf(name, sizeof(name), "mms put %s, commit per put", label);
+	snprintf(name, sizeof(name), "mms put %s, commit per put, %s", label, ord);
 	t = bench_now();
 	BENCH_COUNT_BEGIN();
-	rc = bench_mms_put(env, path, o->keys, vlen, 1);
+	rc = bench_mms_put(env, path, keys, o->keys, vlen, 1, put);
 	BENCH_COUNT_END(name);
 	ours_each = o->keys / (bench_now() - t);
 	if (rc)
@@ -530,34 +596,35 @@ static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vle
 	rc = bench_mdb_create(path, bench_mapsize(o->keys, vlen), &menv, &dbi);
 	if (rc)
 		goto out;
-	snprintf(name, sizeof(name), "lmdb put %s, commit per put", label);
+	snprintf(name, sizeof(name), "lmdb put %s, commit per put, %s", label, ord);
 	t = bench_now();
 	BENCH_COUNT_BEGIN();
-	rc = bench_mdb_put(menv, dbi, path, o->keys, vlen, 1);
+	rc = bench_mdb_put(menv, dbi, path, keys, o->keys, vlen, 1, put);
 	BENCH_COUNT_END(name);
 	mdb_each = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
 	mdb_env_close(menv);
 	menv = NULL;
+	bench_rm_tree(path);
 
 	/* (b) one commit for all, then the gets on that store */
 	snprintf(path, sizeof(path), "%s/mms-%s-all.store", tmp, label);
 	rc = bench_mms_create(path, &env);
 	if (rc)
 		goto out;
-	snprintf(name, sizeof(name), "mms put %s, one commit", label);
+	snprintf(name, sizeof(name), "mms put %s, one commit, %s", label, ord);
 	t = bench_now();
 	BENCH_COUNT_BEGIN();
-	rc = bench_mms_put(env, path, o->keys, vlen, o->keys);
+	rc = bench_mms_put(env, path, keys, o->keys, vlen, o->keys, put);
 	BENCH_COUNT_END(name);
 	ours_all = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
-	snprintf(name, sizeof(name), "mms get %s, random order", label);
+	snprintf(name, sizeof(name), "mms get %s, %s", label, ord);
 	t = bench_now();
 	BENCH_COUNT_BEGIN();
-	rc = bench_mms_get(env, path, o->keys, vlen, perm);
+	rc = bench_mms_get(env, path, keys, o->keys, vlen, get);
 	BENCH_COUNT_END(name);
 	ours_get = o->keys / (bench_now() - t);
 	if (rc)
@@ -568,40 +635,45 @@ static int bench_put_get(const char *tmp, const struct bench_opts *o, size_t vle
 		bench_mms_fail(NULL, path, "mms_close", NULL, rc);
 		goto out;
 	}
+	unlink(path);
 
 	snprintf(path, sizeof(path), "%s/lmdb-%s-all", tmp, label);
 	rc = bench_mdb_create(path, bench_mapsize(o->keys, vlen), &menv, &dbi);
 	if (rc)
 		goto out;
-	snprintf(name, sizeof(name), "lmdb put %s, one commit", label);
+	snprintf(name, sizeof(name), "lmdb put %s, one commit, %s", label, ord);
 	t = bench_now();
 	BENCH_COUNT_BEGIN();
-	rc = bench_mdb_put(menv, dbi, path, o->keys, vlen, o->keys);
+	rc = bench_mdb_put(menv, dbi, path, keys, o->keys, vlen, o->keys, put);
 	BENCH_COUNT_END(name);
 	mdb_all = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
-	snprintf(name, sizeof(name), "lmdb get %s, random order", label);
+	snprintf(name, sizeof(name), "lmdb get %s, %s", label, ord);
 	t = bench_now();
 	BENCH_COUNT_BEGIN();
-	rc = bench_mdb_get(menv, dbi, path, o->keys, vlen, perm);
+	rc = bench_mdb_get(menv, dbi, path, keys, o->keys, vlen, get);
 	BENCH_COUNT_END(name);
 	mdb_get = o->keys / (bench_now() - t);
 	if (rc)
 		goto out;
+	mdb_env_close(menv);
+	menv = NULL;
+	bench_rm_tree(path);
 
-	snprintf(name, sizeof(name), "put %s, commit per put", label);
+	snprintf(name, sizeof(name), "put %s, commit per put, %s", label, ord);
 	bench_add(name, "ops/s", ours_each, mdb_each);
-	snprintf(name, sizeof(name), "put %s, one commit", label);
+	snprintf(name, sizeof(name), "put %s, one commit, %s", label, ord);
 	bench_add(name, "ops/s", ours_all, mdb_all);
-	snprintf(name, sizeof(name), "get %s, random order", label);
+	snprintf(name, sizeof(name), "get %s, %s", label, ord);
 	bench_add(name, "ops/s", ours_get, mdb_get);
 out:
 	if (env)
 		mms_close(env);
 	if (menv)
 		mdb_env_close(menv);
-	free(perm);
+	free(put);
+	free(get);
 	return rc;
 }
 
@@ -649,7 +721,7 @@ static int bench_open_size(const char *tmp, const struct bench_opts *o)
 	rc = bench_mms_create(path, &env);
 	if (rc)
 		goto out;
-	rc = bench_mms_put(env, path, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH);
+	rc = bench_mms_put(env, path, NULL, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH, NULL);
 	if (rc)
 		goto out;
 	/* the store's own figures, in the form mmstore info --json prints */
@@ -668,7 +740,7 @@ static int bench_open_size(const char *tmp, const struct bench_opts *o)
 	rc = bench_mdb_create(mpath, bench_mapsize(o->open_keys, BENCH_SMALL_VALUE), &menv, &dbi);
 	if (rc)
 		goto out;
-	rc = bench_mdb_put(menv, dbi, mpath, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH);
+	rc = bench_mdb_put(menv, dbi, mpath, NULL, o->open_keys, BENCH_SMALL_VALUE, BENCH_FILL_BATCH, NULL);
 	if (rc)
 		goto out;
 	rc = mdb_env_sync(menv, 1);
@@ -801,12 +873,12 @@ static void bench_print_table(const struct bench_opts *o)
 	char a[32], b[32];
 	printf("\nmms %s vs %s: %u keys for put/get, %u keys for open/size\n",
 	       MMS_VERSION_STRING, mdb_version(NULL, NULL, NULL), o->keys, o->open_keys);
-	printf("%-40s %14s %14s %10s  %s\n", "test", "mms", "LMDB", "mms/LMDB", "unit");
+	printf("%-46s %14s %14s %10s  %s\n", "test", "mms", "LMDB", "mms/LMDB", "unit");
 	for (int i = 0; i < bench_nrows; i++) {
 		const struct bench_row *r = &bench_rows[i];
 		bench_fmt(a, sizeof(a), r->ours);
 		bench_fmt(b, sizeof(b), r->lmdb);
-		printf("%-40s %14s %14s %10.2f  %s\n", r->name, a, b, r->ratio, r->unit);
+		printf("%-46s %14s %14s %10.2f  %s\n", r->name, a, b, r->ratio, r->unit);
 	}
 	printf("\nNotes:\n"
 	       " - Durability: no engine syncs per put.  An mms commit survives a crash of\n"
@@ -837,14 +909,6 @@ static void bench_print_json(const struct bench_opts *o)
 }
 
 /* ---- Main -------------------------------------------------------------------- */
-
-static int bench_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) != 0 ? errno : 0;
-}
 
 static void bench_usage_exit(int status)
 {
@@ -918,9 +982,14 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "bench_store: working in %s\n", tmp);
 
-	rc = bench_put_get(tmp, &o, 64, "64 B");
-	if (!rc)
-		rc = bench_put_get(tmp, &o, 4096, "4 KiB");
+	struct bench_keys keys;
+	rc = bench_keys_make(&keys, o.keys);
+	for (int random = 1; !rc && random >= 0; random--) {
+		rc = bench_put_get(tmp, &o, &keys, 64, "64 B", random);
+		if (!rc)
+			rc = bench_put_get(tmp, &o, &keys, 4096, "4 KiB", random);
+	}
+	free(keys.name);
 	if (!rc && !o.put_get_only) {
 		double ours = 0, lmdb = 0;
 		rc = bench_overwrite(tmp, 16384, o.keys / 5, &ours, &lmdb);
