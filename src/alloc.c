@@ -317,7 +317,7 @@ static int mms_grow(mms_env *env, uint64_t n)
 		return mms_fail(env, MMS_FULL, "the store file would exceed the largest supported size");
 	int rc = rs_reserve(&a->free, 1);
 	if (!rc)
-		rc = mms_pager_grow(env, end + step);
+		rc = mms_file_grow(env, end + step);
 	if (rc)
 		return rc;
 	return rs_add(&a->free, end, step);
@@ -577,43 +577,29 @@ static uint64_t mms_commit_need(mms_env *env)
  * pages their copy-on-write needs when the store is full: a full store can
  * always be emptied.
  */
-static int mms_reserve_floor(mms_env *env, uint64_t n, uint64_t floor)
+int mms_alloc_room(mms_env *env, uint64_t n, bool keep_floor, bool *sync_helps)
 {
 	int lrc = mms_alloc_ready(env);
 	if (lrc)
 		return lrc;
 	struct mms_alloc_state *a = env->alloc;
-	uint64_t need = n + mms_commit_need(env) + 8 + floor;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		uint64_t avail = a->free.total;
-		if (!env->meta.max_pages || a->limit)
-			return 0; /* unlimited: the host disk decides */
-		avail += env->meta.max_pages - env->meta.file_pages;
-		if (avail >= need)
-			return 0;
-		/* a sync commits: only when nothing uncommitted would go with it
-		 * (the caller may still roll back earlier calls) */
-		if (attempt || (!a->pending.total && !a->txn_free.total) || env->txn_bad ||
-		    env->mods != env->op_mods || !env->op_fresh_txn)
-			break;
-		/* space waits for a sync: sync now to reclaim it */
-		int rc = mms_sync(env);
-		if (rc)
-			return rc;
+	uint64_t floor = 0;
+	if (keep_floor) {
+		floor = env->meta.max_pages / 16;
+		if (floor > 64)
+			floor = 64;
 	}
+	uint64_t need = n + mms_commit_need(env) + 8 + floor;
+	*sync_helps = false;
+	if (!env->meta.max_pages || a->limit)
+		return 0; /* unlimited: the host disk decides */
+	if (a->free.total + (env->meta.max_pages - env->meta.file_pages) >= need)
+		return 0;
+	/* pending runs become free at the next sync; the open transaction's
+	 * frees at its commit */
+	*sync_helps = a->pending.total || a->txn_free.total;
 	return mms_fail(env, MMS_FULL, "the store is full: %llu more pages needed, max_size is %llu bytes",
 	                (unsigned long long)n, (unsigned long long)(env->meta.max_pages * MMS_PAGE_SIZE));
-}
-
-int mms_reserve(mms_env *env, uint64_t n)
-{
-	uint64_t floor = env->meta.max_pages / 16;
-	return mms_reserve_floor(env, n, floor < 64 ? floor : 64);
-}
-
-int mms_reserve_free(mms_env *env, uint64_t n)
-{
-	return mms_reserve_floor(env, n, 0);
 }
 
 /* ---- persistence ---------------------------------------------------------- */
@@ -825,7 +811,7 @@ void mms_alloc_drop_later(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
 	for (size_t i = 0; i < a->drop_later.n; i++)
-		mms_pager_drop(env, a->drop_later.r[i].start, a->drop_later.r[i].n);
+		mms_file_drop(env, a->drop_later.r[i].start, a->drop_later.r[i].n);
 	rs_clear(&a->drop_later);
 }
 
@@ -864,7 +850,7 @@ void mms_alloc_synced(mms_env *env, int keep)
 		a->written = t;
 	} else {
 		for (size_t i = 0; i < a->written.n; i++)
-			mms_pager_drop(env, a->written.r[i].start, a->written.r[i].n);
+			mms_file_drop(env, a->written.r[i].start, a->written.r[i].n);
 	}
 	rs_clear(&a->written);
 	/* Long runs are punched now (or held for the caller to punch without

@@ -15,71 +15,14 @@
  * when both fit in one page, and removes empty pages, so deleting keys
  * gives pages back.
  *
- * Page layout: see mms_int.h (MMS_PG_HDR).
+ * Page layout and its validation: node.h, node.c.
  */
 #include "mms_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-#define PG_USABLE (MMS_PAGE_SIZE - MMS_PG_HDR)
-
-struct bt_item {
-	const uint8_t *k;
-	size_t kl;
-	const uint8_t *v;
-	size_t vl;
-};
-
-static inline unsigned pg_n(const uint8_t *p) { return mms_get_le16(p + 6); }
-static inline unsigned pg_level(const uint8_t *p) { return mms_get_le16(p + 26); }
-static inline unsigned pg_heap(const uint8_t *p) { return mms_get_le16(p + 24); }
-static inline const uint8_t *pg_it(const uint8_t *p, unsigned i)
-{
-	return p + mms_get_le16(p + MMS_PG_HDR + 2 * i);
-}
-static inline size_t it_kl(const uint8_t *it) { return mms_get_le16(it); }
-static inline size_t it_vl(const uint8_t *it) { return mms_get_le16(it + 2); }
-static inline const uint8_t *it_k(const uint8_t *it) { return it + 4; }
-static inline const uint8_t *it_v(const uint8_t *it) { return it + 4 + it_kl(it); }
-static inline size_t it_size(size_t kl, size_t vl) { return 4 + kl + vl + 2; /* with slot */ }
-
-static struct bt_item pg_item(const uint8_t *p, unsigned i)
-{
-	const uint8_t *it = pg_it(p, i);
-	return (struct bt_item){ it_k(it), it_kl(it), it_v(it), it_vl(it) };
-}
-
-static inline uint64_t pg_child(const uint8_t *p, unsigned i)
-{
-	return mms_get_le64(it_v(pg_it(p, i)));
-}
-
-/* memcmp order, shorter first on a tie.  Most keys start with big-endian
- * integers: compare whole words first. */
-static inline int key_cmp(const void *a, size_t al, const void *b, size_t bl)
-{
-	const uint8_t *x = a, *y = b;
-	size_t n = al < bl ? al : bl, i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t u, v;
-		memcpy(&u, x + i, 8);
-		memcpy(&v, y + i, 8);
-		if (u != v) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-			u = __builtin_bswap64(u);
-			v = __builtin_bswap64(v);
-#endif
-			return u < v ? -1 : 1;
-		}
-	}
-	if (i < n) {
-		int c = memcmp(x + i, y + i, n - i);
-		if (c)
-			return c;
-	}
-	return al < bl ? -1 : al > bl;
-}
+#include "node.h"
 
 static size_t pg_used(const uint8_t *p)
 {
@@ -89,73 +32,6 @@ static size_t pg_used(const uint8_t *p)
 		u += it_size(it_kl(it), it_vl(it));
 	}
 	return u;
-}
-
-/* Structural check of a page read from the file (its checksum is fine). */
-int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen)
-{
-	unsigned n = pg_n(p), heap = pg_heap(p), level = pg_level(p);
-	uint64_t starts[MMS_PAGE_SIZE / 64] = { 0 }; /* offsets where items start */
-	if ((p[4] == MMS_PG_LEAF) != (level == 0) || level >= MMS_BT_MAXDEPTH) {
-		snprintf(why, whylen, "type %u does not match level %u", p[4], level);
-		return 0;
-	}
-	if (MMS_PG_HDR + 2 * n > heap || heap > MMS_PAGE_SIZE) {
-		snprintf(why, whylen, "%u items and heap at %u do not fit", n, heap);
-		return 0;
-	}
-	if (p[4] == MMS_PG_BRANCH && n == 0) {
-		snprintf(why, whylen, "empty branch");
-		return 0;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		unsigned off = mms_get_le16(p + MMS_PG_HDR + 2 * i);
-		if (off < heap || off + 4 > MMS_PAGE_SIZE) {
-			snprintf(why, whylen, "item %u at offset %u outside the heap", i, off);
-			return 0;
-		}
-		size_t kl = it_kl(p + off), vl = it_vl(p + off);
-		if (off + 4 + kl + vl > MMS_PAGE_SIZE || kl > MMS_BT_KEY_MAX || vl > MMS_BT_VAL_MAX) {
-			snprintf(why, whylen, "item %u (key %zu, value %zu bytes) overruns the page", i, kl, vl);
-			return 0;
-		}
-		if (p[4] == MMS_PG_BRANCH && (vl != 8 || (i == 0 && kl != 0) || (i > 0 && kl == 0))) {
-			snprintf(why, whylen, "branch item %u malformed", i);
-			return 0;
-		}
-		if (p[4] == MMS_PG_LEAF && kl == 0) {
-			snprintf(why, whylen, "leaf item %u has an empty key", i);
-			return 0;
-		}
-		if (starts[off / 64] & (1ull << (off % 64))) {
-			snprintf(why, whylen, "item %u at offset %u overlaps another item", i, off);
-			return 0;
-		}
-		starts[off / 64] |= 1ull << (off % 64);
-		if (i > 0) {
-			const uint8_t *prev = p + mms_get_le16(p + MMS_PG_HDR + 2 * (i - 1));
-			if (key_cmp(it_k(prev), it_kl(prev), it_k(p + off), kl) >= 0) {
-				snprintf(why, whylen, "item %u is out of order", i);
-				return 0;
-			}
-		}
-	}
-	/* Items may not share bytes (code that rebuilds a page copies each item
-	 * once and would overrun it): in the order of their offsets, each one
-	 * ends before the next begins. */
-	unsigned prev_end = 0, prev_off = 0;
-	for (unsigned w = 0; w < MMS_PAGE_SIZE / 64; w++) {
-		for (uint64_t bits = starts[w]; bits; bits &= bits - 1) {
-			unsigned off = w * 64 + (unsigned)__builtin_ctzll(bits);
-			if (off < prev_end) {
-				snprintf(why, whylen, "the item at offset %u overlaps the one at %u", off, prev_off);
-				return 0;
-			}
-			prev_off = off;
-			prev_end = off + 4 + (unsigned)it_kl(p + off) + (unsigned)it_vl(p + off);
-		}
-	}
-	return 1;
 }
 
 /* Leaf: first index with key >= k; *exact if equal. */

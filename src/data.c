@@ -1020,7 +1020,7 @@ int mms_data_ref(mms_env *env, const struct mms_inode *in, const void *inl, size
 	rc = mms_data_walk(env, in->ino, 0, in->size, mms_data_ref_piece, &r);
 	if (rc)
 		return rc;
-	const uint8_t *p = r.pieces == 1 ? mms_pager_data(env, r.piece.physical, r.piece.length) : NULL;
+	const uint8_t *p = r.pieces == 1 ? mms_file_data(env, r.piece.physical, r.piece.length) : NULL;
 	if (!p)
 		return MMS_RANGE;
 	*data = p;
@@ -1117,6 +1117,9 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 	int rc;
 
 	rc = mms_txn_enter(env);
+	if (rc)
+		return rc;
+	rc = mms_pager_spill(env);
 	if (rc)
 		return rc;
 	rc = mms_data_inode(env, ino, &in, &old, inl);
@@ -1537,16 +1540,16 @@ static int mms_copy_piece(mms_env *env, const struct mms_extent *e, uint64_t src
 int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff,
                    uint64_t len, uint64_t *copied)
 {
-	struct mms_stat ss, ds;
+	struct mms_inode ss, ds;
 	struct mms_extent ext[16];
 	uint64_t done = 0;
 	uint8_t *buf;
 	int rc;
 
 	*copied = 0;
-	rc = mms_getattr(env, src, &ss);
+	rc = mms_inode_get(env, src, &ss, NULL, NULL);
 	if (!rc)
-		rc = mms_getattr(env, dst, &ds);
+		rc = mms_inode_get(env, dst, &ds, NULL, NULL);
 	if (rc)
 		return rc;
 	if (S_ISDIR(ss.mode) || S_ISDIR(ds.mode))
@@ -1580,8 +1583,8 @@ int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint
 	free(buf);
 	/* a hole at the end: the size still grows to cover it */
 	if (done && doff + done > ds.size) {
-		struct mms_stat now;
-		int trc = mms_getattr(env, dst, &now);
+		struct mms_inode now;
+		int trc = mms_inode_get(env, dst, &now, NULL, NULL);
 		if (!trc && now.size < doff + done)
 			trc = mms_truncate(env, dst, doff + done);
 		if (trc)

@@ -1,22 +1,12 @@
 /*
- * env.c - opening a store, its meta pages, and the commit rule.
+ * env.c - opening and closing a store, the lock, store-wide figures: the
+ * top of the engine.
  *
- * Pages 0 and 1 are meta pages (layout in doc/FORMAT.md).  Each carries a
- * checksum, a generation, the id of the boot it was written under and a
- * `synced` flag.  Open picks the newest valid meta that can be trusted:
- * a synced one, or one written during the current boot (an unsynced meta
- * from an earlier boot may point at pages that never reached the disk).
- *
- * The commit rule:
- *   commit  write the dirty tree pages and the free list, then a meta page
- *           (unsynced) into the commit slot.  Survives a crash of the
- *           process: pwrite() has handed everything to the kernel.
- *   sync    commit, fdatasync, write the same meta marked synced into the
- *           commit slot, fdatasync; the slots then swap roles.  Survives a
- *           crash of the machine.
- * Commits never overwrite the slot that holds the last synced meta, so a
- * torn or lost meta write always leaves a trusted meta to fall back to, and
- * alloc.c never reuses a page that meta reaches before the next sync.
+ * Open picks the newest valid meta that can be trusted (txn.c decodes and
+ * writes metas; doc/FORMAT.md says which is trusted), maps the file
+ * (file.c), then recovers: a read-write open reclaims orphans (inode.c),
+ * and syncs a crashed process's last commit.  Close syncs, and gives the
+ * free tail of the file back (vacuum.c).  Nothing below calls up here.
  */
 #define _GNU_SOURCE
 #include "mms_int.h"
@@ -35,78 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char mms_magic[8] = { 'M', 'M', 'S', 'T', 'O', 'R', 'E', 0 };
-#define MMS_META_SYNCED 0x1u
 
 static __thread char mms_open_msg[512];
-
-/* ---- errors --------------------------------------------------------------- */
-
-const char *mms_strerror(int err)
-{
-	switch (err) {
-	case 0: return "success";
-	case MMS_NOTFOUND: return "not found";
-	case MMS_EXISTS: return "already exists";
-	case MMS_FULL: return "store is full (max_size reached)";
-	case MMS_CORRUPT: return "store is damaged";
-	case MMS_LOCKED: return "store is locked by another process";
-	case MMS_NAMETOOLONG: return "name too long";
-	case MMS_BADNAME: return "invalid name";
-	case MMS_NOTDIR: return "not a directory";
-	case MMS_ISDIR: return "is a directory";
-	case MMS_NOTEMPTY: return "directory not empty";
-	case MMS_READONLY: return "store is open read-only";
-	case MMS_NOTSTORE: return "not a store file";
-	case MMS_VERSION: return "unsupported store format version";
-	case MMS_BADTXN: return "an earlier change failed; roll back first";
-	case MMS_TOOBIG: return "too large";
-	case MMS_NODATA: return "no such attribute";
-	case MMS_RANGE: return "buffer too small";
-	case MMS_INVAL: return "invalid argument";
-	case MMS_LOOP: return "cannot move a directory into itself";
-	case MMS_TRUNCATED: return "store file is truncated";
-	case MMS_BUSY: return "in use";
-	case MMS_NOTLINK: return "not a symlink";
-	case MMS_NXIO: return "no data or hole past the offset";
-	case MMS_MLINK: return "too many links";
-	case MMS_XDEV: return "directories cannot have hard links";
-	}
-	if (err > 0)
-		return strerror(err);
-	return "unknown error";
-}
-
-int mms_fail(mms_env *env, int err, const char *fmt, ...)
-{
-	va_list ap;
-	pthread_mutex_lock(&env->detail_lock);
-	va_start(ap, fmt);
-	vsnprintf(env->detail, sizeof(env->detail), fmt, ap);
-	va_end(ap);
-	pthread_mutex_unlock(&env->detail_lock);
-	return err;
-}
-
-int mms_damaged(mms_env *env, const char *fmt, ...)
-{
-	va_list ap;
-	pthread_mutex_lock(&env->detail_lock);
-	va_start(ap, fmt);
-	vsnprintf(env->detail, sizeof(env->detail), fmt, ap);
-	va_end(ap);
-	if (!env->damaged)
-		snprintf(env->damage, sizeof env->damage, "%s", env->detail);
-	pthread_mutex_unlock(&env->detail_lock);
-	__atomic_store_n(&env->damaged, 1, __ATOMIC_RELEASE);
-	mms_txn_poison(env);
-	return MMS_CORRUPT;
-}
-
-const char *mms_errdetail(mms_env *env)
-{
-	return env->detail;
-}
 
 const char *mms_open_detail(void)
 {
@@ -123,54 +43,6 @@ static int mms_open_fail(int err, const char *fmt, ...)
 	return err;
 }
 
-#ifdef MMS_TEST_HOOKS
-int64_t mms_test_clock_ns;
-#endif
-
-int64_t mms_now_ns(void)
-{
-#ifdef MMS_TEST_HOOKS
-	if (mms_test_clock_ns)
-		return __atomic_add_fetch(&mms_test_clock_ns, 1000, __ATOMIC_RELAXED);
-#endif
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int mms_txn_enter(mms_env *env)
-{
-	if (env->flags & MMS_RDONLY)
-		return mms_fail(env, MMS_READONLY, "the store is open read-only");
-	if (env->txn_bad)
-		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way (%s); roll back first",
-		                env->poison_why[0] ? env->poison_why : "no detail");
-	if (__atomic_load_n(&env->damaged, __ATOMIC_ACQUIRE))
-		return mms_fail(env, MMS_CORRUPT,
-		                "the store is damaged (%s): it takes no changes; mmstore check names the damage",
-		                env->damage);
-	if (env->meta.version != MMS_FORMAT_VERSION && !env->upgrading)
-		return mms_fail(env, MMS_VERSION, "the store has format version %u: it takes no "
-		                "changes until mms_upgrade() ('mmstore upgrade') converted it",
-		                env->meta.version);
-	env->op_fresh_txn = !env->txn_active;
-	env->txn_active = 1;
-	env->op_mods = env->mods;
-	return 0;
-}
-
-int mms_txn_failed(const mms_env *env) { return env->txn_bad; }
-
-void mms_txn_poison(mms_env *env)
-{
-	if (!env->txn_bad) {
-		pthread_mutex_lock(&env->detail_lock);
-		snprintf(env->poison_why, sizeof env->poison_why, "%s", env->detail);
-		pthread_mutex_unlock(&env->detail_lock);
-	}
-	env->txn_bad = 1;
-}
-
 const char *mms_path(mms_env *env) { return env->path; }
 int mms_fd(mms_env *env) { return env->fd; }
 
@@ -182,324 +54,11 @@ int mms_drop_cache(mms_env *env, uint64_t off, uint64_t len)
 	else
 		end = (off + len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 	if (end > first)
-		mms_pager_drop(env, first, end - first);
+		mms_file_drop(env, first, end - first);
 	return 0;
 }
 int mms_readonly(mms_env *env) { return (env->flags & MMS_RDONLY) != 0; }
 
-void mms_set_reuse_hook(mms_env *env, void (*fn)(void *ctx), void *ctx)
-{
-	env->reuse_hook = fn;
-	env->reuse_ctx = ctx;
-}
-
-/* ---- meta pages ------------------------------------------------------------ */
-
-/* Where a meta page keeps the root of `tree`: five after another from
- * byte 104, the LINK tree's (format 2) at the end of the page. */
-static size_t mms_meta_root_off(int tree)
-{
-	return tree == MMS_TREE_LINK ? MMS_META_LINK_ROOT : 104u + 8u * (unsigned)tree;
-}
-
-/* Encode env->meta into bytes 0..215 and the LINK root of pg, and checksum
- * the page. */
-static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *pg, int synced)
-{
-	memcpy(pg, mms_magic, 8);
-	mms_put_le32(pg + 12, m->version);
-	mms_put_le32(pg + 16, MMS_PAGE_SIZE);
-	mms_put_le32(pg + 20, synced ? MMS_META_SYNCED : 0);
-	mms_put_le64(pg + 24, m->generation);
-	mms_put_le64(pg + 32, m->synced_generation);
-	memcpy(pg + 40, env->boot_id, 16);
-	memcpy(pg + 56, m->uuid, 16);
-	mms_put_le64(pg + 72, m->file_pages);
-	mms_put_le64(pg + 80, m->max_pages);
-	mms_put_le64(pg + 88, m->next_ino);
-	mms_put_le64(pg + 96, m->created_ns);
-	for (int t = 0; t < MMS_NTREES; t++)
-		mms_put_le64(pg + mms_meta_root_off(t), m->root[t]);
-	mms_put_le64(pg + 144, m->keys);
-	mms_put_le64(pg + 152, m->dirs);
-	mms_put_le64(pg + 160, m->orphans);
-	mms_put_le64(pg + 168, m->tree_pages);
-	mms_put_le64(pg + 176, m->data_pages);
-	mms_put_le64(pg + 184, m->blob_pages);
-	mms_put_le64(pg + 192, m->free_blob);
-	mms_put_le64(pg + 200, m->free_blob_pages);
-	mms_put_le32(pg + 8, 0);
-	mms_put_le32(pg + 8, mms_crc32c(0, pg, MMS_PAGE_SIZE));
-}
-
-static void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
-{
-	mms_meta_encode_of(env, &env->meta, pg, synced);
-}
-
-/* Validate a meta page; on success fill *m.  Writes a reason into why.
- * A page of format 1 is valid only with `old_ok` (mms_upgrade's open). */
-static int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why,
-                           size_t whylen)
-{
-	uint8_t copy[MMS_PAGE_SIZE];
-	if (memcmp(pg, mms_magic, 8)) {
-		snprintf(why, whylen, "bad magic");
-		return MMS_NOTSTORE;
-	}
-	memcpy(copy, pg, MMS_PAGE_SIZE);
-	mms_put_le32(copy + 8, 0);
-	uint32_t want = mms_get_le32(pg + 8), got = mms_crc32c(0, copy, MMS_PAGE_SIZE);
-	if (want != got) {
-		snprintf(why, whylen, "checksum mismatch (stored %08x, computed %08x)", want, got);
-		return MMS_CORRUPT;
-	}
-	uint32_t version = mms_get_le32(pg + 12);
-	if (version == MMS_FORMAT_V1 && !old_ok) {
-		snprintf(why, whylen, "format version 1, older than this build's %u: convert it "
-		         "in place with 'mmstore upgrade' (it keeps every key)", MMS_FORMAT_VERSION);
-		return MMS_VERSION;
-	}
-	if (version != MMS_FORMAT_VERSION && version != MMS_FORMAT_V1) {
-		snprintf(why, whylen, "format version %u (this build reads %u)", version,
-		         MMS_FORMAT_VERSION);
-		return MMS_VERSION;
-	}
-	if (mms_get_le32(pg + 16) != MMS_PAGE_SIZE) {
-		snprintf(why, whylen, "page size %u", mms_get_le32(pg + 16));
-		return MMS_CORRUPT;
-	}
-	memset(m, 0, sizeof(*m));
-	m->version = version;
-	m->generation = mms_get_le64(pg + 24);
-	m->synced_generation = mms_get_le64(pg + 32);
-	memcpy(m->uuid, pg + 56, 16);
-	m->file_pages = mms_get_le64(pg + 72);
-	m->max_pages = mms_get_le64(pg + 80);
-	m->next_ino = mms_get_le64(pg + 88);
-	m->created_ns = mms_get_le64(pg + 96);
-	for (int t = 0; t < MMS_NTREES; t++)
-		if (t != MMS_TREE_LINK || version != MMS_FORMAT_V1)
-			m->root[t] = mms_get_le64(pg + mms_meta_root_off(t));
-	m->keys = mms_get_le64(pg + 144);
-	m->dirs = mms_get_le64(pg + 152);
-	m->orphans = mms_get_le64(pg + 160);
-	m->tree_pages = mms_get_le64(pg + 168);
-	m->data_pages = mms_get_le64(pg + 176);
-	m->blob_pages = mms_get_le64(pg + 184);
-	m->free_blob = mms_get_le64(pg + 192);
-	m->free_blob_pages = mms_get_le64(pg + 200);
-	if (m->file_pages < MMS_META_PAGES || m->file_pages > (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4 ||
-	    (m->max_pages && m->max_pages < MMS_META_PAGES) || m->next_ino <= MMS_ROOT_INO) {
-		snprintf(why, whylen, "implausible sizes (file %llu pages, max %llu, next inode %llu)",
-		         (unsigned long long)m->file_pages, (unsigned long long)m->max_pages,
-		         (unsigned long long)m->next_ino);
-		return MMS_CORRUPT;
-	}
-	for (int t = 0; t < MMS_NTREES; t++) {
-		if (m->root[t] && (m->root[t] < MMS_META_PAGES || m->root[t] >= m->file_pages)) {
-			snprintf(why, whylen, "%s tree root %llu outside the file", mms_tree_name(t),
-			         (unsigned long long)m->root[t]);
-			return MMS_CORRUPT;
-		}
-	}
-	if (!m->root[MMS_TREE_INODE]) {
-		snprintf(why, whylen, "no inode tree");
-		return MMS_CORRUPT;
-	}
-	return 0;
-}
-
-static int mms_pwrite_page(mms_env *env, const uint8_t *pg, uint64_t pgno)
-{
-	int rc = mms_io_pwrite(env->fd, pg, MMS_PAGE_SIZE, pgno * MMS_PAGE_SIZE);
-	if (rc)
-		return mms_fail(env, rc, "cannot write meta page %llu: %s", (unsigned long long)pgno,
-		                strerror(rc));
-	return 0;
-}
-
-static int mms_datasync(mms_env *env)
-{
-	int rc = mms_io_datasync(env->fd);
-	if (rc)
-		return mms_fail(env, rc, "fdatasync failed: %s", strerror(rc));
-	return 0;
-}
-
-/* ---- commit, sync, rollback ------------------------------------------------ */
-
-int mms_commit(mms_env *env)
-{
-	if (env->flags & MMS_RDONLY)
-		return 0;
-	if (env->txn_bad)
-		return mms_fail(env, MMS_BADTXN, "an earlier change failed half-way (%s); roll back first",
-		                env->poison_why[0] ? env->poison_why : "no detail");
-	if (!env->txn_active)
-		return 0;
-	if (__atomic_load_n(&env->damaged, __ATOMIC_ACQUIRE))
-		return mms_fail(env, MMS_CORRUPT,
-		                "the store is damaged (%s): nothing more is written; roll back",
-		                env->damage);
-	uint8_t *pg = NULL;
-	if (posix_memalign((void **)&pg, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
-		return ENOMEM;
-	memset(pg, 0, MMS_PAGE_SIZE);
-	int rc = mms_alloc_commit(env, pg);
-	if (!rc)
-		rc = mms_pager_flush(env);
-	if (rc) {
-		/* the in-memory free state already moved on: only a rollback,
-		 * which reloads it from the committed meta, is safe now */
-		mms_txn_poison(env);
-		goto out;
-	}
-	env->meta.generation++;
-	mms_meta_encode(env, pg, 0);
-	rc = mms_pwrite_page(env, pg, (uint64_t)env->commit_slot);
-	if (rc) {
-		env->meta.generation--;
-		mms_txn_poison(env);
-		goto out;
-	}
-	memcpy(env->meta_page, pg, MMS_PAGE_SIZE);
-	env->committed = env->meta;
-	env->txn_active = 0;
-	mms_alloc_punch(env);
-out:
-	free(pg);
-	return rc;
-}
-
-/*
- * A sync in three steps, so that a server can let readers run during the
- * two fdatasyncs (mms.h: mms_sync_begin).  The commit slot holds the last
- * commit's meta; the other slot the last synced one, the fallback after a
- * machine crash.  mms_sync_io makes everything durable, then rewrites the
- * commit slot's meta marked synced and makes that durable.  No change may
- * run during mms_sync_io (the caller's shared lock); one that runs between
- * it and mms_sync_end commits into the same slot, over the synced meta:
- * the other slot still holds the older synced one, and mms_sync_end sees
- * the new generation and says MMS_BUSY (sync again).  Only mms_sync_end
- * moves the commit slot and makes the pages freed since the last sync
- * reusable, both of which need the new synced meta on disk.
- */
-int mms_sync_begin(mms_env *env, int *needed)
-{
-	*needed = 0;
-	if (env->flags & MMS_RDONLY)
-		return 0;
-	int rc = mms_commit(env);
-	if (rc)
-		return rc;
-	env->sync_gen = 0;
-	*needed = !(mms_get_le32(env->meta_page + 20) & MMS_META_SYNCED);
-	return 0;
-}
-
-int mms_sync_io(mms_env *env)
-{
-	env->sync_gen = 0;
-	if (!env->sync_page && posix_memalign((void **)&env->sync_page, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
-		return ENOMEM;
-	int rc = mms_datasync(env);
-	if (rc)
-		return rc;
-	struct mms_meta m = env->meta;
-	m.synced_generation = m.generation;
-	/* the committed page with its inline free list, marked synced */
-	memcpy(env->sync_page, env->meta_page, MMS_PAGE_SIZE);
-	mms_meta_encode_of(env, &m, env->sync_page, 1);
-	rc = mms_pwrite_page(env, env->sync_page, (uint64_t)env->commit_slot);
-	if (!rc)
-		rc = mms_datasync(env);
-	/* on failure the slot may hold either meta: both describe one state */
-	if (!rc)
-		env->sync_gen = m.generation;
-	return rc;
-}
-
-static int mms_sync_end_as(mms_env *env, int keep)
-{
-	if (env->flags & MMS_RDONLY)
-		return 0;
-	if (!env->sync_gen || env->sync_gen != env->meta.generation || env->txn_active)
-		return MMS_BUSY; /* a change came in after mms_sync_io: sync again */
-	env->sync_gen = 0;
-	env->meta.synced_generation = env->meta.generation;
-	memcpy(env->meta_page, env->sync_page, MMS_PAGE_SIZE);
-	env->committed = env->meta;
-	env->commit_slot ^= 1;
-	env->synced_pages = env->meta.file_pages;
-	mms_alloc_synced(env, keep);
-	return 0;
-}
-
-int mms_sync_end(mms_env *env)
-{
-	return mms_sync_end_as(env, 0);
-}
-
-int mms_sync_end_keep(mms_env *env)
-{
-	return mms_sync_end_as(env, 1);
-}
-
-int mms_sync_punch(mms_env *env)
-{
-	int rc = mms_alloc_punch_held(env);
-	if (rc)
-		return mms_fail(env, rc, "cannot punch freed space out of the store file: %s",
-		                strerror(rc));
-	return 0;
-}
-
-void mms_sync_drop(mms_env *env)
-{
-	mms_alloc_drop_later(env);
-}
-
-void mms_sync_release(mms_env *env)
-{
-	mms_alloc_release_held(env);
-}
-
-int mms_sync(mms_env *env)
-{
-	int needed = 0;
-	int rc = mms_sync_begin(env, &needed);
-	if (rc || !needed)
-		return rc; /* nothing since the last sync */
-	rc = mms_sync_io(env);
-	return rc ? rc : mms_sync_end(env);
-}
-
-int mms_rollback(mms_env *env)
-{
-	if (env->flags & MMS_RDONLY)
-		return 0;
-	mms_pager_discard(env);
-	__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
-	uint64_t grown = env->meta.file_pages, next_ino = env->meta.next_ino;
-	env->meta = env->committed;
-	/* numbers handed out by the dropped changes are not handed out again:
-	 * a caller may have shown them to someone (NFS handles, FUSE) */
-	env->meta.next_ino = next_ino;
-	if (grown > env->meta.file_pages && env->file_pages > env->synced_pages) {
-		/* a longer file is harmless (its tail is unused), so a failure
-		 * to shorten it is not an error */
-		if (mms_pager_shrink(env, env->meta.file_pages))
-			env->detail[0] = 0;
-	}
-	int rc = mms_alloc_rollback(env, env->meta_page);
-	if (rc)
-		return rc;
-	env->txn_active = 0;
-	env->txn_bad = 0;
-	env->poison_why[0] = 0;
-	return 0;
-}
 
 /* ---- open and close ---------------------------------------------------------- */
 
@@ -509,6 +68,7 @@ static void mms_env_free(mms_env *env)
 	mms_bt_cache_free(env);
 	mms_alloc_close(env);
 	mms_pager_close(env);
+	mms_file_close(env);
 	if (env->fd >= 0)
 		close(env->fd);
 	pthread_mutex_destroy(&env->detail_lock);
@@ -553,6 +113,8 @@ static int mms_create_store(mms_env *env, const struct mms_options *o)
 	mms_put_le64(pg + 224, MMS_META_PAGES);
 	mms_put_le32(pg + 232, (uint32_t)(pages - MMS_META_PAGES));
 	int rc = mms_alloc_open(env, pg, 1);
+	if (!rc)
+		rc = mms_file_open(env);
 	if (!rc)
 		rc = mms_pager_open(env);
 	if (!rc)
@@ -739,7 +301,9 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 	rc = mms_choose_meta(env, (uint64_t)st.st_size, &synced);
 	if (rc)
 		goto fail;
-	rc = mms_pager_open(env);
+	rc = mms_file_open(env);
+	if (!rc)
+		rc = mms_pager_open(env);
 	if (!rc)
 		rc = mms_alloc_open(env, env->meta_page, synced);
 	if (rc) {
@@ -776,7 +340,7 @@ int mms_open(const char *path, const struct mms_options *opts, mms_env **envp)
 		/* Only now that the chosen meta is the synced one may the file
 		 * lose a tail that an older synced meta still counted on. */
 		if (env->file_pages > env->meta.file_pages &&
-		    (rc = mms_pager_shrink(env, env->meta.file_pages))) {
+		    (rc = mms_file_shrink(env, env->meta.file_pages))) {
 			mms_open_fail(rc, "cannot drop the unused tail: %s", env->detail);
 			goto fail;
 		}

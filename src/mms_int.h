@@ -4,12 +4,18 @@
  * Module map (one job each):
  *   io.c      every write, truncate, punch and fdatasync of the store file
  *   crc32c.c  checksums of pages and blobs
- *   pager.c   the file map (read-only mmap of the store), page verification,
- *             the dirty-page table of the open transaction, blobs, growth
+ *   err.c     the transaction's error state (mms_fail, poison, txn_enter)
+ *   node.c    the layout of a tree page and its validation (node.h)
+ *   file.c    the file map (read-only mmap of the store), growth, shrink,
+ *             the verified-page bitmap, blob reads
+ *   pager.c   tree pages: verification on first use, the dirty-page table
+ *             of the open transaction (copy on write, spill), blob writes
  *   alloc.c   free space: the free set, pending sets, reservation
  *   btree.c   copy-on-write B+trees with byte-string keys (memcmp order)
- *   env.c     open/close, meta pages, locking, commit, sync, rollback, stats
- *   inode.c   inodes, names, directory cursors, holds/orphans, xattrs
+ *   env.c     open/close, locking, recovery, stats (the top)
+ *   txn.c     meta pages, commit, sync, rollback, space reservation
+ *   record.c  inode records and the INODE tree's items
+ *   inode.c   names, directories, links, cursors, holds/orphans, xattrs
  *   data.c    value bytes: extents, inline data, read/write/truncate/...
  *   vacuum.c  online compaction
  *   check.c   the consistency checker
@@ -197,6 +203,7 @@ struct mms_env {
 	uint64_t file_pages;          /* the file's real length in pages: it may
 	                               * pass meta.file_pages after a trim */
 	uint64_t synced_pages;        /* meta.file_pages of the last synced meta */
+	struct mms_file_state *file;
 	struct mms_pager_state *pager;
 	struct mms_alloc_state *alloc;
 	struct mms_holds *holds;      /* inode.c: open counts */
@@ -210,7 +217,7 @@ struct mms_env {
 	char damage[512];             /* the first damage met */
 };
 
-/* ---- env.c ---------------------------------------------------------------- */
+/* ---- err.c: the transaction's error state (below every module) ---------- */
 /* Record a detail for mms_errdetail(); returns `err` so callers can
  * `return mms_fail(env, MMS_CORRUPT, "page %llu: ...", ...)`. */
 int mms_fail(mms_env *env, int err, const char *fmt, ...)
@@ -234,6 +241,27 @@ int64_t mms_now_ns(void);
 extern int64_t mms_test_clock_ns;
 #endif
 
+/* ---- txn.c: meta pages, commit, sync, rollback ------------------------------ */
+extern const char mms_magic[8]; /* bytes 0..7 of a meta page */
+#define MMS_META_SYNCED 0x1u    /* meta flags: written by a sync */
+/* Encode the env's meta (env->meta) into page pg. */
+void mms_meta_encode(mms_env *env, uint8_t *pg, int synced);
+/* Decode and validate a meta page; old_ok: accept an older format version.
+ * 0, or MMS_NOTSTORE / MMS_VERSION / MMS_CORRUPT with the reason in why. */
+int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why,
+                    size_t whylen);
+/* Write one page of the store file (a meta page) / fdatasync it; detail
+ * set on failure. */
+int mms_pwrite_page(mms_env *env, const uint8_t *pg, uint64_t pgno);
+int mms_datasync(mms_env *env);
+/* Make sure n more pages (plus the commit's own needs) can be allocated by
+ * this call without MMS_FULL; the first change of a transaction may sync
+ * to reclaim pending space.  0 or MMS_FULL (with a detail). */
+int mms_reserve(mms_env *env, uint64_t n);
+/* mms_reserve() for calls that give space back or change only metadata:
+ * may use the floor of pages mms_reserve() keeps unused. */
+int mms_reserve_free(mms_env *env, uint64_t n);
+
 /* ---- crc32c.c ------------------------------------------------------------ */
 uint32_t mms_crc32c(uint32_t crc, const void *buf, size_t len);
 
@@ -256,13 +284,11 @@ int mms_alloc_some(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno, uint
 /* Free a run that the current state referenced.  Reused only when no
  * committed or synced meta can reach it any more.  kind as allocated. */
 void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind);
-/* Make sure n more pages (plus the commit's own needs) can be allocated by
- * this call without MMS_FULL; may sync to reclaim pending space.  0 or
- * MMS_FULL (with a detail). */
-int mms_reserve(mms_env *env, uint64_t n);
-/* mms_reserve() for calls that give space back or change only metadata:
- * may use the floor of pages mms_reserve() keeps unused. */
-int mms_reserve_free(mms_env *env, uint64_t n);
+/* 0 if n more pages (plus the commit's own needs, and with keep_floor the
+ * floor of pages kept for calls that give space back) can be allocated
+ * without MMS_FULL; else MMS_FULL (with a detail), and *sync_helps says
+ * whether runs waiting for a sync or a commit would make the room. */
+int mms_alloc_room(mms_env *env, uint64_t n, bool keep_floor, bool *sync_helps);
 /* Make pages read as zeros, keeping their disk space allocated (a later
  * write there does not need host space). */
 int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n);
@@ -275,14 +301,11 @@ int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run);
  * pages wait for the next sync's end (the reuse hook) before reuse. */
 bool mms_alloc_stable(mms_env *env, uint64_t pgno, uint64_t n);
 
-/* ---- pager.c: blobs (multi-page byte strings outside the trees) ---------- */
+/* ---- pager.c: blobs (multi-page byte strings outside the trees) ----------
+ * (mms_blob_read is file.c's) */
 /* Allocate ceil(len/4096) pages, write `data`, return the first page. */
 int mms_blob_write(mms_env *env, const void *data, size_t len, uint64_t *pgno);
-/* Read a blob, bounds-checked against the file. */
-int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len);
 void mms_blob_free(mms_env *env, uint64_t pgno, size_t len);
-/* Page-granular bounds check of a run against the file: 0 or MMS_CORRUPT. */
-int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what);
 
 /* ---- btree.c -------------------------------------------------------------
  * Values returned by get and by cursors point into page memory: valid until
@@ -328,7 +351,10 @@ void mms_bt_drop(mms_env *env, int tree);
 /* Free the env's B+tree caches (close). */
 void mms_bt_cache_free(mms_env *env);
 
-/* ---- inode.c ------------------------------------------------------------- */
+/* ---- record.c: inode records, the INODE tree ------------------------------ */
+/* The link count a record leaves out: 1 for a named key, 2 for a named
+ * directory, 0 unlinked. */
+uint32_t mms_nlink_implied(uint32_t mode, uint64_t parent);
 /* Decode the record at the start of an INODE value of `len` bytes; *reclen
  * gets its length (the inline bytes follow).  0 or MMS_CORRUPT. */
 int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode *out, size_t *reclen);
@@ -342,6 +368,8 @@ int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
  * MMS_INO_INLINE flag is set from inl != NULL). */
 int mms_inode_put(mms_env *env, const struct mms_inode *in,
                   const void *inl, size_t inl_len);
+
+/* ---- inode.c ------------------------------------------------------------- */
 void mms_inode_to_stat(const struct mms_inode *in, struct mms_stat *st);
 /* 64-bit hash of a name, the NAME tree's order. */
 uint64_t mms_name_hash(const char *name, size_t len);
@@ -392,12 +420,40 @@ int mms_bt_walk(mms_env *env, int tree, mms_bt_page_fn fn, void *ctx);
 
 /* "inode", "name", ... for messages. */
 const char *mms_tree_name(int tree);
-/* Where file bytes [off, off+len) are in the pager's map of the store, or
- * NULL if the map does not hold them all (pager.c). */
-const uint8_t *mms_pager_data(mms_env *env, uint64_t off, uint64_t len);
-int mms_pager_open(mms_env *env);    /* map the file (after the meta is chosen) */
+/* ---- file.c: the store file's map, growth, verified pages ---------------- */
+int mms_file_open(mms_env *env);     /* map the file (after the meta is chosen) */
+void mms_file_close(mms_env *env);
+int mms_file_remap(mms_env *env);    /* after the file grew past the map */
+/* Where file bytes [off, off+len) are in the map of the store, or NULL if
+ * the map does not hold them all. */
+const uint8_t *mms_file_data(mms_env *env, uint64_t off, uint64_t len);
+/* Page pgno in the map (the caller checked it is inside the file). */
+const uint8_t *mms_file_page(mms_env *env, uint64_t pgno);
+/* The verified bitmap: a page verified since open (pager.c sets it for
+ * tree pages it checked or wrote, clears it when one is freed). */
+int mms_file_verified(mms_env *env, uint64_t pgno);
+void mms_file_mark(mms_env *env, uint64_t pgno);
+void mms_file_unmark(mms_env *env, uint64_t pgno);
+/* Let go of the map's resident pages (their bytes stay in the page cache). */
+void mms_file_release(mms_env *env);
+/* Set meta.file_pages to `pages`, growing the file (never shortening it)
+ * and the map with it. */
+int mms_file_grow(mms_env *env, uint64_t pages);
+/* Shorten the file to `pages` pages, or to what the current or the last
+ * synced meta records if that is more. */
+int mms_file_shrink(mms_env *env, uint64_t pages);
+/* Drop the page cache of pages [pgno, pgno+n) of the store file, and their
+ * mappings in the env's map (the kernel maps cached pages around a faulted
+ * tree page, and a mapped page cannot be dropped). */
+void mms_file_drop(mms_env *env, uint64_t pgno, uint64_t n);
+/* Read a blob, bounds-checked against the file. */
+int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len);
+/* Page-granular bounds check of a run against the file: 0 or MMS_CORRUPT. */
+int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what);
+
+/* ---- pager.c ---------------------------------------------------------------- */
+int mms_pager_open(mms_env *env);    /* the dirty-page table (after mms_file_open) */
 void mms_pager_close(mms_env *env);
-int mms_pager_remap(mms_env *env);   /* after the file grew past the map */
 /* A tree page for reading: the open transaction's copy if dirty, else the
  * file's page, verified (checksum, self number, type) on first use.  NULL
  * with *rc = MMS_CORRUPT (detail set) on damage. */
@@ -420,16 +476,17 @@ int mms_page_is_dirty(mms_env *env, uint64_t pgno);
 int mms_pager_flush(mms_env *env);
 /* Drop every dirty page (rollback). */
 void mms_pager_discard(mms_env *env);
-/* Set meta.file_pages to `pages`, growing the file (never shortening it)
- * and the map with it. */
-int mms_pager_grow(mms_env *env, uint64_t pages);
-/* Shorten the file to `pages` pages, or to what the current or the last
- * synced meta records if that is more. */
-int mms_pager_shrink(mms_env *env, uint64_t pages);
-/* Drop the page cache of pages [pgno, pgno+n) of the store file, and their
- * mappings in the env's map (the kernel maps cached pages around a faulted
- * tree page, and a mapped page cannot be dropped). */
-void mms_pager_drop(mms_env *env, uint64_t pgno, uint64_t n);
+/* Dirty pages a transaction keeps in memory before it spills them. */
+#define MMS_SPILL_MAX 16384u /* 64 MiB */
+/* If more than the spill limit of dirty pages are in memory, write them
+ * all to their (the transaction's own) pages and free their buffers (see
+ * pager.c).  Only where no pointer into a dirty page is held: at the start
+ * of a modifying call. */
+int mms_pager_spill(mms_env *env);
+/* Set the spill limit (0: MMS_SPILL_MAX); tests make it small. */
+void mms_pager_set_spill(mms_env *env, size_t pages);
+/* Spills since open (tests). */
+uint64_t mms_pager_spills(mms_env *env);
 
 int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced); /* load the free list */
 void mms_alloc_close(mms_env *env);
@@ -469,8 +526,6 @@ int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages);
 /* vacuum.c: give the free tail of the file back (both metas first, then
  * ftruncate).  Used by vacuum and by close. */
 int mms_trim(mms_env *env);
-/* btree.c: structural check of a page (pager.c calls it when verifying). */
-int mms_bt_page_valid(const uint8_t *p, char *why, size_t whylen);
 /* btree.c: item count and items of a verified tree page (check.c). */
 unsigned mms_bt_page_count(const uint8_t *p);
 void mms_bt_page_item(const uint8_t *p, unsigned i, const void **k, size_t *kl,

@@ -1,26 +1,44 @@
 /*
- * pager.c - the store file seen as pages.
+ * pager.c - tree pages for the tree: read, copied on write, written.
  *
- * Reading: the whole file is mapped read-only (MAP_SHARED) with room to
- * grow, so a tree page is a pointer into the map: no copy, no syscall.
- * Every page is verified (checksum, its own number, its type) the first
- * time it is used after open; a bitmap remembers verified pages.  Bytes the
- * engine itself writes are verified by construction.
+ * Above file.c (the map, growth, the verified bitmap) and the allocator
+ * (which hands out the pages copies go to); below the tree.
+ *
+ * Reading: a tree page is a pointer into file.c's read-only map of the
+ * store: no copy, no syscall.  Every page is verified (checksum, its own
+ * number, its type, its layout: node.c) the first time it is used after
+ * open; file.c remembers verified pages.  Bytes the engine itself writes
+ * are verified by construction.
  *
  * Writing: tree pages are copied on write into malloc'd buffers held in the
  * dirty table (page number -> buffer) of the open transaction; a commit
  * checksums them and writes them with pwrite, in page order, contiguous
  * runs at once.  Nothing is written through the map.
  *
+ * Spilling: a transaction's dirty pages are pages it allocated, which no
+ * meta reaches, so they may be written to the file before the commit.
+ * When more than spill_max of them are in memory, mms_pager_spill() (at
+ * the start of a modifying call, where no caller holds a pointer into a
+ * dirty page) writes them all, checksummed as a commit would, and frees
+ * their buffers; the table keeps them with a NULL buffer.  A spilled page
+ * is read through the map, and copied back into a buffer (same page
+ * number: still the transaction's own) when it changes again.  So a
+ * transaction of any size (mmstore load of millions of keys) holds at most
+ * spill_max pages in memory; a rollback only forgets them (the allocator
+ * frees their pages).  While pages come back, the map's resident pages are
+ * dropped now and then (MADV_DONTNEED: a shared file mapping keeps its
+ * bytes in the page cache), which bounds the resident set as well as the
+ * heap.
+ *
  * Blobs (xattr values, the free list) are written with pwrite straight into
  * freshly allocated pages, which no committed state references.
  */
 #include "mms_int.h"
 #include "io.h"
+#include "node.h"
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -30,13 +48,13 @@ struct mms_dirty {
 };
 
 struct mms_pager_state {
-	uint8_t *map;
-	size_t map_len;
-	uint8_t **verified;     /* one bit per page, in chunks made on first use */
-	size_t verified_len;    /* chunk pointers */
 	struct mms_dirty *dirty;
 	size_t dirty_cap;       /* power of two */
-	size_t ndirty;
+	size_t ndirty;          /* entries, spilled ones included */
+	size_t nmem;            /* entries with a buffer */
+	size_t spill_max;       /* spill past this many (MMS_SPILL_MAX) */
+	uint64_t spills;        /* spills since open */
+	uint64_t back;          /* spilled pages copied back since the map's last drop */
 	uint8_t *spare[64];     /* page buffers kept for reuse */
 	size_t nspare;
 };
@@ -62,10 +80,8 @@ static void mms_buf_put(struct mms_pager_state *pg, uint8_t *buf)
 		free(buf);
 }
 
-/* The map reserves room to grow (twice the file, at least MMS_MAP_MIN) so
- * that growth rarely remaps; where the address space is limited (ulimit
- * -v) it falls back to the file's own size. */
-#define MMS_MAP_MIN (1ull << 30)
+/* Spilled pages copied back between two drops of the map's pages. */
+#define MMS_SPILL_DROP 256u
 
 static size_t mms_dirty_hash(uint64_t pgno, size_t cap)
 {
@@ -110,6 +126,7 @@ static int mms_dirty_insert(struct mms_pager_state *pg, uint64_t pgno, uint8_t *
 	pg->dirty[i].pgno = pgno;
 	pg->dirty[i].buf = buf;
 	pg->ndirty++;
+	pg->nmem++;
 	return 0;
 }
 
@@ -117,6 +134,8 @@ static int mms_dirty_insert(struct mms_pager_state *pg, uint64_t pgno, uint8_t *
 static void mms_dirty_remove(struct mms_pager_state *pg, struct mms_dirty *d)
 {
 	size_t cap = pg->dirty_cap, i = (size_t)(d - pg->dirty), j = i;
+	if (d->buf)
+		pg->nmem--;
 	pg->dirty[i].pgno = 0;
 	pg->dirty[i].buf = NULL;
 	pg->ndirty--;
@@ -135,112 +154,14 @@ static void mms_dirty_remove(struct mms_pager_state *pg, struct mms_dirty *d)
 	}
 }
 
-/*
- * The verified bitmap is cut in chunks of MMS_VCHUNK_PAGES pages, made when
- * a page of theirs is first verified: opening costs the same for a store of
- * 1 GiB and of 8 TiB (a sparse store must not pay for its size in RAM).
- * Chunks are made by readers too (concurrently, under the env's read lock):
- * the pointer is set with a compare-and-swap.  The pointer array only grows
- * under the write lock (growth, remap).
- */
-#define MMS_VCHUNK_SHIFT 15 /* 32768 pages (128 MiB of store) per 4 KiB chunk */
-#define MMS_VCHUNK_PAGES (1ull << MMS_VCHUNK_SHIFT)
-
-static int mms_verified_ensure(struct mms_pager_state *pg, uint64_t pages)
-{
-	size_t need = (size_t)((pages + MMS_VCHUNK_PAGES - 1) >> MMS_VCHUNK_SHIFT);
-	if (need <= pg->verified_len)
-		return 0;
-	size_t ncap = pg->verified_len ? pg->verified_len : 16;
-	while (ncap < need)
-		ncap *= 2;
-	uint8_t **nv = realloc(pg->verified, ncap * sizeof *nv);
-	if (!nv)
-		return ENOMEM;
-	memset(nv + pg->verified_len, 0, (ncap - pg->verified_len) * sizeof *nv);
-	pg->verified = nv;
-	pg->verified_len = ncap;
-	return 0;
-}
-
-/* The chunk holding pgno's bit; made if `make` (NULL if out of memory or
- * past the array). */
-static uint8_t *mms_vchunk(struct mms_pager_state *pg, uint64_t pgno, int make)
-{
-	size_t c = (size_t)(pgno >> MMS_VCHUNK_SHIFT);
-	if (c >= pg->verified_len)
-		return NULL;
-	uint8_t *chunk = __atomic_load_n(&pg->verified[c], __ATOMIC_ACQUIRE);
-	if (chunk || !make)
-		return chunk;
-	uint8_t *fresh = calloc(1, MMS_VCHUNK_PAGES / 8), *expected = NULL;
-	if (!fresh)
-		return NULL;
-	if (__atomic_compare_exchange_n(&pg->verified[c], &expected, fresh, 0, __ATOMIC_ACQ_REL,
-	                                __ATOMIC_ACQUIRE))
-		return fresh;
-	free(fresh);
-	return expected;
-}
-
-static void mms_mark_verified(struct mms_pager_state *pg, uint64_t pgno)
-{
-	uint8_t *chunk = mms_vchunk(pg, pgno, 1);
-	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
-	if (chunk)
-		__atomic_fetch_or(&chunk[b / 8], (uint8_t)(1u << (b % 8)), __ATOMIC_RELAXED);
-}
-
-static void mms_unmark_verified(struct mms_pager_state *pg, uint64_t pgno)
-{
-	uint8_t *chunk = mms_vchunk(pg, pgno, 0);
-	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
-	if (chunk)
-		__atomic_fetch_and(&chunk[b / 8], (uint8_t)~(1u << (b % 8)), __ATOMIC_RELAXED);
-}
-
-static int mms_is_verified(struct mms_pager_state *pg, uint64_t pgno)
-{
-	uint8_t *chunk = mms_vchunk(pg, pgno, 0);
-	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
-	return chunk && (__atomic_load_n(&chunk[b / 8], __ATOMIC_RELAXED) & (1u << (b % 8)));
-}
-
-static int mms_map_file(mms_env *env, uint64_t pages)
-{
-	struct mms_pager_state *pg = env->pager;
-	size_t want = (size_t)pages * MMS_PAGE_SIZE * 2;
-	if (want < MMS_MAP_MIN)
-		want = MMS_MAP_MIN;
-	void *m = mmap(NULL, want, PROT_READ, MAP_SHARED, env->fd, 0);
-	if (m == MAP_FAILED && errno == ENOMEM) {
-		want = (size_t)pages * MMS_PAGE_SIZE;
-		m = mmap(NULL, want, PROT_READ, MAP_SHARED, env->fd, 0);
-	}
-	if (m == MAP_FAILED)
-		return mms_fail(env, errno, "cannot map %llu bytes of the store: %s",
-		                (unsigned long long)want, strerror(errno));
-	/* Tree pages are read one at a time, wherever they are: no read-around
-	 * (a fault would otherwise bring in the data pages around the tree
-	 * page, which the caller may not want cached). */
-	(void)madvise(m, want, MADV_RANDOM);
-	if (pg->map)
-		munmap(pg->map, pg->map_len);
-	pg->map = m;
-	pg->map_len = want;
-	return 0;
-}
-
 int mms_pager_open(mms_env *env)
 {
 	struct mms_pager_state *pg = calloc(1, sizeof(*pg));
 	if (!pg)
 		return ENOMEM;
 	env->pager = pg;
-	int rc = mms_verified_ensure(pg, env->meta.file_pages);
-	if (!rc)
-		rc = mms_map_file(env, env->meta.file_pages);
-	return rc;
+	pg->spill_max = MMS_SPILL_MAX;
+	return 0;
 }
 
 void mms_pager_close(mms_env *env)
@@ -252,86 +173,25 @@ void mms_pager_close(mms_env *env)
 	while (pg->nspare)
 		free(pg->spare[--pg->nspare]);
 	free(pg->dirty);
-	if (pg->map)
-		munmap(pg->map, pg->map_len);
-	for (size_t i = 0; i < pg->verified_len; i++)
-		free(pg->verified[i]);
-	free(pg->verified);
 	free(pg);
 	env->pager = NULL;
 }
-
-int mms_pager_remap(mms_env *env)
-{
-	struct mms_pager_state *pg = env->pager;
-	int rc = mms_verified_ensure(pg, env->meta.file_pages);
-	if (rc)
-		return rc;
-	if ((uint64_t)env->meta.file_pages * MMS_PAGE_SIZE <= pg->map_len)
-		return 0;
-	return mms_map_file(env, env->meta.file_pages);
-}
-
-int mms_pager_grow(mms_env *env, uint64_t pages)
-{
-	/* The file may be longer than meta.file_pages (a trim not yet
-	 * synced): growing never shortens it, or the older synced meta would
-	 * record pages the file no longer has. */
-	if (pages > env->file_pages) {
-		int rc = mms_io_truncate(env->fd, pages * MMS_PAGE_SIZE);
-		if (rc)
-			return mms_fail(env, rc, "cannot grow the store file to %llu bytes: %s",
-			                (unsigned long long)(pages * MMS_PAGE_SIZE), strerror(rc));
-		env->file_pages = pages;
-	}
-	env->meta.file_pages = pages;
-	return mms_pager_remap(env);
-}
-
-int mms_pager_shrink(mms_env *env, uint64_t pages)
-{
-	/* never below what the current or the last synced meta records */
-	if (pages < env->meta.file_pages)
-		pages = env->meta.file_pages;
-	if (pages < env->synced_pages)
-		pages = env->synced_pages;
-	if (pages >= env->file_pages)
-		return 0;
-	int rc = mms_io_truncate(env->fd, pages * MMS_PAGE_SIZE);
-	if (rc)
-		return mms_fail(env, rc, "cannot truncate the store file to %llu bytes: %s",
-		                (unsigned long long)(pages * MMS_PAGE_SIZE), strerror(rc));
-	env->file_pages = pages;
-	return 0;
-}
-
-void mms_pager_drop(mms_env *env, uint64_t pgno, uint64_t n)
-{
-	struct mms_pager_state *pg = env->pager;
-	uint64_t off = pgno * MMS_PAGE_SIZE, len = n * MMS_PAGE_SIZE;
-	if (pg && pg->map && off < pg->map_len)
-		(void)madvise(pg->map + off, len < pg->map_len - off ? len : pg->map_len - off,
-		              MADV_DONTNEED);
-	(void)mms_io_drop_cache(env->fd, off, len);
-}
-
-static const char *const mms_tree_names[MMS_NTREES] = {
-	"inode", "name", "extent", "xattr", "orphan", "link"
-};
 
 const uint8_t *mms_page_get(mms_env *env, uint64_t pgno, int *rc)
 {
 	struct mms_pager_state *pg = env->pager;
 	struct mms_dirty *d = mms_dirty_find(pg, pgno);
-	if (d)
+	if (d && d->buf)
 		return d->buf;
+	if (d) /* spilled: the transaction wrote it itself */
+		return mms_file_page(env, pgno);
 	if (pgno < MMS_META_PAGES || pgno >= env->meta.file_pages) {
 		*rc = mms_fail(env, MMS_CORRUPT, "page %llu: tree pointer out of bounds (file has %llu pages)",
 		               (unsigned long long)pgno, (unsigned long long)env->meta.file_pages);
 		return NULL;
 	}
-	const uint8_t *p = pg->map + pgno * MMS_PAGE_SIZE;
-	if (mms_is_verified(pg, pgno))
+	const uint8_t *p = mms_file_page(env, pgno);
+	if (mms_file_verified(env, pgno))
 		return p;
 	uint32_t want = mms_get_le32(p);
 	uint32_t got = mms_crc32c(0, p + 4, MMS_PAGE_SIZE - 4);
@@ -347,12 +207,12 @@ const uint8_t *mms_page_get(mms_env *env, uint64_t pgno, int *rc)
 		return NULL;
 	}
 	char why[128];
-	if (!mms_bt_page_valid(p, why, sizeof(why))) {
+	if (!mms_node_valid(p, why, sizeof(why))) {
 		*rc = mms_fail(env, MMS_CORRUPT, "page %llu (%s tree): %s", (unsigned long long)pgno,
 		               mms_tree_name(p[5]), why);
 		return NULL;
 	}
-	mms_mark_verified(pg, pgno);
+	mms_file_mark(env, pgno);
 	return p;
 }
 
@@ -372,7 +232,7 @@ static uint8_t *mms_page_alloc(mms_env *env, uint64_t *pgnop, int zero, int *rc)
 	/* A verified page is a live tree page (freeing one clears its bit):
 	 * a free list that hands it out is damaged, and writing there would
 	 * destroy a tree.  Nothing is written; the transaction is done for. */
-	if (mms_is_verified(env->pager, pgno)) {
+	if (mms_file_verified(env, pgno)) {
 		err = mms_damaged(env, "page %llu: the free list hands out a live tree page "
 		                  "(the free list is damaged)", (unsigned long long)pgno);
 		goto fail;
@@ -407,7 +267,19 @@ uint8_t *mms_page_new(mms_env *env, uint64_t *pgnop, int *rc)
 
 uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 {
-	struct mms_dirty *d = mms_dirty_find(env->pager, pgno);
+	struct mms_pager_state *pg = env->pager;
+	struct mms_dirty *d = mms_dirty_find(pg, pgno);
+	if (d && !d->buf) { /* spilled: back into a buffer, same page */
+		uint8_t *buf = mms_buf_get(pg);
+		if (!buf) {
+			*rc = ENOMEM;
+			return NULL;
+		}
+		memcpy(buf, mms_file_page(env, pgno), MMS_PAGE_SIZE);
+		d->buf = buf;
+		pg->nmem++;
+		pg->back++;
+	}
 	if (d) {
 		*newpgno = pgno;
 		return d->buf;
@@ -421,7 +293,7 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 		return NULL;
 	memcpy(buf, old, MMS_PAGE_SIZE);
 	mms_put_le64(buf + 8, np);
-	mms_unmark_verified(env->pager, pgno);
+	mms_file_unmark(env, pgno);
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
 	*newpgno = np;
 	return buf;
@@ -435,7 +307,7 @@ void mms_page_free(mms_env *env, uint64_t pgno)
 		mms_buf_put(env->pager, d->buf);
 		mms_dirty_remove(env->pager, d);
 	}
-	mms_unmark_verified(env->pager, pgno);
+	mms_file_unmark(env, pgno);
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
 }
 
@@ -445,17 +317,21 @@ static int mms_cmp_dirty(const void *a, const void *b)
 	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
 }
 
-int mms_pager_flush(mms_env *env)
+/*
+ * Checksum and write the dirty pages that have a buffer, in page order,
+ * contiguous runs in one call.  keep = 0 (commit): every entry is then
+ * dropped and its page verified; keep = 1 (spill): the entries stay, with
+ * their buffers freed.
+ */
+static int mms_pager_write(mms_env *env, int keep)
 {
 	struct mms_pager_state *pg = env->pager;
-	if (!pg->ndirty)
-		return 0;
-	struct mms_dirty *list = malloc(pg->ndirty * sizeof(*list));
+	struct mms_dirty *list = malloc((pg->nmem ? pg->nmem : 1) * sizeof(*list));
 	if (!list)
 		return ENOMEM;
 	size_t n = 0;
 	for (size_t i = 0; i < pg->dirty_cap; i++)
-		if (pg->dirty[i].pgno)
+		if (pg->dirty[i].pgno && pg->dirty[i].buf)
 			list[n++] = pg->dirty[i];
 	qsort(list, n, sizeof(*list), mms_cmp_dirty);
 	int rc = 0;
@@ -478,16 +354,59 @@ int mms_pager_flush(mms_env *env)
 			              (unsigned long long)list[i].pgno, strerror(rc));
 		i += k;
 	}
-	if (!rc) {
-		for (size_t i = 0; i < n; i++) {
-			mms_mark_verified(pg, list[i].pgno);
-			mms_buf_put(pg, list[i].buf);
-		}
-		memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
-		pg->ndirty = 0;
-	}
 	free(list);
-	return rc;
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < pg->dirty_cap; i++) {
+		struct mms_dirty *d = &pg->dirty[i];
+		if (!d->pgno)
+			continue;
+		mms_buf_put(pg, d->buf);
+		d->buf = NULL;
+		if (!keep) {
+			mms_file_mark(env, d->pgno);
+			d->pgno = 0;
+		}
+	}
+	pg->nmem = 0;
+	if (!keep)
+		pg->ndirty = 0;
+	return 0;
+}
+
+int mms_pager_flush(mms_env *env)
+{
+	if (!env->pager->ndirty)
+		return 0;
+	return mms_pager_write(env, 0);
+}
+
+int mms_pager_spill(mms_env *env)
+{
+	struct mms_pager_state *pg = env->pager;
+	/* A transaction this big also reads its spilled pages back through the
+	 * map, and each fault maps the cached pages around it too: let go of
+	 * the map's pages (they stay in the page cache; a later use maps them
+	 * again) every MMS_SPILL_DROP pages brought back, so that the process's
+	 * resident set stays bounded, not only its heap. */
+	if (pg->back >= MMS_SPILL_DROP) {
+		mms_file_release(env);
+		pg->back = 0;
+	}
+	if (pg->nmem <= pg->spill_max)
+		return 0;
+	pg->spills++;
+	return mms_pager_write(env, 1);
+}
+
+void mms_pager_set_spill(mms_env *env, size_t pages)
+{
+	env->pager->spill_max = pages ? pages : MMS_SPILL_MAX;
+}
+
+uint64_t mms_pager_spills(mms_env *env)
+{
+	return env->pager->spills;
 }
 
 void mms_pager_discard(mms_env *env)
@@ -499,25 +418,16 @@ void mms_pager_discard(mms_env *env)
 		mms_buf_put(pg, pg->dirty[i].buf);
 	memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
 	pg->ndirty = 0;
+	pg->nmem = 0;
 }
 
 int mms_pager_not_tree(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
 {
 	struct mms_pager_state *pg = env->pager;
 	for (uint64_t i = 0; i < n; i++)
-		if (mms_is_verified(pg, pgno + i) || mms_dirty_find(pg, pgno + i))
+		if (mms_file_verified(env, pgno + i) || mms_dirty_find(pg, pgno + i))
 			return mms_fail(env, MMS_CORRUPT, "%s: page %llu is a tree page (the store is damaged)",
 			                what, (unsigned long long)(pgno + i));
-	return 0;
-}
-
-int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
-{
-	if (n == 0 || pgno < MMS_META_PAGES || pgno > env->meta.file_pages ||
-	    n > env->meta.file_pages - pgno)
-		return mms_fail(env, MMS_CORRUPT, "%s: pages %llu+%llu outside the file (%llu pages)", what,
-		                (unsigned long long)pgno, (unsigned long long)n,
-		                (unsigned long long)env->meta.file_pages);
 	return 0;
 }
 
@@ -538,39 +448,9 @@ int mms_blob_write(mms_env *env, const void *data, size_t len, uint64_t *pgnop)
 	return 0;
 }
 
-int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len)
-{
-	uint64_t n = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
-	int rc = mms_check_run(env, pgno, n ? n : 1, "blob");
-	if (rc)
-		return rc;
-	size_t got = 0;
-	rc = mms_io_pread(env->fd, buf, len, pgno * MMS_PAGE_SIZE, &got);
-	if (rc)
-		return mms_fail(env, rc, "cannot read page %llu: %s", (unsigned long long)pgno, strerror(rc));
-	if (got < len)
-		return mms_fail(env, MMS_CORRUPT, "page %llu: blob past the end of the file",
-		                (unsigned long long)pgno);
-	return 0;
-}
-
 void mms_blob_free(mms_env *env, uint64_t pgno, size_t len)
 {
 	uint64_t n = (len + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 	mms_free(env, pgno, n ? n : 1, MMS_ALLOC_BLOB);
 }
 
-const uint8_t *mms_pager_data(mms_env *env, uint64_t off, uint64_t len)
-{
-	struct mms_pager_state *pg = env->pager;
-	uint64_t file = env->meta.file_pages * MMS_PAGE_SIZE;
-
-	if (!pg || !pg->map || off > file || len > file - off || off + len > pg->map_len)
-		return NULL;
-	return pg->map + off;
-}
-
-const char *mms_tree_name(int tree)
-{
-	return (tree >= 0 && tree < MMS_NTREES) ? mms_tree_names[tree] : "?";
-}

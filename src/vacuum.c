@@ -372,7 +372,7 @@ int mms_trim(mms_env *env)
 	}
 	/* that commit may have grown the file again for its free list */
 	if (!rc)
-		rc = mms_pager_shrink(env, env->meta.file_pages);
+		rc = mms_file_shrink(env, env->meta.file_pages);
 	return rc;
 }
 

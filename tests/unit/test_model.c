@@ -32,6 +32,11 @@
  *   MMS_MODEL_OPS  number of random operations (default DEFAULT_OPS).
  *   MMS_MODEL_TRACE=1  print every operation as it runs.
  *
+ * Spilling: an odd seed opens every store with a spill limit of 2 to 8
+ * pages (mms_pager_set_spill), so that transactions write their dirty pages
+ * out early and read them back through the map, across rollbacks, commits
+ * and reopens; an even seed keeps the default limit.
+ *
  * Rollback and in-place writes.  mms_rollback() keeps the bytes written over
  * data that existed at the last commit (data is written in place).  The
  * model does not try to predict which bytes those are.  Instead, a rollback
@@ -2246,6 +2251,11 @@ static bool vac_writers;                 /* this vacuum has competing writers */
 static long n_vac_writes;
 extern uint64_t mms_vac_test_batch;      /* tests/libmms_test.la: batch size */
 extern int64_t mms_test_clock_ns;        /* tests/libmms_test.la: the engine's clock */
+/* tests/libmms_test.la (src/mms_int.h): the pager's spill limit, its count */
+void mms_pager_set_spill(mms_env *env, size_t pages);
+uint64_t mms_pager_spills(mms_env *env);
+static size_t spill_pages; /* 0: the default */
+static uint64_t n_spills;
 
 /*
  * Between two batches the store is committed and other calls may run (mmfs
@@ -2316,6 +2326,13 @@ static void op_vacuum(void)
 		run_check("after a vacuum");
 }
 
+/* mms_close(env), counting its spills first. */
+static int close_store(void)
+{
+	n_spills += mms_pager_spills(env);
+	return mms_close(env);
+}
+
 static bool open_store(void)
 {
 	int rc = mms_open(store_path, NULL, &env);
@@ -2324,6 +2341,7 @@ static bool open_store(void)
 		env = NULL;
 		return false;
 	}
+	mms_pager_set_spill(env, spill_pages);
 	return true;
 }
 
@@ -2337,7 +2355,7 @@ static bool visit_readonly(void)
 	if (!release_all())
 		return false;
 	logop("close and open read-only");
-	int rc = mms_close(env);
+	int rc = close_store();
 	env = NULL;
 	if (!expect1("close", rc, 0))
 		return false;
@@ -2382,7 +2400,7 @@ static void op_reopen(void)
 	if (rng_pct(25) && !visit_readonly())
 		return;
 	logop("close and reopen (holds are dropped, orphans freed)");
-	int rc = env ? mms_close(env) : 0;
+	int rc = env ? close_store() : 0;
 	env = NULL;
 	if (!expect1("close", rc, 0))
 		return;
@@ -2529,8 +2547,9 @@ int main(void)
 	rng_state = seed;
 	/* the engine's clock too, so that a seed replays the same layout */
 	mms_test_clock_ns = 1700000000000000000ll + (int64_t)(seed % 1000000000u);
-	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations", seed, seed,
-	         nops);
+	spill_pages = (seed & 1) ? 2 + (size_t)(seed / 2 % 7) : 0;
+	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations, spill %s%zu",
+	         seed, seed, nops, spill_pages ? "past " : "default ", spill_pages);
 	memset(longname, 'L', sizeof longname);
 	memset(longxattr, 'x', sizeof longxattr);
 	memcpy(longxattr, "user.", 5);
@@ -2542,6 +2561,7 @@ int main(void)
 		tap_diag("%s: %s", rcname(rc), mms_open_detail());
 		return tap_done();
 	}
+	mms_pager_set_spill(env, spill_pages);
 	struct mms_stat st;
 	rc = mms_getattr(env, MMS_ROOT_INO, &st);
 	if (!ok(rc == 0 && S_ISDIR(st.mode), "the root is a directory")) {
@@ -2586,9 +2606,12 @@ int main(void)
 	         n_expected_errors, n_full, n_full_checks, n_commits, n_rollbacks,
 	         n_rollbacks_skipped, n_vacuums, n_vac_writes, n_reopens, n_checks);
 	if (env) {
-		rc = mms_close(env);
+		rc = close_store();
 		ok(rc == 0, "close: %s", rcname(rc));
 	}
+	if (spill_pages)
+		ok(n_spills > 0, "transactions spilled their dirty pages (%" PRIu64 " spills past %zu pages)",
+		   n_spills, spill_pages);
 	m_free(&cur);
 	m_free(&snap);
 	return tap_done();
