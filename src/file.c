@@ -18,13 +18,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-struct mms_file_state {
-	uint8_t *map;
-	size_t map_len;
-	uint8_t **verified;     /* one bit per page, in chunks made on first use */
-	size_t verified_len;    /* chunk pointers */
-};
-
 /* The map reserves room to grow (twice the file, at least MMS_MAP_MIN) so
  * that growth rarely remaps; where the address space is limited (ulimit
  * -v) it falls back to the file's own size. */
@@ -38,8 +31,6 @@ struct mms_file_state {
  * the pointer is set with a compare-and-swap.  The pointer array only grows
  * under the write lock (growth, remap).
  */
-#define MMS_VCHUNK_SHIFT 15 /* 32768 pages (128 MiB of store) per 4 KiB chunk */
-#define MMS_VCHUNK_PAGES (1ull << MMS_VCHUNK_SHIFT)
 
 static int mms_verified_ensure(struct mms_file_state *pg, uint64_t pages)
 {
@@ -94,13 +85,6 @@ static void mms_unmark_verified(struct mms_file_state *pg, uint64_t pgno)
 		__atomic_fetch_and(&chunk[b / 8], (uint8_t)~(1u << (b % 8)), __ATOMIC_RELAXED);
 }
 
-static int mms_is_verified(struct mms_file_state *pg, uint64_t pgno)
-{
-	uint8_t *chunk = mms_vchunk(pg, pgno, 0);
-	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
-	return chunk && (__atomic_load_n(&chunk[b / 8], __ATOMIC_RELAXED) & (1u << (b % 8)));
-}
-
 static int mms_map_file(mms_env *env, uint64_t pages)
 {
 	struct mms_file_state *pg = env->file;
@@ -151,16 +135,6 @@ void mms_file_close(mms_env *env)
 	free(pg->verified);
 	free(pg);
 	env->file = NULL;
-}
-
-const uint8_t *mms_file_page(mms_env *env, uint64_t pgno)
-{
-	return env->file->map + pgno * MMS_PAGE_SIZE;
-}
-
-int mms_file_verified(mms_env *env, uint64_t pgno)
-{
-	return mms_is_verified(env->file, pgno);
 }
 
 void mms_file_mark(mms_env *env, uint64_t pgno)

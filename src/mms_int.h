@@ -427,11 +427,23 @@ int mms_file_remap(mms_env *env);    /* after the file grew past the map */
 /* Where file bytes [off, off+len) are in the map of the store, or NULL if
  * the map does not hold them all. */
 const uint8_t *mms_file_data(mms_env *env, uint64_t off, uint64_t len);
+/* The map and the verified bitmap, inline for the pager's hot path: one
+ * bit per page, in chunks of MMS_VCHUNK_PAGES made on first use (a sparse
+ * store does not pay for its size in RAM); chunk pointers are set with a
+ * compare-and-swap, the pointer array grows only under the write lock. */
+struct mms_file_state {
+	uint8_t *map;
+	size_t map_len;
+	uint8_t **verified;     /* one bit per page, in chunks made on first use */
+	size_t verified_len;    /* chunk pointers */
+};
+#define MMS_VCHUNK_SHIFT 15 /* 32768 pages (128 MiB of store) per 4 KiB chunk */
+#define MMS_VCHUNK_PAGES (1ull << MMS_VCHUNK_SHIFT)
 /* Page pgno in the map (the caller checked it is inside the file). */
-const uint8_t *mms_file_page(mms_env *env, uint64_t pgno);
-/* The verified bitmap: a page verified since open (pager.c sets it for
- * tree pages it checked or wrote, clears it when one is freed). */
-int mms_file_verified(mms_env *env, uint64_t pgno);
+static inline const uint8_t *mms_file_page(mms_env *env, uint64_t pgno);
+/* A page verified since open (pager.c sets it for tree pages it checked or
+ * wrote, clears it when one is freed). */
+static inline int mms_file_verified(mms_env *env, uint64_t pgno);
 void mms_file_mark(mms_env *env, uint64_t pgno);
 void mms_file_unmark(mms_env *env, uint64_t pgno);
 /* Let go of the map's resident pages (their bytes stay in the page cache). */
@@ -539,5 +551,23 @@ int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t budget, uin
 /* vacuum.c, test builds: move pages in batches of this many (0: the default). */
 extern uint64_t mms_vac_test_batch;
 #endif
+
+
+/* ---- file.c's inline accessors (declared above) ---------------------------- */
+static inline const uint8_t *mms_file_page(mms_env *env, uint64_t pgno)
+{
+	return env->file->map + pgno * MMS_PAGE_SIZE;
+}
+
+static inline int mms_file_verified(mms_env *env, uint64_t pgno)
+{
+	const struct mms_file_state *f = env->file;
+	size_t c = (size_t)(pgno >> MMS_VCHUNK_SHIFT);
+	if (c >= f->verified_len)
+		return 0;
+	const uint8_t *chunk = __atomic_load_n(&f->verified[c], __ATOMIC_ACQUIRE);
+	uint64_t b = pgno & (MMS_VCHUNK_PAGES - 1);
+	return chunk && (__atomic_load_n(&chunk[b / 8], __ATOMIC_RELAXED) & (1u << (b % 8)));
+}
 
 #endif /* MMS_INT_H */

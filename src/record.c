@@ -51,8 +51,8 @@ static uint8_t *rec_put(uint8_t *p, uint64_t v)
 static uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static int64_t unzz(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
 
-/* Read a varint from [*p, end); 0 on success. */
-static int rec_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+/* Read a varint of more than one byte from [*p, end); 0 on success. */
+static int rec_get_long(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
 	uint64_t r = 0;
 	for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -68,6 +68,17 @@ static int rec_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return -1;
 }
 
+/* Read a varint from [*p, end); 0 on success.  Most fields (uid, gid,
+ * generation, parent of a small store...) take one byte: no loop then. */
+static inline int rec_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	if (*p < end && **p < 0x80) {
+		*v = *(*p)++;
+		return 0;
+	}
+	return rec_get_long(p, end, v);
+}
+
 int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode *out, size_t *reclen)
 {
 	const uint8_t *p = rec, *end = p + len;
@@ -77,13 +88,33 @@ int mms_inode_decode(uint64_t ino, const void *rec, size_t len, struct mms_inode
 	unsigned have = *p++;
 	if (have & ~MMS_REC_ALL)
 		return MMS_CORRUPT;
-	/* mode uid gid gen size mtime atime ctime parent pages flags nlink rdev */
-	static const unsigned need[13] = { 0, 0, 0, 0, 0, 0, MMS_REC_ATIME, MMS_REC_CTIME, 0,
-	                                   MMS_REC_PAGES, MMS_REC_FLAGS, MMS_REC_NLINK,
-	                                   MMS_REC_RDEV };
-	for (int i = 0; i < 13; i++)
-		if ((!need[i] || (have & need[i])) && rec_get(&p, end, &f[i]))
-			return MMS_CORRUPT;
+	/* mode uid gid gen size mtime [atime] [ctime] parent [pages] [flags]
+	 * [nlink] [rdev] */
+#define MMS_REC_GET(i) \
+	do { \
+		if (rec_get(&p, end, &f[i])) \
+			return MMS_CORRUPT; \
+	} while (0)
+	MMS_REC_GET(0);
+	MMS_REC_GET(1);
+	MMS_REC_GET(2);
+	MMS_REC_GET(3);
+	MMS_REC_GET(4);
+	MMS_REC_GET(5);
+	if (have & MMS_REC_ATIME)
+		MMS_REC_GET(6);
+	if (have & MMS_REC_CTIME)
+		MMS_REC_GET(7);
+	MMS_REC_GET(8);
+	if (have & MMS_REC_PAGES)
+		MMS_REC_GET(9);
+	if (have & MMS_REC_FLAGS)
+		MMS_REC_GET(10);
+	if (have & MMS_REC_NLINK)
+		MMS_REC_GET(11);
+	if (have & MMS_REC_RDEV)
+		MMS_REC_GET(12);
+#undef MMS_REC_GET
 	if (f[0] > UINT32_MAX || f[1] > UINT32_MAX || f[2] > UINT32_MAX || f[3] > UINT32_MAX ||
 	    f[10] > UINT32_MAX || f[11] > UINT32_MAX ||
 	    (!S_ISDIR((uint32_t)f[0]) && f[11] > MMS_NLINK_MAX))
