@@ -210,7 +210,7 @@ bdi_read_ahead() {
 	cat "/sys/class/bdi/$(awk -v m="$1" '$5 == m { print $3 }' /proc/self/mountinfo)/read_ahead_kb"
 }
 
-@test "readahead is 1 MiB: a cold 16 MiB read, and a cold mmap of it, take 16 to 24 READs, not 128" {
+@test "readahead is 1 MiB: a cold 16 MiB read takes 16 to 24 READs, a cold mmap of it 16 to 40, not 128" {
 	local dir store mnt
 	store_with_big ra
 	# a new mount has nothing of the key in its page cache
@@ -232,7 +232,11 @@ assert m[:] == open(sys.argv[2], "rb").read()' "$mnt/big" "$dir/ref"
 	assert_success
 	echo "cold mmap: $output"
 	[[ $output =~ (^| )read=([0-9]+) ]]
-	((BASH_REMATCH[2] >= 16 && BASH_REMATCH[2] <= 24))
+	# A fault reads around itself (a window of read_ahead_kb starting half a
+	# window before the faulting page), so a READ can bring as little as
+	# half a window of new pages: Linux 6.18 takes 31 READs here, earlier
+	# kernels 16-24.  A 128 KiB readahead would take 128 to 256.
+	((BASH_REMATCH[2] >= 16 && BASH_REMATCH[2] <= 40))
 	unmount_store "$mnt"
 	# the option chooses another value; 0 leaves the kernel's
 	mount_store "$store" "$mnt" read_ahead_kb=256
