@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +82,7 @@ struct bench_opts {
 	unsigned open_keys; /* keys of the open-time and file-size tests */
 	int json;
 	int put_get_only;   /* only the put and get phases (instruction counts) */
+	unsigned scale;     /* --scale N: only the scale figures of N keys */
 	const char *dir;    /* parent of the temporary directory */
 };
 
@@ -856,6 +858,127 @@ out:
 	return rc;
 }
 
+/* ---- Scale: one store of o->scale keys ------------------------------------- */
+
+static void bench_no_problem(void *ctx, const char *where, const char *what)
+{
+	(*(uint64_t *)ctx)++;
+	fprintf(stderr, "bench_store: mms_check: %s: %s\n", where, what);
+}
+
+/* Peak resident set of this process so far, in MiB. */
+static double bench_maxrss_mib(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_maxrss / 1024.0;
+}
+
+/*
+ * The figures of one store of n keys of 100 bytes (libmms only; scripts/bench
+ * scale runs it at several sizes and prints them side by side):
+ *   fill      the n keys put in ONE transaction, as mmstore load makes it
+ *             (the transaction spills past its limit), then committed;
+ *             seconds per million keys, and the process's peak RSS;
+ *   commit    then 2000 puts of a new key, each with its own commit: us each;
+ *   open      read-only open + close of the synced store, median of 20;
+ *   check     mms_check of the whole store, seconds per million keys;
+ *   vacuum    after every 10th key is removed (one commit, one sync):
+ *             mms_vacuum, seconds per million keys; file size / raw after.
+ */
+static int bench_scale(const char *tmp, unsigned n)
+{
+	char path[4096], key[BENCH_KEY_MAX];
+	unsigned char val[BENCH_SMALL_VALUE];
+	double times[BENCH_OPEN_RUNS], t, mkeys = n / 1e6;
+	mms_env *env = NULL;
+	uint64_t problems = 0, counted = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/mms-scale.store", tmp);
+	rc = bench_mms_create(path, &env);
+	if (rc)
+		return rc;
+	t = bench_now();
+	rc = bench_mms_put(env, path, NULL, n, BENCH_SMALL_VALUE, n, NULL);
+	double fill = bench_now() - t, rss = bench_maxrss_mib();
+	if (!rc)
+		rc = mms_sync(env);
+	if (rc)
+		goto out;
+	t = bench_now();
+	for (unsigned i = 0; i < 2000 && !rc; i++) {
+		int klen = snprintf(key, sizeof(key), "new%09u", i);
+		bench_fill_value(val, sizeof(val), i);
+		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, sizeof(val), 0644, 0, 0, NULL);
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	double commit = (bench_now() - t) / 2000 * 1e6;
+	if (!rc)
+		rc = mms_sync(env);
+	if (!rc)
+		rc = mms_close(env);
+	env = NULL;
+	if (rc) {
+		bench_mms_fail(env, path, "puts with a commit each", NULL, rc);
+		goto out;
+	}
+	for (int r = 0; r < BENCH_OPEN_RUNS; r++) {
+		mms_env *e;
+		t = bench_now();
+		rc = mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &e);
+		if (rc)
+			return bench_mms_fail(NULL, path, "mms_open", NULL, rc);
+		mms_close(e);
+		times[r] = (bench_now() - t) * 1e3;
+	}
+	double open_ms = bench_median(times, BENCH_OPEN_RUNS);
+	rc = mms_open(path, NULL, &env);
+	if (rc)
+		return bench_mms_fail(NULL, path, "mms_open", NULL, rc);
+	t = bench_now();
+	rc = mms_check(env, bench_no_problem, &problems, NULL, NULL, &counted);
+	double check = bench_now() - t;
+	if (!rc && problems) {
+		fprintf(stderr, "bench_store: mms_check found %" PRIu64 " problems in %s\n", problems, path);
+		rc = EIO;
+	}
+	for (unsigned i = 0; i < n && !rc; i += 10) {
+		int klen = bench_key(key, i);
+		rc = mms_unlink(env, MMS_ROOT_INO, key, (size_t)klen);
+	}
+	if (!rc)
+		rc = mms_sync(env);
+	if (rc) {
+		bench_mms_fail(env, path, "check or unlink", NULL, rc);
+		goto out;
+	}
+	t = bench_now();
+	rc = mms_vacuum(env, NULL, NULL, NULL);
+	double vac = bench_now() - t;
+	if (rc) {
+		bench_mms_fail(env, path, "mms_vacuum", NULL, rc);
+		goto out;
+	}
+	double size = 0, disk = 0;
+	bench_usage(path, &size, &disk);
+	double raw = (double)(n - (n + 9) / 10 + 2000) * BENCH_SMALL_VALUE;
+	printf("scale %u keys: fill %.2f s per million keys, peak RSS %.0f MiB; put with its own "
+	       "commit %.1f us; open %.3f ms; check %.2f s per million keys; vacuum %.2f s per "
+	       "million keys, file %.2fx raw after it\n",
+	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, vac / mkeys, size / raw);
+	printf("{\"scale\": %u, \"fill_s_per_mkeys\": %.4g, \"peak_rss_mib\": %.4g, "
+	       "\"commit_us\": %.4g, \"open_ms\": %.4g, \"check_s_per_mkeys\": %.4g, "
+	       "\"vacuum_s_per_mkeys\": %.4g, \"file_per_raw\": %.4g}\n",
+	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, vac / mkeys, size / raw);
+out:
+	if (env)
+		mms_close(env);
+	unlink(path);
+	return rc;
+}
+
 /* ---- Output ------------------------------------------------------------------ */
 
 static void bench_fmt(char *buf, size_t size, double v)
@@ -914,13 +1037,14 @@ static void bench_usage_exit(int status)
 {
 	fprintf(status ? stderr : stdout,
 	        "usage: bench_store [--keys N] [--open-keys M] [--quick] [--json] [--dir DIR]\n"
-	        "                   [--put-get-only]\n"
+	        "                   [--put-get-only] [--scale N]\n"
 	        "  --keys N       keys of the put/get tests (default 100000)\n"
 	        "  --open-keys M  keys of the open-time and file-size tests (default 1000000)\n"
 	        "  --quick        10000 and 100000 keys\n"
 	        "  --json         also print the results as JSON\n"
 	        "  --dir DIR      make the temporary directory below DIR (default $TMPDIR or /tmp)\n"
-	        "  --put-get-only only the put and get tests (for callgrind: scripts/bench instr)\n");
+	        "  --put-get-only only the put and get tests (for callgrind: scripts/bench instr)\n"
+	        "  --scale N      only the figures of one store of N keys (scripts/bench scale)\n");
 	exit(status);
 }
 
@@ -957,6 +1081,8 @@ int main(int argc, char **argv)
 				o.open_keys = 100000;
 		} else if (!strcmp(argv[i], "--json")) {
 			o.json = 1;
+		} else if (!strcmp(argv[i], "--scale") && i + 1 < argc) {
+			o.scale = bench_parse_count("--scale", argv[++i]);
 		} else if (!strcmp(argv[i], "--put-get-only")) {
 			o.put_get_only = 1;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
@@ -982,6 +1108,11 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "bench_store: working in %s\n", tmp);
 
+	if (o.scale) {
+		rc = bench_scale(tmp, o.scale);
+		nftw(tmp, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		return rc ? 1 : 0;
+	}
 	struct bench_keys keys;
 	rc = bench_keys_make(&keys, o.keys);
 	for (int random = 1; !rc && random >= 0; random--) {
