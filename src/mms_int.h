@@ -499,6 +499,8 @@ int mms_pager_spill(mms_env *env);
 void mms_pager_set_spill(mms_env *env, size_t pages);
 /* Spills since open (tests). */
 uint64_t mms_pager_spills(mms_env *env);
+/* Dirty pages in memory now, and the dirty table's slots (tests). */
+void mms_pager_counts(mms_env *env, size_t *in_memory, size_t *slots);
 
 int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced); /* load the free list */
 void mms_alloc_close(mms_env *env);

@@ -80,6 +80,10 @@ static void mms_buf_put(struct mms_pager_state *pg, uint8_t *buf)
 		free(buf);
 }
 
+/* Slots of the dirty table kept after a commit (more were made for a big
+ * transaction: the table is freed, so that later commits stay cheap). */
+#define MMS_DIRTY_KEEP 4096u
+
 /* Spilled pages copied back between two drops of the map's pages. */
 #define MMS_SPILL_DROP 256u
 
@@ -369,8 +373,16 @@ static int mms_pager_write(mms_env *env, int keep)
 		}
 	}
 	pg->nmem = 0;
-	if (!keep)
+	if (!keep) {
 		pg->ndirty = 0;
+		/* a big transaction grew the table: every later commit would
+		 * scan all of it, so it starts small again */
+		if (pg->dirty_cap > MMS_DIRTY_KEEP) {
+			free(pg->dirty);
+			pg->dirty = NULL;
+			pg->dirty_cap = 0;
+		}
+	}
 	return 0;
 }
 
@@ -409,6 +421,12 @@ uint64_t mms_pager_spills(mms_env *env)
 	return env->pager->spills;
 }
 
+void mms_pager_counts(mms_env *env, size_t *in_memory, size_t *slots)
+{
+	*in_memory = env->pager->nmem;
+	*slots = env->pager->dirty_cap;
+}
+
 void mms_pager_discard(mms_env *env)
 {
 	struct mms_pager_state *pg = env->pager;
@@ -419,6 +437,11 @@ void mms_pager_discard(mms_env *env)
 	memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
 	pg->ndirty = 0;
 	pg->nmem = 0;
+	if (pg->dirty_cap > MMS_DIRTY_KEEP) {
+		free(pg->dirty);
+		pg->dirty = NULL;
+		pg->dirty_cap = 0;
+	}
 }
 
 int mms_pager_not_tree(mms_env *env, uint64_t pgno, uint64_t n, const char *what)

@@ -1,0 +1,124 @@
+/*
+ * test_pager.c - the pager's transactions of any size: a transaction past
+ * its spill limit writes its dirty pages to the file and reads them back,
+ * keeps at most the limit (plus one call's pages) in memory, rolls back and
+ * commits as a small one does, and leaves a dirty table as small as before
+ * (a big table scanned at every later commit made each cost 1 ms at
+ * 10,000,000 keys).
+ */
+#include "mms_int.h"
+#include "tap.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NKEYS 60000
+#define SPILL 64u
+#define VLEN 100
+
+static void value_of(unsigned i, unsigned round, uint8_t *v)
+{
+	for (unsigned j = 0; j < VLEN; j++)
+		v[j] = (uint8_t)(i * 7u + j * 13u + round);
+}
+
+/* Put keys 0..NKEYS-1 in the open transaction; 0 or the first failure.
+ * *most gets the most dirty pages held in memory between two puts. */
+static int put_all(mms_env *env, unsigned round, size_t *most)
+{
+	char name[32];
+	uint8_t v[VLEN];
+	*most = 0;
+	for (unsigned i = 0; i < NKEYS; i++) {
+		int l = snprintf(name, sizeof name, "key%06u", i);
+		value_of(i, round, v);
+		int rc = mms_put(env, MMS_ROOT_INO, name, (size_t)l, v, VLEN, 0644, 0, 0, NULL);
+		if (rc) {
+			tap_diag("put %s: %s (%s)", name, mms_strerror(rc), mms_errdetail(env));
+			return rc;
+		}
+		size_t mem, slots;
+		mms_pager_counts(env, &mem, &slots);
+		if (mem > *most)
+			*most = mem;
+	}
+	return 0;
+}
+
+/* Number of keys (of every `step`-th) whose value is not round's. */
+static unsigned wrong_values(mms_env *env, unsigned round, unsigned step)
+{
+	char name[32];
+	uint8_t v[VLEN], got[VLEN];
+	unsigned bad = 0;
+	for (unsigned i = 0; i < NKEYS; i += step) {
+		int l = snprintf(name, sizeof name, "key%06u", i);
+		size_t n = 0;
+		value_of(i, round, v);
+		int rc = mms_get(env, MMS_ROOT_INO, name, (size_t)l, got, sizeof got, &n, NULL);
+		if (rc || n != VLEN || memcmp(v, got, VLEN))
+			bad++;
+	}
+	return bad;
+}
+
+static void no_problem(void *ctx, const char *where, const char *what)
+{
+	(*(unsigned *)ctx)++;
+	tap_diag("check: %s: %s", where, what);
+}
+
+int main(void)
+{
+	tap_plan_none();
+	char path[512];
+	snprintf(path, sizeof path, "%s/pager.mms", tap_tmpdir());
+	mms_env *env;
+	int rc = mms_open(path, &(struct mms_options){ .flags = MMS_CREATE | MMS_EXCL }, &env);
+	if (!ok(rc == 0, "create %s", path))
+		return tap_done();
+	mms_pager_set_spill(env, SPILL);
+
+	size_t most = 0, mem = 0, slots = 0;
+	rc = put_all(env, 1, &most);
+	ok(rc == 0, "%d puts in one transaction", NKEYS);
+	uint64_t spills = mms_pager_spills(env);
+	ok(spills > 10, "the transaction spilled (%" PRIu64 " times past %u pages)", spills, SPILL);
+	ok(most <= SPILL + 32, "at most the limit and one call's pages were in memory (%zu, limit %u)",
+	   most, SPILL);
+	ok(wrong_values(env, 1, 1) == 0, "every key reads back inside the transaction");
+	rc = mms_rollback(env);
+	ok(rc == 0, "rollback");
+	uint8_t got[VLEN];
+	ok(mms_get(env, MMS_ROOT_INO, "key000000", 9, got, sizeof got, NULL, NULL) == MMS_NOTFOUND,
+	   "after the rollback no key is there");
+	mms_pager_counts(env, &mem, &slots);
+	ok(mem == 0 && slots <= 4096, "the rollback left a small dirty table (%zu slots)", slots);
+
+	rc = put_all(env, 2, &most);
+	ok(rc == 0, "%d puts again", NKEYS);
+	rc = mms_commit(env);
+	ok(rc == 0, "commit");
+	mms_pager_counts(env, &mem, &slots);
+	ok(mem == 0 && slots <= 4096, "the commit left a small dirty table (%zu slots)", slots);
+	ok(wrong_values(env, 2, 1) == 0, "every key reads back after the commit");
+	/* spilled pages written again (changed after their spill) */
+	rc = put_all(env, 3, &most);
+	if (!rc)
+		rc = mms_sync(env);
+	ok(rc == 0, "a second transaction over the same keys, synced");
+	rc = mms_close(env);
+	ok(rc == 0, "close");
+
+	rc = mms_open(path, NULL, &env);
+	if (!ok(rc == 0, "reopen"))
+		return tap_done();
+	ok(wrong_values(env, 3, 1) == 0, "after a reopen every key has the last transaction's value");
+	unsigned problems = 0;
+	uint64_t n = 0;
+	rc = mms_check(env, no_problem, &problems, NULL, NULL, &n);
+	ok(rc == 0 && problems == 0, "mms_check finds no problem");
+	mms_close(env);
+	return tap_done();
+}
