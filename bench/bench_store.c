@@ -1012,7 +1012,7 @@ static void bench_print_table(const struct bench_opts *o)
 	       "   the one-commit test.  The open/size store is filled in commits of %u\n"
 	       "   keys and closed (synced) before it is measured.\n"
 	       " - get: LMDB's mdb_get is zero-copy (a pointer into its map); the bench\n"
-	       "   copies each value into a buffer (memcpy), as mms_read does.\n"
+	       "   copies each value into a buffer (memcpy), as mms_get does.\n"
 	       " - ops/s: higher is better; ms and MB: lower is better.  mms/LMDB > 1 means\n"
 	       "   mms is faster for ops/s, slower or bigger for ms and MB.\n"
 	       " - LMDB stores values larger than ~2 KiB on overflow pages: a 4 KiB value\n"
