@@ -120,6 +120,9 @@ static void mms_data_touch(struct mms_inode *in)
 
 /* ---- File I/O ------------------------------------------------------------ */
 
+/* Pieces of a read up to this size are copied from the map. */
+#define MMS_MAP_READ_MAX (64u * 1024)
+
 static int mms_data_pread(mms_env *env, uint64_t ino, void *buf, size_t n, uint64_t pos)
 {
 	size_t got = 0;
@@ -902,6 +905,16 @@ static int mms_data_read_piece(void *ctx, const struct mms_extent *piece)
 	                           false);
 	if (rc)
 		return rc;
+	/* A small piece is copied from the map (no syscall); a big one is
+	 * pread, which reads ahead where the map (MADV_RANDOM, for tree pages)
+	 * would fault a page at a time. */
+	const uint8_t *src = piece->length <= MMS_MAP_READ_MAX
+	                             ? mms_file_data(r->env, piece->physical, piece->length)
+	                             : NULL;
+	if (src) {
+		memcpy(dst, src, (size_t)piece->length);
+		return 0;
+	}
 	return mms_data_pread(r->env, r->ino, dst, (size_t)piece->length, piece->physical);
 }
 
