@@ -6,7 +6,7 @@
  * call failed after its first change: later calls get MMS_BADTXN until a
  * rollback), and whether damage was met (mms_damaged: the env takes no
  * more changes).  mms_txn_enter() is the gate every modifying call passes
- * first.  None of this knows how a commit is made: env.c (commit, sync,
+ * first.  None of this knows how a commit is made: txn.c (commit, sync,
  * rollback) clears the state; the pager, the allocator, the tree and the
  * data and inode layers only set it and test it.  The engine's clock is
  * here too, for the same reason: every layer reads it, none owns it.

@@ -406,7 +406,7 @@ typedef int (*mms_bt_page_fn)(void *ctx, uint64_t pgno, int level, const uint8_t
 int mms_bt_walk(mms_env *env, int tree, mms_bt_page_fn fn, void *ctx);
 
 
-/* ---- Core plumbing: used by btree.c, env.c, vacuum.c, check.c only ------- */
+/* ---- Core plumbing: the tree-page layout, for node.h, pager.c, btree.c, check.c -- */
 /* Tree page header (little-endian):
  *   0 u32 crc32c of bytes 4..4095   4 u8 type (1 leaf, 2 branch)   5 u8 tree
  *   6 u16 nitems   8 u64 page number (self)   16 u64 generation written
