@@ -315,6 +315,21 @@ void mms_page_free(mms_env *env, uint64_t pgno)
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);
 }
 
+/* Empty the dirty table (its buffers already given back).  A table a big
+ * transaction grew is freed: every later commit would scan all of it. */
+static void mms_dirty_clear(struct mms_pager_state *pg)
+{
+	if (pg->dirty_cap > MMS_DIRTY_KEEP) {
+		free(pg->dirty);
+		pg->dirty = NULL;
+		pg->dirty_cap = 0;
+	} else if (pg->dirty) {
+		memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
+	}
+	pg->ndirty = 0;
+	pg->nmem = 0;
+}
+
 static int mms_cmp_dirty(const void *a, const void *b)
 {
 	const struct mms_dirty *x = a, *y = b;
@@ -367,22 +382,12 @@ static int mms_pager_write(mms_env *env, int keep)
 			continue;
 		mms_buf_put(pg, d->buf);
 		d->buf = NULL;
-		if (!keep) {
+		if (!keep)
 			mms_file_mark(env, d->pgno);
-			d->pgno = 0;
-		}
 	}
 	pg->nmem = 0;
-	if (!keep) {
-		pg->ndirty = 0;
-		/* a big transaction grew the table: every later commit would
-		 * scan all of it, so it starts small again */
-		if (pg->dirty_cap > MMS_DIRTY_KEEP) {
-			free(pg->dirty);
-			pg->dirty = NULL;
-			pg->dirty_cap = 0;
-		}
-	}
+	if (!keep)
+		mms_dirty_clear(pg);
 	return 0;
 }
 
@@ -434,14 +439,7 @@ void mms_pager_discard(mms_env *env)
 		return;
 	for (size_t i = 0; i < pg->dirty_cap; i++)
 		mms_buf_put(pg, pg->dirty[i].buf);
-	memset(pg->dirty, 0, pg->dirty_cap * sizeof(*pg->dirty));
-	pg->ndirty = 0;
-	pg->nmem = 0;
-	if (pg->dirty_cap > MMS_DIRTY_KEEP) {
-		free(pg->dirty);
-		pg->dirty = NULL;
-		pg->dirty_cap = 0;
-	}
+	mms_dirty_clear(pg);
 }
 
 int mms_pager_not_tree(mms_env *env, uint64_t pgno, uint64_t n, const char *what)

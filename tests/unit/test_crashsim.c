@@ -466,6 +466,18 @@ static int run_workload(const char *path, long steps, char *why, size_t whylen)
 	return rc;
 }
 
+/* End a workload's recording (close's syncs and trim are not checked):
+ * close the env; rc, with the detail of a failure in why. */
+static int end_recording(mms_env *env, int rc, char *why, size_t whylen)
+{
+	recording = false;
+	if (rc)
+		snprintf(why, whylen, "%s (%s)", mms_strerror(rc), mms_errdetail(env));
+	mms_close(env);
+	store_fd = -1;
+	return rc;
+}
+
 /* Commit (or sync) in a workload of its own, noting the state. */
 static int commit_noted(mms_env *env, bool sync)
 {
@@ -537,12 +549,7 @@ static int run_spill_workload(const char *path, uint64_t *spills, char *why, siz
 	if (!rc)
 		rc = commit_noted(env, true);
 	*spills = mms_pager_spills(env);
-	recording = false;
-	if (rc)
-		snprintf(why, whylen, "%s (%s)", mms_strerror(rc), mms_errdetail(env));
-	mms_close(env);
-	store_fd = -1;
-	return rc;
+	return end_recording(env, rc, why, whylen);
 }
 
 /*
@@ -569,32 +576,19 @@ static int run_vacuum_workload(const char *path, char *why, size_t whylen)
 			fill_random(valbuf, (size_t)n);
 			rc = mms_put(env, MMS_ROOT_INO, name, strlen(name), valbuf, (size_t)n, 0644, 0, 0, NULL);
 		}
-		if (!rc && i % 100 == 99) {
-			rc = mms_commit(env);
-			struct mms_info ci;
-			mms_stats(env, &ci);
-			rec_add(R_COMMITTED)->gen = ci.generation;
-			note_state(env);
-		}
+		if (!rc && i % 100 == 99)
+			rc = commit_noted(env, false);
 	}
 	struct mms_info info;
 	if (!rc)
-		rc = mms_sync(env);
-	if (!rc) {
-		mms_stats(env, &info);
-		rec_add(R_SYNCED)->gen = info.generation;
-		note_state(env);
-	}
+		rc = commit_noted(env, true);
 	for (int i = 0; i < 900 && !rc; i += 2) {
 		int l = snprintf(name, sizeof name, "f%d", i);
 		rc = mms_unlink(env, MMS_ROOT_INO, name, (size_t)l);
 	}
 	if (!rc)
-		rc = mms_sync(env);
+		rc = commit_noted(env, true);
 	if (!rc) {
-		mms_stats(env, &info);
-		rec_add(R_SYNCED)->gen = info.generation;
-		note_state(env);
 		rec_add(R_BEGIN)->key_a = -1;
 		rc = mms_vacuum(env, NULL, NULL, NULL);
 	}
@@ -603,12 +597,7 @@ static int run_vacuum_workload(const char *path, char *why, size_t whylen)
 		rec_add(R_SYNCED)->gen = info.generation;
 		note_state(env);
 	}
-	recording = false;
-	if (rc)
-		snprintf(why, whylen, "%s (%s)", mms_strerror(rc), mms_errdetail(env));
-	mms_close(env);
-	store_fd = -1;
-	return rc;
+	return end_recording(env, rc, why, whylen);
 }
 
 /* ---- images ------------------------------------------------------------------- */
