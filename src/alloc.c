@@ -85,7 +85,18 @@ static int mms_alloc_ready(mms_env *env)
 #define MMS_GROW_MIN 256ull     /* 1 MiB */
 #define MMS_GROW_MAX 16384ull   /* 64 MiB */
 #define MMS_META_INLINE_OFF 224u
-#define MMS_META_INLINE_MAX ((MMS_META_LINK_ROOT - MMS_META_INLINE_OFF) / 12u)
+/* The inline free list ends where the roots at the end of the meta page
+ * start: the LINK root, and from format 3 the SHARE root before it. */
+static unsigned mms_meta_inline_end(uint32_t version)
+{
+	return version >= 3u ? MMS_META_SHARE_ROOT : MMS_META_LINK_ROOT;
+}
+
+/* Free-list entries a meta page of the env's version holds inline. */
+static unsigned mms_meta_inline_max(const mms_env *env)
+{
+	return (mms_meta_inline_end(env->meta.version) - MMS_META_INLINE_OFF) / 12u;
+}
 #define MMS_RUN_MAXN 0xffffffffull /* a serialized run holds at most this many pages */
 
 /* ---- run sets -------------------------------------------------------------- */
@@ -523,6 +534,13 @@ int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run)
 	return 0;
 }
 
+int mms_alloc_settle(mms_env *env, uint64_t pgno, uint64_t n)
+{
+	if (rs_remove(&env->alloc->fresh, pgno, n))
+		return mms_fail(env, ENOMEM, "out of memory for the allocator's sets");
+	return 0;
+}
+
 bool mms_alloc_stable(mms_env *env, uint64_t pgno, uint64_t n)
 {
 	uint64_t run;
@@ -566,7 +584,7 @@ static uint64_t mms_commit_entries(mms_env *env, int exact)
 static uint64_t mms_commit_need(mms_env *env)
 {
 	uint64_t entries = mms_commit_entries(env, 0);
-	if (entries <= MMS_META_INLINE_MAX)
+	if (entries <= mms_meta_inline_max(env))
 		return 0;
 	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
 }
@@ -669,7 +687,7 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	 * comes from an upper bound of the entries after the frees apply.
 	 */
 	uint64_t bound = mms_commit_entries(env, 1);
-	if (bound > MMS_META_INLINE_MAX) {
+	if (bound > mms_meta_inline_max(env)) {
 		blob_pages = (bound * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 		rc = mms_alloc(env, blob_pages, MMS_ALLOC_BLOB, &blob_pg);
 		if (rc)
@@ -707,9 +725,10 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 		if (rc)
 			return rc;
 	} else {
-		if (nfree + npend > MMS_META_INLINE_MAX)
+		if (nfree + npend > mms_meta_inline_max(env))
 			return mms_fail(env, EOVERFLOW, "free list outgrew its bound");
-		memset(metapg + MMS_META_INLINE_OFF, 0, MMS_META_LINK_ROOT - MMS_META_INLINE_OFF);
+		memset(metapg + MMS_META_INLINE_OFF, 0,
+		       mms_meta_inline_end(env->meta.version) - MMS_META_INLINE_OFF);
 		rs_write(&a->pending, rs_write(&a->free, metapg + MMS_META_INLINE_OFF));
 		mms_put_le32(metapg + 216, 0);
 	}
@@ -889,9 +908,9 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 			              (unsigned long long)env->meta.free_blob);
 		src = blob;
 	} else {
-		if (total > MMS_META_INLINE_MAX)
+		if (total > mms_meta_inline_max(env))
 			return mms_fail(env, MMS_CORRUPT, "meta: %llu inline free runs (at most %u fit)",
-			                (unsigned long long)total, MMS_META_INLINE_MAX);
+			                (unsigned long long)total, mms_meta_inline_max(env));
 		src = metapg + MMS_META_INLINE_OFF;
 	}
 	uint64_t prev_end = 0;

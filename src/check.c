@@ -61,6 +61,15 @@ struct ck {
 	uint64_t tree_pages, data_pages, blob_pages;
 	uint64_t visited, total;
 	uint64_t prev_ino, prev_end; /* last extent seen: its inode, logical end page */
+	struct ck_share *shares;     /* SHARE items, in page order */
+	size_t nshares, cshares;
+};
+
+/* A SHARE item and the references the extents make to each of its pages. */
+struct ck_share {
+	uint64_t first, n;
+	uint32_t refs;
+	uint32_t *seen; /* n counters, allocated when an extent first reaches it */
 };
 
 enum { CK_NONE, CK_META, CK_TREE, CK_DATA, CK_BLOB, CK_FREE, CK_PENDING, CK_FREELIST };
@@ -387,6 +396,120 @@ static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8
 
 
 
+/* The SHARE tree is walked before the EXTENT tree: its items say which
+ * data pages several extents may hold. */
+static void ck_share_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
+                          uint64_t pgno)
+{
+	char where[96];
+	snprintf(where, sizeof(where), "page %llu (share tree)", (unsigned long long)pgno);
+	if (kl != 8 || vl != 12) {
+		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		return;
+	}
+	struct ck_share sh = { mms_get_be64(k), mms_get_le64(v), mms_get_le32(v + 8), NULL };
+	snprintf(where, sizeof(where), "page %llu (share tree), pages %llu+%llu", (unsigned long long)pgno,
+	         (unsigned long long)sh.first, (unsigned long long)sh.n);
+	if (sh.n == 0 || sh.first >= ck->pages || sh.n > ck->pages - sh.first) {
+		ck_problem(ck, where, "lies outside the file (%llu pages)", (unsigned long long)ck->pages);
+		return;
+	}
+	if (sh.refs < 2)
+		ck_problem(ck, where, "%u references: a shared page has at least 2", sh.refs);
+	if (ck->nshares) {
+		const struct ck_share *last = &ck->shares[ck->nshares - 1];
+		if (sh.first < last->first + last->n) {
+			ck_problem(ck, where, "overlaps the item before it");
+			return;
+		}
+	}
+	if (ck->nshares == ck->cshares) {
+		size_t cap = ck->cshares ? 2 * ck->cshares : 64;
+		struct ck_share *ns = realloc(ck->shares, cap * sizeof(*ns));
+		if (!ns) {
+			ck_problem(ck, where, "out of memory");
+			return;
+		}
+		ck->shares = ns;
+		ck->cshares = cap;
+	}
+	ck->shares[ck->nshares++] = sh;
+}
+
+/* The first SHARE item that ends after page pg (ck->nshares: none). */
+static size_t ck_share_at(const struct ck *ck, uint64_t pg)
+{
+	size_t lo = 0, hi = ck->nshares;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ck->shares[mid].first + ck->shares[mid].n <= pg)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Claim the data pages [pg, pg+n) of an extent: pages no SHARE item covers
+ * belong to it alone; those of an item count one reference more. */
+static void ck_data(struct ck *ck, uint64_t pg, uint64_t n, const char *where)
+{
+	if (n == 0 || pg >= ck->pages || n > ck->pages - pg) {
+		ck_claim(ck, pg, n, CK_DATA, where); /* reports the bounds */
+		return;
+	}
+	uint64_t end = pg + n;
+	for (size_t i = ck_share_at(ck, pg); pg < end; i++) {
+		struct ck_share *sh = i < ck->nshares ? &ck->shares[i] : NULL;
+		uint64_t stop = !sh || sh->first >= end ? end : sh->first > pg ? sh->first : pg;
+		if (stop > pg) {
+			ck_claim(ck, pg, stop - pg, CK_DATA, where);
+			ck->data_pages += stop - pg;
+			pg = stop;
+		}
+		if (!sh || pg >= end)
+			break;
+		if (!sh->seen && !(sh->seen = calloc(sh->n, sizeof(*sh->seen)))) {
+			ck_problem(ck, where, "out of memory");
+			return;
+		}
+		uint64_t e = sh->first + sh->n < end ? sh->first + sh->n : end;
+		for (; pg < e; pg++)
+			sh->seen[pg - sh->first]++;
+	}
+}
+
+/* After the EXTENT tree: every shared page has as many references as its
+ * item says, and is claimed once. */
+static void ck_shares_done(struct ck *ck)
+{
+	for (size_t i = 0; i < ck->nshares; i++) {
+		struct ck_share *sh = &ck->shares[i];
+		char where[96];
+		snprintf(where, sizeof(where), "share tree, pages %llu+%llu", (unsigned long long)sh->first,
+		         (unsigned long long)sh->n);
+		uint64_t bad = 0, first_bad = 0;
+		uint32_t got = 0;
+		for (uint64_t j = 0; j < sh->n; j++) {
+			uint32_t c = sh->seen ? sh->seen[j] : 0;
+			if (c != sh->refs && bad++ == 0) {
+				first_bad = sh->first + j;
+				got = c;
+			}
+		}
+		if (bad)
+			ck_problem(ck, where, "%u references recorded, but extents hold page %llu %u times "
+			           "(%llu pages differ)", sh->refs, (unsigned long long)first_bad, got,
+			           (unsigned long long)bad);
+		ck_claim(ck, sh->first, sh->n, CK_DATA, where);
+		ck->data_pages += sh->n;
+		free(sh->seen);
+	}
+	free(ck->shares);
+	ck->shares = NULL;
+	ck->nshares = 0;
+}
+
 static void ck_extent_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
                            uint64_t pgno)
 {
@@ -401,8 +524,7 @@ static void ck_extent_item(struct ck *ck, const uint8_t *k, size_t kl, const uin
 	snprintf(where, sizeof(where), "page %llu (extent tree), inode %llu at byte %llu",
 	         (unsigned long long)pgno, (unsigned long long)ino,
 	         (unsigned long long)(lp * MMS_PAGE_SIZE));
-	ck_claim(ck, phys, n, CK_DATA, where);
-	ck->data_pages += n;
+	ck_data(ck, phys, n, where);
 	struct ck_inode *c = ck_find(ck, ino);
 	if (!c) {
 		ck_problem(ck, where, "the inode does not exist");
@@ -638,11 +760,21 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 		[MMS_TREE_INODE] = ck_inode_item, [MMS_TREE_NAME] = ck_name_item,
 		[MMS_TREE_EXTENT] = ck_extent_item, [MMS_TREE_XATTR] = ck_xattr_item,
 		[MMS_TREE_ORPHAN] = ck_orphan_item, [MMS_TREE_LINK] = ck_link_item,
+		[MMS_TREE_SHARE] = ck_share_item,
 	};
-	/* inodes first: the other trees are checked against them */
-	for (int t = 0; t < MMS_NTREES && !rc; t++)
+	/* inodes first: the other trees are checked against them; the shared
+	 * pages before the extents that hold them */
+	static const int order[MMS_NTREES] = {
+		MMS_TREE_INODE, MMS_TREE_SHARE, MMS_TREE_NAME, MMS_TREE_EXTENT,
+		MMS_TREE_XATTR, MMS_TREE_ORPHAN, MMS_TREE_LINK,
+	};
+	for (int i = 0; i < MMS_NTREES && !rc; i++) {
+		int t = order[i];
 		if (env->meta.root[t])
 			rc = ck_page(&ck, t, env->meta.root[t], -1, NULL, 0, NULL, 0, fns[t], 0);
+		if (t == MMS_TREE_EXTENT)
+			ck_shares_done(&ck);
+	}
 	if (rc == ECANCELED) {
 		rc = 0;
 		goto out;
@@ -680,6 +812,9 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 	if (progress)
 		progress(pctx, ck.total, ck.total);
 out:
+	for (size_t i = 0; i < ck.nshares; i++)
+		free(ck.shares[i].seen);
+	free(ck.shares);
 	free(ck.owner);
 	free(ck.inodes);
 	if (!rc)

@@ -24,7 +24,10 @@
  *   - Copy-on-write: a data page the last synced meta may reach is never
  *     written; a change of its bytes goes to a new page (see "Writing
  *     bytes" below).  Pages allocated since the last sync are written in
- *     place.
+ *     place, unless an extent shared them (mms_copy_range): sharing takes
+ *     them out of the allocator's fresh set for good (share.c), so neither
+ *     holder, nor a later rollback or crash that brings a holder back,
+ *     sees the other's writes.
  *   - inode.pages is exactly the number of pages the extents hold.
  *   - New pages are written before the extent items that reference them
  *     are committed: by mms_write itself, or for the big copies of a
@@ -102,12 +105,13 @@ static bool mms_data_isdir(const struct mms_inode *in)
  * deleted, copies of that tree's path (depth levels), a split at each level
  * and a leaf per 16 items.  A pure overwrite needs only the first part.
  */
-static uint64_t mms_data_overhead(int depth, uint64_t items)
+static uint64_t mms_data_overhead(mms_env *env, int depth, uint64_t items)
 {
 	uint64_t d = depth > 0 ? (uint64_t)depth : 1;
 	if (items == 0)
 		return MMS_DATA_INODE_PATH;
-	return MMS_DATA_INODE_PATH + 2 * (d + 1) + items / 16 + 1;
+	/* an extent changed may let go of shared pages: SHARE items change */
+	return MMS_DATA_INODE_PATH + 2 * (d + 1) + items / 16 + 1 + mms_share_cost(env, items, false);
 }
 
 /* Time stamps of a change of the bytes. */
@@ -618,9 +622,10 @@ static int mms_data_cow(mms_env *env, uint64_t ino, const struct mms_data_ext *e
 	}
 	if (rc == 0)
 		rc = mms_data_not_tree(env, ino, old, got, true);
+	if (rc == 0)
+		rc = mms_share_drop(env, old, got, NULL);
 	if (rc)
 		return rc;
-	mms_free(env, old, got, MMS_ALLOC_DATA);
 	*done = got;
 	return 0;
 }
@@ -827,9 +832,10 @@ static int mms_data_remove(mms_env *env, uint64_t ino, uint64_t a, uint64_t b,
 		}
 		if (rc == 0)
 			rc = mms_data_not_tree(env, ino, ext.ppage + (cs - s), ce - cs, true);
+		if (rc == 0)
+			rc = mms_share_drop(env, ext.ppage + (cs - s), ce - cs, NULL);
 		if (rc)
 			return rc;
-		mms_free(env, ext.ppage + (cs - s), ce - cs, MMS_ALLOC_DATA);
 		*freed += ce - cs;
 		a = ce;
 	}
@@ -1157,7 +1163,7 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 		if (is_inline)
 			memcpy(val, old, (size_t)in.size);
 		memcpy(val + off, buf, len);
-		rc = mms_reserve(env, mms_data_overhead(0, 0));
+		rc = mms_reserve(env, mms_data_overhead(env, 0, 0));
 		if (rc)
 			return rc;
 		in.size = newsize;
@@ -1174,7 +1180,7 @@ int mms_write(mms_env *env, uint64_t ino, const void *buf, size_t len, uint64_t 
 	if (rc)
 		return rc;
 	rc = mms_reserve(env, sv.hole_pages + cow + (is_inline ? 1 : 0) +
-	                 mms_data_overhead(sv.depth, sv.holes + (is_inline ? 1 : 0) +
+	                 mms_data_overhead(env, sv.depth, sv.holes + (is_inline ? 1 : 0) +
 	                                   mms_data_cow_items(cow, cow_runs)));
 	if (rc)
 		return rc;
@@ -1256,8 +1262,8 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 			uint8_t val[MMS_INLINE_MAX];
 			memset(val, 0, sizeof val);
 			memcpy(val, old, (size_t)mms_data_min(in.size, size));
-			rc = size <= in.size ? mms_reserve_free(env, mms_data_overhead(0, 0))
-			                      : mms_reserve(env, mms_data_overhead(0, 0));
+			rc = size <= in.size ? mms_reserve_free(env, mms_data_overhead(env, 0, 0))
+			                      : mms_reserve(env, mms_data_overhead(env, 0, 0));
 			if (rc)
 				return rc;
 			in.size = size;
@@ -1268,7 +1274,7 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 			goto out;
 		}
 		/* Grows past inline: the bytes move to page 0, the rest is hole. */
-		rc = mms_reserve(env, 1 + mms_data_overhead(0, 1));
+		rc = mms_reserve(env, 1 + mms_data_overhead(env, 0, 1));
 		if (rc)
 			return rc;
 		changed = true;
@@ -1291,7 +1297,7 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size)
 			rc = mms_data_cow_need(env, ino, zfrom, zto, &cow, &cow_runs);
 		if (rc)
 			return rc;
-		uint64_t need = mms_data_overhead(sv.depth, sv.extents + mms_data_cow_items(cow, cow_runs));
+		uint64_t need = mms_data_overhead(env, sv.depth, sv.extents + mms_data_cow_items(cow, cow_runs));
 		/* zeroing bytes of a synced page copies it: that adds space */
 		rc = cow ? mms_reserve(env, cow + need) : mms_reserve_free(env, need);
 		if (rc)
@@ -1338,7 +1344,7 @@ static int mms_data_punch(mms_env *env, struct mms_inode *in, const uint8_t *old
 		memcpy(val, old, (size_t)in->size);
 		if (off < in->size)
 			memset(val + off, 0, (size_t)(mms_data_min(end, in->size) - off));
-		rc = mms_reserve(env, mms_data_overhead(0, 0));
+		rc = mms_reserve(env, mms_data_overhead(env, 0, 0));
 		if (rc)
 			return rc;
 		mms_data_touch(in);
@@ -1365,7 +1371,7 @@ static int mms_data_punch(mms_env *env, struct mms_inode *in, const uint8_t *old
 	}
 	if (rc)
 		return rc;
-	uint64_t need = mms_data_overhead(sv.depth, sv.extents + 2 + mms_data_cow_items(cow, cow_runs));
+	uint64_t need = mms_data_overhead(env, sv.depth, sv.extents + 2 + mms_data_cow_items(cow, cow_runs));
 	rc = cow ? mms_reserve(env, cow + need) : mms_reserve_free(env, need);
 	if (rc)
 		return rc;
@@ -1455,7 +1461,7 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 		uint8_t val[MMS_INLINE_MAX];
 		memset(val, 0, sizeof val);
 		memcpy(val, old, (size_t)in.size);
-		rc = mms_reserve(env, mms_data_overhead(0, 0));
+		rc = mms_reserve(env, mms_data_overhead(env, 0, 0));
 		if (rc)
 			return rc;
 		in.size = newsize;
@@ -1472,7 +1478,7 @@ int mms_fallocate(mms_env *env, uint64_t ino, unsigned mode, uint64_t off, uint6
 	if (rc)
 		return rc;
 	rc = mms_reserve(env, sv.hole_pages + cow + (is_inline ? 1 : 0) +
-	                 mms_data_overhead(sv.depth, sv.holes + 1 + mms_data_cow_items(cow, cow_runs)));
+	                 mms_data_overhead(env, sv.depth, sv.holes + 1 + mms_data_cow_items(cow, cow_runs)));
 	if (rc)
 		return rc;
 	if (is_inline) {
@@ -1522,33 +1528,128 @@ int mms_data_free_all(mms_env *env, struct mms_inode *in)
 		rc = mms_data_not_tree(env, in->ino, ext.ppage, ext.npages, true);
 		if (rc == 0)
 			rc = mms_data_del_ext(env, in->ino, ext.lpage);
+		if (rc == 0)
+			rc = mms_share_drop(env, ext.ppage, ext.npages, NULL);
 		if (rc)
 			return rc;
-		mms_free(env, ext.ppage, ext.npages, MMS_ALLOC_DATA);
 	}
 	in->pages = 0;
 	in->flags &= ~MMS_INO_INLINE;
 	return 0;
 }
 
-/* Copy one piece of a source extent (the bytes or, for a hole, a punch). */
-static int mms_copy_piece(mms_env *env, const struct mms_extent *e, uint64_t src,
-                          uint64_t dst, uint64_t doff, uint8_t *buf)
-{
-	size_t got = 0;
-	int rc;
+#define MMS_COPY_CHUNK (1u << 20)
 
-	if (e->flags & MMS_MAP_HOLE)
-		return mms_fallocate(env, dst, MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE, doff,
-		                     e->length);
-	rc = mms_read(env, src, buf, (size_t)e->length, e->logical, &got);
-	if (!rc && got != e->length)
-		rc = mms_fail(env, MMS_CORRUPT, "inode %llu: short read at %llu while copying",
-		              (unsigned long long)src, (unsigned long long)e->logical);
-	return rc ? rc : mms_write(env, dst, buf, got, doff);
+/* Copy bytes [off, off+len) of src, where it has bytes (no hole), to doff
+ * of dst through buf (MMS_COPY_CHUNK bytes), a chunk per write.  *done
+ * counts the bytes copied. */
+static int mms_copy_bytes(mms_env *env, uint64_t src, uint64_t off, uint64_t len, uint64_t dst,
+                          uint64_t doff, uint8_t *buf, uint64_t *done)
+{
+	int rc = 0;
+	while (!rc && *done < len) {
+		size_t k = len - *done < MMS_COPY_CHUNK ? (size_t)(len - *done) : MMS_COPY_CHUNK, got = 0;
+		rc = mms_read(env, src, buf, k, off + *done, &got);
+		if (!rc && got != k)
+			rc = mms_fail(env, MMS_CORRUPT, "inode %llu: short read at %llu while copying",
+			              (unsigned long long)src, (unsigned long long)(off + *done));
+		if (!rc)
+			rc = mms_write(env, dst, buf, got, doff + *done);
+		if (!rc)
+			*done += got;
+	}
+	return rc;
 }
 
-#define MMS_COPY_CHUNK (1u << 20)
+/*
+ * Share logical pages [sp, sp+n) of src as pages [dp, dp+n) of dst: what
+ * dst held there is let go of, src's extents are referenced from dst too
+ * (share.c counts the references), src's holes become holes of dst.  dst's
+ * size grows to at least `end`.  The caller checked that both are regular
+ * files, src's value is in extents, and the ranges do not overlap.  One
+ * change: MMS_FULL leaves the store as it was.
+ */
+static int mms_data_share(mms_env *env, uint64_t src, uint64_t sp, uint64_t dst, uint64_t dp,
+                          uint64_t n, uint64_t end)
+{
+	uint8_t inl[MMS_INLINE_MAX];
+	const uint8_t *old = NULL;
+	struct mms_data_survey ss, ds;
+	struct mms_inode in;
+	bool changed = false;
+	uint64_t freed = 0;
+	int rc;
+
+	rc = mms_txn_enter(env);
+	if (!rc)
+		rc = mms_pager_spill(env);
+	if (!rc)
+		rc = mms_data_inode(env, dst, &in, &old, inl);
+	if (!rc)
+		rc = mms_data_scan(env, src, sp, sp + n, &ss);
+	if (!rc)
+		rc = mms_data_scan(env, dst, dp, dp + n, &ds);
+	if (rc)
+		return rc;
+	bool is_inline = (in.flags & MMS_INO_INLINE) && in.size > 0;
+	/* bytes past dst's size may be left by a crash: zeroed up to the copy */
+	uint64_t zfrom = in.size, zto = dp << MMS_PAGE_SHIFT, cow = 0, cow_runs = 0;
+	if (zto > zfrom && !is_inline)
+		rc = mms_data_cow_need(env, dst, zfrom, zto, &cow, &cow_runs);
+	if (rc)
+		return rc;
+	uint64_t items = ss.extents + ds.extents + 2 + mms_data_cow_items(cow, cow_runs);
+	rc = mms_reserve(env, (is_inline ? 1 : 0) + cow +
+	                 mms_data_overhead(env, ss.depth > ds.depth ? ss.depth : ds.depth, items) +
+	                 mms_share_cost(env, ss.extents + ds.extents, true));
+	if (rc)
+		return rc;
+	changed = true;
+	if (is_inline)
+		rc = mms_data_uninline(env, &in, old);
+	else
+		in.flags &= ~MMS_INO_INLINE;
+	if (!rc && zto > zfrom && !is_inline)
+		rc = mms_data_put_bytes(env, dst, NULL, zfrom, zto, &changed);
+	if (!rc)
+		rc = mms_data_remove(env, dst, dp, dp + n, &freed, &changed);
+	if (!rc && freed > in.pages)
+		rc = mms_fail(env, MMS_CORRUPT, "ino %llu: freed %llu pages but the inode counts %llu",
+		              (unsigned long long)dst, (unsigned long long)freed,
+		              (unsigned long long)in.pages);
+	if (rc)
+		goto out;
+	in.pages -= freed;
+	for (uint64_t pos = sp; pos < sp + n;) {
+		struct mms_bt_cursor c;
+		struct mms_data_ext ext;
+		bool found;
+		memset(&c, 0, sizeof c);
+		rc = mms_data_find(env, src, pos, &c, &ext, &found);
+		if (rc || !found || ext.lpage >= sp + n)
+			break;
+		uint64_t a = mms_data_max(pos, ext.lpage), b = mms_data_min(sp + n, ext.lpage + ext.npages);
+		struct mms_data_ext de = { dp + (a - sp), ext.ppage + (a - ext.lpage), b - a };
+		rc = mms_data_not_tree(env, src, de.ppage, de.npages, false);
+		if (!rc)
+			rc = mms_share_add(env, de.ppage, de.npages);
+		if (!rc)
+			rc = mms_data_put_ext(env, dst, &de);
+		if (rc)
+			goto out;
+		in.pages += de.npages;
+		pos = b;
+	}
+	if (rc)
+		goto out;
+	in.size = mms_data_max(in.size, end);
+	mms_data_touch(&in);
+	rc = mms_inode_put(env, &in, NULL, 0);
+out:
+	if (rc && changed)
+		mms_txn_poison(env);
+	return rc;
+}
 
 int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff,
                    uint64_t len, uint64_t *copied)
@@ -1577,20 +1678,42 @@ int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint
 		return MMS_INVAL;
 	if (doff > MMS_SIZE_MAX || len > MMS_SIZE_MAX - doff)
 		return MMS_TOOBIG;
+	if (!(ss.flags & MMS_INO_INLINE) && ((soff | doff) & (MMS_DATA_PAGE - 1)) == 0) {
+		/* whole pages are shared, not copied; so is a last partial page
+		 * when the copy ends both values (its bytes past the end are 0) */
+		uint64_t n = len >> MMS_PAGE_SHIFT;
+		if ((len & (MMS_DATA_PAGE - 1)) && soff + len == ss.size && doff + len >= ds.size)
+			n++;
+		if (n) {
+			done = mms_data_min(n << MMS_PAGE_SHIFT, len);
+			rc = mms_data_share(env, src, soff >> MMS_PAGE_SHIFT, dst, doff >> MMS_PAGE_SHIFT, n,
+			                    doff + done);
+			if (rc)
+				return rc;
+		}
+	}
 	buf = malloc(MMS_COPY_CHUNK);
 	if (!buf)
 		return ENOMEM;
+	/* the rest byte by byte: pieces of data copied, holes punched (a
+	 * piece of hole may be any length: one call) */
 	while (!rc && done < len) {
-		uint64_t chunk = len - done < MMS_COPY_CHUNK ? len - done : MMS_COPY_CHUNK;
 		size_t n = 0;
-
-		rc = mms_map(env, src, soff + done, chunk, ext, sizeof ext / sizeof ext[0], &n);
+		rc = mms_map(env, src, soff + done, len - done, ext, sizeof ext / sizeof ext[0], &n);
 		if (!rc && n == 0)
 			break;
 		for (size_t i = 0; !rc && i < n; i++) {
-			rc = mms_copy_piece(env, &ext[i], src, dst, doff + (ext[i].logical - soff), buf);
+			const struct mms_extent *e = &ext[i];
+			uint64_t at = doff + (e->logical - soff), got = 0;
+			if (e->flags & MMS_MAP_HOLE)
+				rc = mms_fallocate(env, dst, MMS_FALLOC_PUNCH_HOLE | MMS_FALLOC_KEEP_SIZE, at,
+				                   e->length);
+			else
+				rc = mms_copy_bytes(env, src, e->logical, e->length, dst, at, buf, &got);
 			if (!rc)
-				done = ext[i].logical + ext[i].length - soff;
+				done = e->logical + e->length - soff;
+			else if (got)
+				done = e->logical + got - soff;
 		}
 	}
 	free(buf);

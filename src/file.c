@@ -85,12 +85,24 @@ static void mms_unmark_verified(struct mms_file_state *pg, uint64_t pgno)
 		__atomic_fetch_and(&chunk[b / 8], (uint8_t)~(1u << (b % 8)), __ATOMIC_RELAXED);
 }
 
+/* Tests map exactly the file (mms_file_test_tight_map), so that every
+ * growth moves the map and unmaps the old one: a pointer into the map kept
+ * across an allocation (which may grow the file) then faults at once. */
+#ifdef MMS_TEST_HOOKS
+int mms_file_test_tight_map;
+#define MMS_MAP_TIGHT mms_file_test_tight_map
+#else
+#define MMS_MAP_TIGHT 0
+#endif
+
 static int mms_map_file(mms_env *env, uint64_t pages)
 {
 	struct mms_file_state *pg = env->file;
 	size_t want = (size_t)pages * MMS_PAGE_SIZE * 2;
 	if (want < MMS_MAP_MIN)
 		want = MMS_MAP_MIN;
+	if (MMS_MAP_TIGHT)
+		want = (size_t)pages * MMS_PAGE_SIZE;
 	void *m = mmap(NULL, want, PROT_READ, MAP_SHARED, env->fd, 0);
 	if (m == MAP_FAILED && errno == ENOMEM) {
 		want = (size_t)pages * MMS_PAGE_SIZE;

@@ -158,6 +158,7 @@ static uint64_t mms_cost_upd(mms_env *env, int tree)
 static uint64_t mms_delete_cost(mms_env *env, const struct mms_inode *in)
 {
 	return mms_cost_del(env, MMS_TREE_EXTENT) + in->pages / 64 +
+	       mms_share_cost(env, in->pages / 64 + 1, false) +
 	       2 * mms_cost_del(env, MMS_TREE_XATTR) + mms_cost_del(env, MMS_TREE_INODE);
 }
 
@@ -1676,12 +1677,13 @@ int mms_upgrade(mms_env *env)
 
 	if (env->meta.version == MMS_FORMAT_VERSION)
 		return 0;
-	if (env->meta.version != MMS_FORMAT_V1)
+	if (env->meta.version != MMS_FORMAT_V1 && env->meta.version != MMS_FORMAT_V2)
 		return mms_fail(env, MMS_VERSION, "no upgrade from format version %u",
 		                env->meta.version);
 	env->upgrading = 1;
 	rc = mms_txn_enter(env);
-	if (!rc)
+	/* version 2 to 3 adds the SHARE tree, empty: only the meta changes */
+	if (!rc && env->meta.version == MMS_FORMAT_V1)
 		rc = mms_count_subdirs(env, &v, &n);
 	for (size_t i = 0; !rc && i < n; i++) {
 		struct mms_inode in;

@@ -532,6 +532,12 @@ int mms_truncate(mms_env *env, uint64_t ino, uint64_t size);
  * destination's bytes there are punched out).  *copied gets the count; an
  * error is returned only when nothing was copied (else the count is short).
  * MMS_INVAL for overlapping ranges of one file, MMS_ISDIR for a directory.
+ * When soff and doff are multiples of the page size, whole pages are not
+ * copied but shared (format 3): the destination's extents point at the
+ * source's pages, which takes no data space and a time that depends on the
+ * number of extents, not on len; a later write to either side copies the
+ * pages it changes.  So is the last partial page when the copy ends both
+ * values.  The rest is copied byte by byte.
  */
 int mms_copy_range(mms_env *env, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff,
                    uint64_t len, uint64_t *copied);
@@ -720,8 +726,9 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx,
 /*
  * Convert a store of an older format (opened with MMS_UPGRADE) to this
  * build's, in place and in one commit, then sync: format 1 gains the link
- * counts of its directories (a walk of the names).  0 if the store already
- * has this build's format.  A crash during it leaves the old store whole.
+ * counts of its directories (a walk of the names); formats 1 and 2 gain an
+ * (empty) SHARE tree.  0 if the store already has this build's format.  A
+ * crash during it leaves the old store whole.
  */
 int mms_upgrade(mms_env *env);
 

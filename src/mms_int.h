@@ -12,6 +12,7 @@
  *             of the open transaction (copy on write, spill), blob writes
  *   alloc.c   free space: the free set, pending sets, reservation
  *   btree.c   copy-on-write B+trees with byte-string keys (memcmp order)
+ *   share.c   references of data pages several extents share (SHARE tree)
  *   env.c     open/close, locking, recovery, stats (the top)
  *   txn.c     meta pages, commit, sync, rollback, space reservation
  *   record.c  inode records and the INODE tree's items
@@ -25,7 +26,8 @@
  *   - A page reachable from the last synced meta is never written, nor a
  *     tree page reachable from the last committed meta.  Tree pages are
  *     copied on write (btree.c via pager.c); data pages are copied on write
- *     unless allocated since the last sync (data.c, mms_alloc_writable).
+ *     unless allocated since the last sync and never shared (data.c,
+ *     mms_alloc_writable; share.c, mms_alloc_settle).
  *   - All store-file I/O goes through io.c (the crash simulator records it).
  *   - Every offset and length read from the file is bounds-checked before
  *     use; a bad one is MMS_CORRUPT with a detail naming the page or key.
@@ -100,15 +102,20 @@ static inline void mms_put_be64(void *p, uint64_t v)
 }
 
 /* ---- Constants of the format ------------------------------------------- */
-#define MMS_FORMAT_VERSION 2u
-/* Version 1 (no link counts, no LINK tree, no device numbers) is opened
- * only by mms_upgrade's open (MMS_UPGRADE): see doc/FORMAT.md. */
+#define MMS_FORMAT_VERSION 3u
+/* Older versions are opened only by mms_upgrade's open (MMS_UPGRADE): see
+ * doc/FORMAT.md.  Version 1: no link counts, no LINK tree, no device
+ * numbers; version 2: no SHARE tree (its meta's inline free list held one
+ * entry more, where version 3 keeps the SHARE root). */
 #define MMS_FORMAT_V1 1u
+#define MMS_FORMAT_V2 2u
 #define MMS_PAGE_SHIFT 12
 #define MMS_META_PAGES 2u   /* pages 0 and 1 */
-/* Where a meta page keeps the LINK tree's root (format 2), after the room
- * of the inline free list (alloc.c), which ends there. */
+/* Where a meta page keeps the LINK tree's root (format 2) and the SHARE
+ * tree's (format 3), after the room of the inline free list (alloc.c),
+ * which ends at the first of them that the page's version has. */
 #define MMS_META_LINK_ROOT 4088u
+#define MMS_META_SHARE_ROOT 4080u
 
 /* The trees.  Keys and values (integers in keys big-endian, in values
  * little-endian):
@@ -120,6 +127,8 @@ static inline void mms_put_be64(void *p, uint64_t v)
  *   ORPHAN: be64 ino                     -> (empty): unlinked, still held
  *   LINK:   be64 ino, be64 dir, name     -> (empty): a name of an inode with
  *                                           several, other than its primary one
+ *   SHARE:  be64 first physical page     -> le64 pages, le32 references (>= 2):
+ *                                           data pages several extents hold
  */
 enum mms_tree {
 	MMS_TREE_INODE,
@@ -128,6 +137,7 @@ enum mms_tree {
 	MMS_TREE_XATTR,
 	MMS_TREE_ORPHAN,
 	MMS_TREE_LINK,
+	MMS_TREE_SHARE,
 	MMS_NTREES
 };
 
@@ -297,6 +307,9 @@ int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n);
  * pages are copied on write, like tree pages).  *run gets how many pages
  * from pgno (at most n) share the answer. */
 int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run);
+/* Pages [pgno, pgno+n) are written in place no more, as if synced, until
+ * they are freed and handed out again (share.c: shared data pages). */
+int mms_alloc_settle(mms_env *env, uint64_t pgno, uint64_t n);
 /* None of [pgno, pgno+n) was allocated since the last sync: freed, these
  * pages wait for the next sync's end (the reuse hook) before reuse. */
 bool mms_alloc_stable(mms_env *env, uint64_t pgno, uint64_t n);
@@ -368,6 +381,24 @@ int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
  * MMS_INO_INLINE flag is set from inl != NULL). */
 int mms_inode_put(mms_env *env, const struct mms_inode *in,
                   const void *inl, size_t inl_len);
+
+/* ---- share.c: references of shared data pages ------------------------------ */
+/* One more reference to each of pages [p, p+n) (an extent now holds them);
+ * they are never written in place again (mms_alloc_settle). */
+int mms_share_add(mms_env *env, uint64_t p, uint64_t n);
+/* One reference less to each of pages [p, p+n) (an extent let go of them);
+ * those left with none are freed, *freed (may be NULL) counts them.  The
+ * one way data.c and vacuum.c release data pages. */
+int mms_share_drop(mms_env *env, uint64_t p, uint64_t n, uint64_t *freed);
+/* Vacuum moved shared pages [from, from+n), every reference to them, to
+ * [to, to+n): move their item's part; *refs gets their references. */
+int mms_share_move(mms_env *env, uint64_t from, uint64_t n, uint64_t to, uint32_t *refs);
+/* The first shared pages at or after page p: [*first, *first+*n) with *refs
+ * references each; MMS_NOTFOUND when there are none. */
+int mms_share_next(mms_env *env, uint64_t p, uint64_t *first, uint64_t *n, uint32_t *refs);
+/* Pages a call making `changes` adds or drops of references may allocate
+ * in the SHARE tree (0 when it is empty, unless `adding`). */
+uint64_t mms_share_cost(mms_env *env, uint64_t changes, bool adding);
 
 /* ---- inode.c ------------------------------------------------------------- */
 void mms_inode_to_stat(const struct mms_inode *in, struct mms_stat *st);
@@ -552,6 +583,8 @@ int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t budget, uin
 #ifdef MMS_TEST_HOOKS
 /* vacuum.c, test builds: move pages in batches of this many (0: the default). */
 extern uint64_t mms_vac_test_batch;
+/* file.c, test builds: map exactly the file, so every growth moves the map. */
+extern int mms_file_test_tight_map;
 #endif
 
 

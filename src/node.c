@@ -76,7 +76,7 @@ int mms_node_valid(const uint8_t *p, char *why, size_t whylen)
 }
 
 static const char *const mms_tree_names[MMS_NTREES] = {
-	"inode", "name", "extent", "xattr", "orphan", "link"
+	"inode", "name", "extent", "xattr", "orphan", "link", "share"
 };
 
 const char *mms_tree_name(int tree)

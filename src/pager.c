@@ -288,14 +288,15 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 		*newpgno = pgno;
 		return d->buf;
 	}
-	const uint8_t *old = mms_page_get(env, pgno, rc);
-	if (!old)
+	if (!mms_page_get(env, pgno, rc)) /* verified, if it was not yet */
 		return NULL;
 	uint64_t np;
 	uint8_t *buf = mms_page_alloc(env, &np, 0, rc);
 	if (!buf)
 		return NULL;
-	memcpy(buf, old, MMS_PAGE_SIZE);
+	/* the allocation may have grown the file and moved the map: the
+	 * page's address is taken after it */
+	memcpy(buf, mms_file_page(env, pgno), MMS_PAGE_SIZE);
 	mms_put_le64(buf + 8, np);
 	mms_file_unmark(env, pgno);
 	mms_free(env, pgno, 1, MMS_ALLOC_TREE);

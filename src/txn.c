@@ -45,10 +45,25 @@ void mms_set_reuse_hook(mms_env *env, void (*fn)(void *ctx), void *ctx)
 /* ---- meta pages ------------------------------------------------------------ */
 
 /* Where a meta page keeps the root of `tree`: five after another from
- * byte 104, the LINK tree's (format 2) at the end of the page. */
+ * byte 104, the LINK tree's (format 2) and the SHARE tree's (format 3) at
+ * the end of the page. */
 static size_t mms_meta_root_off(int tree)
 {
-	return tree == MMS_TREE_LINK ? MMS_META_LINK_ROOT : 104u + 8u * (unsigned)tree;
+	if (tree == MMS_TREE_LINK)
+		return MMS_META_LINK_ROOT;
+	if (tree == MMS_TREE_SHARE)
+		return MMS_META_SHARE_ROOT;
+	return 104u + 8u * (unsigned)tree;
+}
+
+/* Whether a meta page of `version` has the root of `tree`. */
+static bool mms_meta_has_root(uint32_t version, int tree)
+{
+	if (tree == MMS_TREE_LINK)
+		return version >= MMS_FORMAT_V2;
+	if (tree == MMS_TREE_SHARE)
+		return version >= 3u;
+	return true;
 }
 
 /* Encode env->meta into bytes 0..215 and the LINK root of pg, and checksum
@@ -68,7 +83,8 @@ static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *
 	mms_put_le64(pg + 88, m->next_ino);
 	mms_put_le64(pg + 96, m->created_ns);
 	for (int t = 0; t < MMS_NTREES; t++)
-		mms_put_le64(pg + mms_meta_root_off(t), m->root[t]);
+		if (mms_meta_has_root(m->version, t))
+			mms_put_le64(pg + mms_meta_root_off(t), m->root[t]);
 	mms_put_le64(pg + 144, m->keys);
 	mms_put_le64(pg + 152, m->dirs);
 	mms_put_le64(pg + 160, m->orphans);
@@ -104,12 +120,14 @@ int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why
 		return MMS_CORRUPT;
 	}
 	uint32_t version = mms_get_le32(pg + 12);
-	if (version == MMS_FORMAT_V1 && !old_ok) {
-		snprintf(why, whylen, "format version 1, older than this build's %u: convert it "
-		         "in place with 'mmstore upgrade' (it keeps every key)", MMS_FORMAT_VERSION);
+	bool old = version == MMS_FORMAT_V1 || version == MMS_FORMAT_V2;
+	if (old && !old_ok) {
+		snprintf(why, whylen, "format version %u, older than this build's %u: convert it "
+		         "in place with 'mmstore upgrade' (it keeps every key)", version,
+		         MMS_FORMAT_VERSION);
 		return MMS_VERSION;
 	}
-	if (version != MMS_FORMAT_VERSION && version != MMS_FORMAT_V1) {
+	if (version != MMS_FORMAT_VERSION && !old) {
 		snprintf(why, whylen, "format version %u (this build reads %u)", version,
 		         MMS_FORMAT_VERSION);
 		return MMS_VERSION;
@@ -128,7 +146,7 @@ int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why
 	m->next_ino = mms_get_le64(pg + 88);
 	m->created_ns = mms_get_le64(pg + 96);
 	for (int t = 0; t < MMS_NTREES; t++)
-		if (t != MMS_TREE_LINK || version != MMS_FORMAT_V1)
+		if (mms_meta_has_root(version, t))
 			m->root[t] = mms_get_le64(pg + mms_meta_root_off(t));
 	m->keys = mms_get_le64(pg + 144);
 	m->dirs = mms_get_le64(pg + 152);

@@ -3,8 +3,10 @@
  *
  * The target is a file just large enough for the live pages plus a small
  * margin.  Everything at or past the target moves into free space below
- * it: data extents are copied (the new run is written before the extent
- * map points at it, the old run is freed, i.e. kept until the next sync),
+ * it: shared data pages first, once for all the extents that hold them
+ * (mms_vac_shared); then data extents are copied (the new run is written
+ * before the extent map points at it, the old run is freed, i.e. kept
+ * until the next sync),
  * xattr blobs are rewritten, and tree pages are copied on write with the
  * allocator limited to pages below the target.  Each batch is committed
  * and synced, so a crash at any point finds a consistent store whose
@@ -206,12 +208,195 @@ static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, 
 		}
 	}
 	if (moved) {
-		/* mms_free counted the pages out; the new runs counted them in */
-		mms_free(env, phys, moved, MMS_ALLOC_DATA);
+		/* the new runs counted the pages in; this counts out the old ones
+		 * that no other extent shares (those it would: only its share of
+		 * them goes) */
+		rc = mms_share_drop(env, phys, moved, NULL);
+		if (rc) {
+			mms_txn_poison(env);
+			return rc;
+		}
 	}
 	v->done += moved;
 	v->batch += moved;
 	return moved < n ? MMS_VAC_NOROOM : 0;
+}
+
+/* ---- Shared pages ----------------------------------------------------------
+ *
+ * Pages several extents share (share.c) move once for all their holders: a
+ * batch copies up to MMS_VAC_MOVES runs of them below the target, points
+ * every extent that holds part of a run at its copy (one walk of the EXTENT
+ * tree per batch: no index leads from a page to its holders), moves each
+ * run's SHARE item with it, and frees the old pages.  Moving them per
+ * holder instead would copy them once per holder and need that much more
+ * room below the target.
+ */
+#define MMS_VAC_MOVES 256
+
+struct mms_vac_move {
+	uint64_t from, to, n;
+	uint32_t refs;
+	uint64_t seen; /* page references the extent walk pointed at the copy */
+};
+
+/* The first move whose run ends after page pg (nm: none). */
+static size_t mms_vac_move_at(const struct mms_vac_move *mv, size_t nm, uint64_t pg)
+{
+	size_t lo = 0, hi = nm;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (mv[mid].from + mv[mid].n <= pg)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Point extent (ino, lp) -> [phys, phys+n) at the copies of the moved runs
+ * it overlaps: one item per piece, the first under the extent's own key. */
+static int mms_vac_repoint(mms_env *env, uint64_t ino, uint64_t lp, uint64_t phys, uint64_t n,
+                           struct mms_vac_move *mv, size_t nm)
+{
+	uint64_t off = 0;
+	size_t i = mms_vac_move_at(mv, nm, phys);
+	while (off < n) {
+		uint64_t pg = phys + off, len = n - off, to = pg;
+		if (i < nm && mv[i].from <= pg) {
+			uint64_t end = mv[i].from + mv[i].n;
+			len = end - pg < len ? end - pg : len;
+			to = mv[i].to + (pg - mv[i].from);
+			mv[i].seen += len;
+			i++;
+		} else if (i < nm && mv[i].from < pg + len) {
+			len = mv[i].from - pg;
+		}
+		uint8_t k[16], val[16];
+		mms_put_be64(k, ino);
+		mms_put_be64(k + 8, lp + off);
+		mms_put_le64(val, to);
+		mms_put_le64(val + 8, len);
+		int rc = mms_bt_put(env, MMS_TREE_EXTENT, k, 16, val, 16);
+		if (rc)
+			return rc;
+		off += len;
+	}
+	return 0;
+}
+
+/* Walk the EXTENT tree once and repoint every extent that holds pages of
+ * the moves. */
+static int mms_vac_remap(mms_env *env, struct mms_vac_move *mv, size_t nm)
+{
+	uint8_t pos[16] = { 0 };
+	for (;;) {
+		struct mms_bt_cursor c;
+		uint64_t ino = 0, lp = 0, phys = 0, n = 0;
+		int found = 0;
+		int rc = mms_bt_seek(&c, env, MMS_TREE_EXTENT, pos, 16, MMS_BT_GE);
+		while (rc == 0) {
+			const void *k, *val;
+			size_t kl, vl;
+			mms_bt_item(&c, &k, &kl, &val, &vl);
+			if (kl != 16 || vl != 16)
+				return mms_fail(env, MMS_CORRUPT, "vacuum: malformed extent item");
+			phys = mms_get_le64(val);
+			n = mms_get_le64((const uint8_t *)val + 8);
+			size_t i = mms_vac_move_at(mv, nm, phys);
+			if (i < nm && mv[i].from < phys + n) {
+				ino = mms_get_be64(k);
+				lp = mms_get_be64((const uint8_t *)k + 8);
+				found = 1;
+				break;
+			}
+			rc = mms_bt_next(&c);
+		}
+		if (rc && rc != MMS_NOTFOUND)
+			return rc;
+		if (!found)
+			return 0;
+		rc = mms_vac_repoint(env, ino, lp, phys, n, mv, nm);
+		if (rc)
+			return rc;
+		mms_put_be64(pos, ino);
+		mms_put_be64(pos + 8, lp + n);
+	}
+}
+
+/* Apply a batch of moves whose bytes are copied: repoint the holders, move
+ * the SHARE items, free the old pages. */
+static int mms_vac_moves_apply(struct mms_vac *v, struct mms_vac_move *mv, size_t nm)
+{
+	mms_env *env = v->env;
+	int rc = mms_vac_remap(env, mv, nm);
+	for (size_t i = 0; i < nm && !rc; i++) {
+		uint32_t refs = 0;
+		rc = mms_share_move(env, mv[i].from, mv[i].n, mv[i].to, &refs);
+		if (!rc && mv[i].seen != mv[i].n * refs)
+			rc = mms_fail(env, MMS_CORRUPT, "vacuum: pages %llu+%llu have %u references, but "
+			              "extents hold them %llu times", (unsigned long long)mv[i].from,
+			              (unsigned long long)mv[i].n, refs,
+			              (unsigned long long)(mv[i].seen / mv[i].n));
+		if (!rc) {
+			mms_free(env, mv[i].from, mv[i].n, MMS_ALLOC_DATA);
+			v->done += mv[i].n;
+			v->batch += mv[i].n;
+		}
+	}
+	if (rc)
+		mms_txn_poison(env);
+	return rc;
+}
+
+static int mms_vac_shared(struct mms_vac *v)
+{
+	mms_env *env = v->env;
+	struct mms_vac_move *mv = malloc(MMS_VAC_MOVES * sizeof(*mv));
+	int rc = mv ? 0 : ENOMEM;
+	while (!rc && !v->stopped) {
+		size_t nm = 0;
+		uint64_t pos = v->target, pages = 0;
+		while (nm < MMS_VAC_MOVES && pages < MMS_VAC_BATCH) {
+			uint64_t first, n, to, got;
+			uint32_t refs;
+			rc = mms_share_next(env, pos, &first, &n, &refs);
+			if (rc == MMS_NOTFOUND) {
+				rc = 0;
+				break;
+			}
+			if (!rc)
+				rc = mms_check_run(env, first, n, "vacuum: shared pages");
+			if (rc)
+				break;
+			if (n > MMS_VAC_BATCH - pages)
+				n = MMS_VAC_BATCH - pages;
+			rc = mms_alloc_some(env, n, MMS_ALLOC_DATA, &to, &got);
+			if (rc == MMS_FULL) {
+				/* no room below the target: move what is copied, then stop */
+				rc = 0;
+				v->stopped = v->no_room = 1;
+				break;
+			}
+			if (!rc && (rc = mms_vac_copy(env, v->buf, first, to, got)))
+				mms_free(env, to, got, MMS_ALLOC_DATA);
+			if (rc)
+				break;
+			mv[nm++] = (struct mms_vac_move){ first, to, got, refs, 0 };
+			pages += got;
+			pos = first + got;
+		}
+		if (!rc && nm)
+			rc = mms_vac_moves_apply(v, mv, nm);
+		if (rc || !nm)
+			break;
+		if ((rc = mms_vac_checkpoint(v)) || v->stopped)
+			break;
+		mms_txn_enter(env);
+		mms_alloc_set_limit(env, v->target);
+	}
+	free(mv);
+	return rc;
 }
 
 static int mms_vac_data(struct mms_vac *v)
@@ -397,7 +582,9 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 	if (v.total) {
 		mms_txn_enter(env);
 		mms_alloc_set_limit(env, v.target);
-		rc = mms_vac_data(&v);
+		rc = mms_vac_shared(&v);
+		if (!rc && !v.stopped)
+			rc = mms_vac_data(&v);
 		if (!rc && !v.stopped)
 			rc = mms_vac_xattrs(&v);
 		if (!rc && !v.stopped)

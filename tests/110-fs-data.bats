@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # 110-fs-data: sparse files, truncation, fallocate, SEEK_DATA/SEEK_HOLE,
-# files past 4 GiB, a full store, and unlinking a file that is still open.
+# files past 4 GiB, a full store, unlinking a file that is still open, and
+# cp inside the mount (copy_file_range shares the pages).
 
 load helpers/common
 load helpers/mount
@@ -227,4 +228,50 @@ os.close(fd)" "$MNT/seek"
 	used_closed=$(mmfs_stat "$MNT" used)
 	echo "used: open $used_open, closed $used_closed"
 	[ "$used_closed" -le $((used_open - 4 * 1024 * 1024)) ]
+}
+
+# used_kib MNT: the store's used space as the mount reports it (statfs).
+used_kib() {
+	df -k --output=used "$1" | tail -1 | tr -d ' '
+}
+
+@test "cp inside the mount shares pages: 256 MiB copy at once, in no space, and the copies stay apart" {
+	local d before after
+	d=$(mk_tmp)
+	mkdir "$d/mnt"
+	mount_store "$d/s.mms" "$d/mnt" create
+	# a file without holes: cp copies it with copy_file_range (a sparse
+	# one it reads and writes: coreutils 9.1 looks for holes itself)
+	head -c 256M /dev/urandom >"$d/ref"
+	t cp "$d/ref" "$d/mnt/big"
+	t sync "$d/mnt/big"
+	before=$(used_kib "$d/mnt")
+	# 20 s would copy 256 MiB many times over
+	t timeout 20 cp "$d/mnt/big" "$d/mnt/copy"
+	assert_success
+	after=$(used_kib "$d/mnt")
+	echo "used: ${before} KiB -> ${after} KiB"
+	[ $((after - before)) -lt 1024 ]
+	t cmp "$d/mnt/copy" "$d/ref"
+	assert_success
+	# a write to the copy leaves the original; a write to the original, the copy
+	t dd if=/dev/zero of="$d/mnt/copy" bs=4096 seek=3 count=2 conv=notrunc status=none
+	t dd if=/dev/zero of="$d/mnt/big" bs=1M seek=100 count=1 conv=notrunc status=none
+	t cmp -n 100M "$d/mnt/big" "$d/ref"
+	assert_success
+	t cmp -i 20480 "$d/mnt/copy" "$d/ref"
+	assert_success
+	[[ $(dd if="$d/mnt/copy" bs=4096 skip=3 count=2 status=none | tr -d '\0' | wc -c) == 0 ]]
+	# the original goes; the copy keeps the pages
+	t rm "$d/mnt/big"
+	t cmp -i 20480 "$d/mnt/copy" "$d/ref"
+	assert_success
+	# they survive a remount, and the store checks clean
+	unmount_store "$d/mnt"
+	t "$MMSTORE" check "$d/s.mms"
+	assert_success
+	mount_store "$d/s.mms" "$d/mnt"
+	t cmp -n 12288 "$d/mnt/copy" "$d/ref"
+	assert_success
+	unmount_store "$d/mnt"
 }

@@ -2,7 +2,7 @@
 # 210-fs-posix: what POSIX tools expect of a filesystem tree, on a mount:
 # hard links (ln, cp -a, tar), device nodes, directory link counts, ".."
 # in listings, st_blocks of small keys, an inode that lives while the
-# kernel holds it (O_PATH, writeback), and stores of format 1 (upgrade).
+# kernel holds it (O_PATH, writeback), and stores of formats 1 and 2 (upgrade).
 
 load helpers/common
 load helpers/mount
@@ -258,12 +258,12 @@ print("failed syncfs:", fails)
 	cmp "$d/old.mms" "$SRCDIR/tests/data/format1.mms"
 	t "$MMSTORE" upgrade "$d/old.mms"
 	assert_success
-	assert_output "$d/old.mms: upgraded from format version 1 to 2"
+	assert_output "$d/old.mms: upgraded from format version 1 to 3"
 	t "$MMSTORE" check "$d/old.mms"
 	assert_success
 	t "$MMSTORE" upgrade "$d/old.mms"
 	assert_success
-	assert_output --partial "already format version 2"
+	assert_output --partial "already format version 3"
 	mount_store "$d/old.mms" "$d/mnt"
 	[[ $(sha256sum <"$d/mnt/a/b/big") == "6251e5743b6fd6a7d606130bdf7c15077ce85ebd3a0fdee284d15a46df199e38  -" ]]
 	[[ $(cat "$d/mnt/a/hello") == hello ]]
@@ -274,6 +274,48 @@ $d/mnt/a 4
 $d/mnt/a/b 3
 $d/mnt/a/b/c 2"
 	unmount_store "$d/mnt"
+}
+
+@test "a store of format 2 is refused with how to move it; mmstore upgrade converts it in place" {
+	local d
+	d=$(mk_tmp)
+	mkdir "$d/mnt"
+	# tests/data/format2.mms: a/hello (xattr user.color), a/b/big (20,000
+	# bytes, also a/d/big2), a/sym, a/null (1,3), a/x1500; made by the last
+	# build of format 2 (cfdefc2)
+	cp "$SRCDIR/tests/data/format2.mms" "$d/old.mms"
+	t "$MMFS" -f "$d/old.mms" "$d/mnt"
+	assert_failure
+	assert_output --partial "$d/old.mms"
+	assert_output --partial "format version 2"
+	assert_output --partial "mmstore upgrade"
+	run is_mounted "$d/mnt"
+	assert_failure
+	t "$MMSTORE" put "$d/old.mms" new </dev/null
+	assert_failure 3
+	assert_output --partial "mmstore upgrade"
+	cmp "$d/old.mms" "$SRCDIR/tests/data/format2.mms"
+	t "$MMSTORE" upgrade "$d/old.mms"
+	assert_success
+	assert_output "$d/old.mms: upgraded from format version 2 to 3"
+	t "$MMSTORE" check "$d/old.mms"
+	assert_success
+	t "$MMSTORE" info "$d/old.mms"
+	assert_output --partial "format version:    3"
+	mount_store "$d/old.mms" "$d/mnt"
+	[[ $(sha256sum <"$d/mnt/a/b/big") == "36448423706f2615337e33296446b27a5f945e8074bddc8fdd8956da61dcca89  -" ]]
+	[[ $(stat -c %h:%i "$d/mnt/a/b/big") == "2:$(stat -c %i "$d/mnt/a/d/big2")" ]]
+	[[ $(cat "$d/mnt/a/hello") == hello ]]
+	[[ $(getfattr --only-values -n user.color "$d/mnt/a/hello") == blue ]]
+	[[ $(readlink "$d/mnt/a/sym") == hello ]]
+	[[ $(stat -c %t,%T "$d/mnt/a/null") == 1,3 ]]
+	[[ $(tr -d x <"$d/mnt/a/x1500" | wc -c) == 0 && $(stat -c %s "$d/mnt/a/x1500") == 1500 ]]
+	# the upgraded store shares pages
+	cp --reflink=never "$d/mnt/a/b/big" "$d/mnt/a/copy"
+	cmp "$d/mnt/a/b/big" "$d/mnt/a/copy"
+	unmount_store "$d/mnt"
+	t "$MMSTORE" check "$d/old.mms"
+	assert_success
 }
 
 @test "fallocate --zero-range zeroes and allocates; collapse and insert say EOPNOTSUPP" {

@@ -9,9 +9,11 @@
  *   0x04  vacuum after the writes.
  * The image is opened read-only: mms_check, a walk of every directory
  * (lookups, attributes, reads, mapping, seeking, symlinks, xattrs) and a
- * dump; then read-write: a put, an overwrite, a truncate, an xattr, a hard
- * link, an unlink, a rename over the put, a commit, a vacuum (control bit 0x04) and a check.  Any result is fine (a damaged store gives
- * errors); a crash, a hang or a sanitizer report is a bug.
+ * dump; then read-write: a put, a shared copy of a key's pages into it, an
+ * overwrite, a truncate, an xattr, a hard link, an unlink, a rename over
+ * the put, a commit, a vacuum (control bit 0x04) and a check.  Any result
+ * is fine (a damaged store gives errors); a crash, a hang or a sanitizer
+ * report is a bug.
  *
  * Built by scripts/fuzz with clang -fsanitize=fuzzer; tests/unit/
  * test_fuzz_corpus.c includes it to replay the committed corpus in make
@@ -119,8 +121,13 @@ static void fz_write(mms_env *env, int vacuum)
 		}
 		mms_dir_close(cur);
 	}
-	(void)mms_put(env, MMS_ROOT_INO, "fuzz-new", 8, val, sizeof val, 0644, 0, 0, &st);
+	uint64_t fresh = 0, copied;
+	if (mms_put(env, MMS_ROOT_INO, "fuzz-new", 8, val, sizeof val, 0644, 0, 0, &st) == 0)
+		fresh = st.ino;
 	if (victim) {
+		/* the victim's pages shared into the new key, then written */
+		if (fresh)
+			(void)mms_copy_range(env, victim, 0, fresh, 8192, 1 << 20, &copied);
 		(void)mms_write(env, victim, val, 5000, 100);
 		(void)mms_truncate(env, victim, 3000);
 		(void)mms_setxattr(env, victim, "user.fz", 7, val, 2000, 0);

@@ -32,8 +32,9 @@
  *
  * The workload: puts of small and large values, overwrites at random
  * offsets, truncation down and up, hole punching, fallocate, renames over
- * other keys, unlinks, xattrs (inline and blob), vacuum; a commit after
- * every operation (as mmfs does), a sync after some.
+ * other keys, unlinks, xattrs (inline and blob), copies from key to key
+ * (mostly of whole pages, which share them), vacuum; a commit after every
+ * operation (as mmfs does), a sync after some.
  *
  * Environment: MMS_SEED (printed), MMS_SIM_STEPS (operations per run,
  * default 250), MMS_SIM_RUNS (default 3), MMS_SIM_IMAGES (machine-crash
@@ -368,10 +369,24 @@ static int step(mms_env *env)
 		return mms_unlink(env, MMS_ROOT_INO, na, strlen(na));
 	if (op < 88)
 		return mms_link(env, ino, MMS_ROOT_INO, nb, strlen(nb), NULL);
-	if (op < 97) {
+	if (op < 93) {
 		uint64_t n = below(3) ? below(300) : 1025 + below(3000);
 		fill_random(valbuf, (size_t)n);
 		return mms_setxattr(env, ino, "user.a", 6, valbuf, (size_t)n, 0);
+	}
+	if (op < 97) {
+		/* a copy of a's bytes into b: whole pages are shared, so later
+		 * writes to either must leave the other (and third holders) be */
+		uint64_t bino = 0, bsize = 0, copied = 0;
+		if (a == b || ino_of(env, b, &bino, &bsize))
+			return 0;
+		bool pages = below(4) != 0;
+		uint64_t soff = pages ? below(size / 4096 + 1) * 4096 : below(size + 1);
+		uint64_t doff = pages ? below(MAXVAL / 4096) * 4096 : below(MAXVAL / 2);
+		uint64_t len = 1 + below(size - (soff < size ? soff : size) + 4096);
+		if (doff + len > MAXVAL)
+			len = MAXVAL - doff;
+		return mms_copy_range(env, ino, soff, bino, doff, len, &copied);
 	}
 	return mms_vacuum(env, NULL, NULL, NULL);
 }
@@ -1050,6 +1065,7 @@ static long env_long(const char *name, long def)
 int main(int argc, char **argv)
 {
 	bool longrun = argc > 1 && !strcmp(argv[1], "--long");
+	mms_file_test_tight_map = 1; /* every growth of the file moves the map */
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t seed = (uint64_t)env_long("MMS_SEED", (long)((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^

@@ -6,6 +6,7 @@
  *
  * Every test works on a fresh store in its own temporary directory.
  */
+#define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la: mms_file_test_tight_map */
 #include "mms_int.h"
 #include "tap.h"
 
@@ -1039,18 +1040,141 @@ static void test_copy_range(void)
 	is_int(mms_commit(env), 0, "commit");
 	int rc = 0;
 	uint64_t total = 0;
+	/* at an odd offset the bytes are copied, not shared: they take space */
 	for (int i = 0; i < 4 && !rc; i++) {
-		rc = mms_copy_range(env, a, 0, b, total, 3 * MiB, &copied);
+		rc = mms_copy_range(env, a, 0, b, total + 1, 3 * MiB, &copied);
 		total += copied;
 		if (!rc)
 			rc = mms_commit(env);
 	}
 	is_int(rc, MMS_FULL, "copies until the store is full: MMS_FULL");
 	ok(total >= 3 * MiB && total < 12 * MiB, "%" PRIu64 " bytes copied before that", total);
-	ok(getattr(env, b).size == total, "b's size is what was copied");
+	ok(getattr(env, b).size == total + 1, "b's size is what was copied");
 	ok(same_bytes(env, a, want, 3 * MiB, 0), "a is intact");
 	is_int(mms_close(env), 0, "close");
 	free(want);
+}
+
+static uint64_t data_bytes(mms_env *env)
+{
+	struct mms_info info;
+	mms_stats(env, &info);
+	return info.data_bytes;
+}
+
+static void check_clean(mms_env *env, const char *when)
+{
+	uint64_t probs = 1;
+	int rc = mms_check(env, NULL, NULL, NULL, NULL, &probs);
+	ok(rc == 0 && probs == 0, "check is clean %s (rc %d, %" PRIu64 " problems)", when, rc, probs);
+}
+
+/* mms_copy_range of whole pages shares them: no bytes move, no space is
+ * taken, and a write to either side (even to pages written since the last
+ * sync, which are otherwise written in place) leaves the other as it was. */
+static void test_copy_share(void)
+{
+	mms_env *env = fresh_store(0);
+	if (!env)
+		return;
+	size_t n = 8 * MiB + 1000; /* a partial last page */
+	uint8_t *want = malloc(n), *other = malloc(n);
+	fill_pattern(want, n, 3);
+	fill_pattern(other, n, 99);
+	uint64_t a = mkfile(env, "a", 1), b = mkfile(env, "b", 1), c = mkfile(env, "c", 1);
+	do_write(env, a, want, n, 0);
+	uint64_t before = data_bytes(env), copied = 0;
+	is_int(mms_copy_range(env, a, 0, b, 0, n, &copied), 0, "copy a (8 MiB + 1000, unsynced) to b");
+	ok(copied == n && getattr(env, b).size == n, "b has a's size (%" PRIu64 ")", copied);
+	ok(data_bytes(env) == before, "no data page was added (%" PRIu64 " -> %" PRIu64 " bytes)", before,
+	   data_bytes(env));
+	ok(getattr(env, b).blocks == getattr(env, a).blocks, "b's blocks are a's");
+	ok(same_bytes(env, b, want, n, 0), "b reads a's bytes");
+	check_clean(env, "with a and b sharing");
+	/* a's pages are fresh (never synced): still not written in place */
+	do_write(env, a, other, 5000, 4096 * 10 + 17);
+	ok(same_bytes(env, b, want, n, 0), "a write to a leaves b as it was");
+	ok(same_bytes(env, a, other, 5000, 4096 * 10 + 17) && same_bytes(env, a, want, 4096 * 10 + 17, 0),
+	   "a has its write");
+	do_write(env, b, other, 3 * PG, 2 * MiB);
+	ok(same_bytes(env, a, want + 2 * MiB, 3 * PG, 2 * MiB), "a write to b leaves a as it was");
+	/* three holders: c shares the middle of b */
+	is_int(mms_copy_range(env, b, MiB, c, 0, 4 * MiB, &copied), 0, "copy 4 MiB of b to c");
+	ok(copied == 4 * MiB && same_bytes(env, c, want + MiB, MiB, 0), "c reads b's bytes");
+	check_clean(env, "with three holders");
+	is_int(mms_commit(env), 0, "commit");
+	is_int(mms_sync(env), 0, "sync");
+	/* grow b past its shared last page: the bytes past the old end are zero */
+	do_write(env, b, "end", 3, n + 10);
+	uint8_t z[10] = { 0 };
+	ok(same_bytes(env, b, z, 10, n) && same_bytes(env, a, want + n - 100, 100, n - 100),
+	   "b grew past the shared page; a's end is intact");
+	/* dropping holders in turn frees the pages only with the last one */
+	is_int(mms_truncate(env, a, 0), 0, "truncate a to 0");
+	ok(same_bytes(env, c, want + MiB, MiB, 0) && same_bytes(env, b, want, 2 * MiB, 0), "b and c intact");
+	check_clean(env, "after a let go");
+	is_int(mms_unlink(env, MMS_ROOT_INO, "b", 1), 0, "remove b");
+	ok(same_bytes(env, c, want + MiB, MiB, 0), "c intact");
+	check_clean(env, "after b went");
+	is_int(mms_commit(env), 0, "commit");
+	is_int(mms_close(env), 0, "close");
+	env = reopen_store();
+	if (!env)
+		goto out;
+	ok(same_bytes(env, c, want + MiB, MiB, 0) && same_bytes(env, c, want + 3 * MiB, MiB, 2 * MiB),
+	   "c intact after reopen");
+	check_clean(env, "after reopen");
+	/* a copy into a small (inline) value, at a page-aligned offset past it */
+	uint64_t s = mkfile(env, "s", 1);
+	do_write(env, s, "small", 5, 0);
+	is_int(mms_copy_range(env, c, 0, s, 2 * PG, 2 * PG, &copied), 0, "copy 2 pages after an inline value");
+	ok(same_bytes(env, s, (const uint8_t *)"small", 5, 0) && all_zero(env, s, 2 * PG - 5, 5) &&
+	   same_bytes(env, s, want + MiB, 2 * PG, 2 * PG), "s: its bytes, zeros, c's pages");
+	/* overwrite a shared range with a share of another */
+	is_int(mms_copy_range(env, s, 2 * PG, c, 0, 2 * PG, &copied), 0, "copy s's shared pages back over c");
+	ok(same_bytes(env, c, want + MiB, 2 * PG, 0), "c unchanged (same bytes)");
+	check_clean(env, "after sharing over shared pages");
+	is_int(mms_unlink(env, MMS_ROOT_INO, "c", 1), 0, "remove c");
+	is_int(mms_unlink(env, MMS_ROOT_INO, "s", 1), 0, "remove s");
+	ok(data_bytes(env) == 0, "every data page is free (%" PRIu64 " bytes)", data_bytes(env));
+	check_clean(env, "with nothing shared left");
+
+	/* Pages written since the last sync, shared, committed; then one holder
+	 * lets go and the other writes them: a rollback (like a crash) brings
+	 * back the committed state, where both hold the old bytes. */
+	uint64_t x = mkfile(env, "x", 1), y = mkfile(env, "y", 1);
+	do_write(env, x, want, 4 * PG, 0);
+	is_int(mms_copy_range(env, x, 0, y, 0, 4 * PG, &copied), 0, "share x's fresh pages with y");
+	is_int(mms_commit(env), 0, "commit (no sync: the pages stay fresh)");
+	is_int(mms_truncate(env, y, 0), 0, "y lets go");
+	do_write(env, x, other, 4 * PG, 0);
+	ok(same_bytes(env, x, other, 4 * PG, 0), "x has its new bytes");
+	is_int(mms_rollback(env), 0, "roll back");
+	ok(same_bytes(env, y, want, 4 * PG, 0), "y has the committed bytes again");
+	ok(same_bytes(env, x, want, 4 * PG, 0), "so has x");
+	check_clean(env, "after the rollback");
+	is_int(mms_close(env), 0, "close");
+
+	/* a full store still takes shared copies: they need no data pages */
+	env = fresh_store(8 * MiB);
+	if (!env)
+		goto out;
+	a = mkfile(env, "a", 1);
+	is_int(do_write(env, a, want, 3 * MiB, 0), 0, "3 MiB in an 8 MiB store");
+	b = mkfile(env, "b", 1);
+	int rc = 0;
+	for (int i = 0; i < 8 && !rc; i++) {
+		rc = mms_copy_range(env, a, 0, b, (uint64_t)i * 3 * MiB, 3 * MiB, &copied);
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	is_int(rc, 0, "eight shared copies of 3 MiB into an 8 MiB store");
+	ok(getattr(env, b).size == 24 * MiB && same_bytes(env, b, want, 3 * MiB, 21 * MiB), "b holds them");
+	check_clean(env, "of the full store");
+	is_int(mms_close(env), 0, "close");
+out:
+	free(want);
+	free(other);
 }
 
 /* mms_get and mms_get_ref: one call by name, a copy or a pointer. */
@@ -1237,6 +1361,7 @@ static void test_sync_keep(void)
 
 int main(void)
 {
+	mms_file_test_tight_map = 1; /* every growth of the file moves the map */
 	tap_plan_none();
 	test_stable();
 	test_sync_keep();
@@ -1257,5 +1382,6 @@ int main(void)
 	test_rollback_tail();
 	test_model();
 	test_copy_range();
+	test_copy_share();
 	return tap_done();
 }

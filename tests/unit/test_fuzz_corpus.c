@@ -118,6 +118,23 @@ static int make_seeds(const char *dir)
 	}
 	rc |= mms_close(env);
 	rc |= write_seed(dir, "seed-fragmented", tmp);
+
+	/* shared pages (format 3): copies of whole pages, three holders of
+	 * some, one copy written over in the middle */
+	unlink(tmp);
+	rc |= mms_open(tmp, &(struct mms_options){ .flags = MMS_CREATE }, &env);
+	uint64_t copied, ino[3];
+	const char *names[3] = { "orig", "copy", "copy2" };
+	for (int i = 0; i < 3; i++) {
+		rc |= mms_mknod(env, MMS_ROOT_INO, names[i], strlen(names[i]), S_IFREG | 0644, 0, 0, &st);
+		ino[i] = st.ino;
+	}
+	rc |= mms_write(env, ino[0], val, sizeof val, 0);
+	rc |= mms_copy_range(env, ino[0], 0, ino[1], 0, sizeof val, &copied);
+	rc |= mms_copy_range(env, ino[1], 4096, ino[2], 0, 4096, &copied);
+	rc |= mms_write(env, ino[1], "x", 1, 4100);
+	rc |= mms_close(env);
+	rc |= write_seed(dir, "seed-shared", tmp);
 	unlink(tmp);
 	unlink(crash);
 	return rc;
@@ -190,7 +207,7 @@ int main(int argc, char **argv)
 		free(ents[i]);
 	}
 	free(ents);
-	ok(seeds >= 4, "the corpus has its %d seed stores", seeds);
+	ok(seeds >= 5, "the corpus has its %d seed stores", seeds);
 	if (fz_null)
 		fclose(fz_null);
 	if (fz_fd >= 0)

@@ -1292,14 +1292,14 @@ enum opcode {
 	OP_CREATE, OP_MKDIR, OP_SYMLINK, OP_FIFO, OP_WRITE, OP_TRUNCATE, OP_FALLOCATE,
 	OP_RENAME, OP_UNLINK, OP_RMDIR, OP_SETXATTR, OP_REMOVEXATTR, OP_SETATTR, OP_HOLD,
 	OP_RELEASE, OP_HOLD_UNLINK, OP_BADNAME, OP_PROBE, OP_COMMIT, OP_SYNC, OP_ROLLBACK,
-	OP_VACUUM, OP_REOPEN, OP_FULL, OP_LINK, NOPS
+	OP_VACUUM, OP_REOPEN, OP_FULL, OP_LINK, OP_COPY, NOPS
 };
 
 static const char *const opnames[NOPS] = {
 	"create", "mkdir", "symlink", "mkfifo", "write", "truncate", "fallocate", "rename",
 	"unlink", "rmdir", "setxattr", "removexattr", "setattr", "hold", "release",
 	"hold+unlink", "bad name", "probe", "commit", "sync", "rollback", "vacuum", "reopen",
-	"full", "link",
+	"full", "link", "copy range",
 };
 
 /* Weights per mille. */
@@ -1310,6 +1310,7 @@ static const int opweight[NOPS] = {
 	[OP_SETATTR] = 25, [OP_HOLD] = 15, [OP_RELEASE] = 30, [OP_HOLD_UNLINK] = 15,
 	[OP_BADNAME] = 10, [OP_PROBE] = 20, [OP_COMMIT] = 45, [OP_SYNC] = 12,
 	[OP_ROLLBACK] = 25, [OP_VACUUM] = 8, [OP_REOPEN] = 4, [OP_FULL] = 8, [OP_LINK] = 40,
+	[OP_COPY] = 45,
 };
 
 /* Mark the current model as committed. */
@@ -1467,6 +1468,90 @@ static void op_write(void)
 		check_bytes(n->ino, &n->data, "written file");
 	}
 	free(buf);
+}
+
+/* Bytes [soff, soff+n) of src over [doff, doff+n) of dst, growing its size
+ * (src may be dst, the ranges apart).  Visits only the pages src has. */
+static void md_copy_range(struct mdata *dst, uint64_t doff, const struct mdata *src, uint64_t soff,
+                          uint64_t n)
+{
+	uint8_t buf[PG];
+	uint64_t end = soff + n, next = soff / PG;
+	if (dst->size > doff)
+		md_zero(dst, doff, n < dst->size - doff ? n : dst->size - doff);
+	for (;;) {
+		/* found again each time: writing dst may move src's pages */
+		size_t i = md_lower(src, next);
+		if (i >= src->n || src->pg[i].idx * PG >= end)
+			break;
+		uint64_t ps = src->pg[i].idx * PG;
+		uint64_t s = soff > ps ? soff : ps, e = end < ps + PG ? end : ps + PG;
+		memcpy(buf, src->pg[i].b + (s - ps), (size_t)(e - s));
+		next = src->pg[i].idx + 1;
+		md_write(dst, doff + (s - soff), buf, (size_t)(e - s));
+	}
+	if (doff + n > dst->size)
+		dst->size = doff + n;
+}
+
+/* mms_copy_range between two files (or two ranges of one): mostly at page
+ * offsets, where whole pages are shared rather than copied; to the
+ * source's end or past it; over bytes the destination has or past them. */
+static void op_copy(void)
+{
+	int si = pick_file(&cur), di = pick_file(&cur);
+	if (si < 0 || di < 0)
+		return;
+	struct mnode *sn = &cur.n[si], *dn = &cur.n[di];
+	uint64_t ssize = sn->data.size;
+	bool aligned = rng_pct(75);
+	uint64_t soff = aligned ? rng_below(ssize / PG + 2) * PG : rng_below(ssize + PG);
+	uint64_t doff = aligned ? rng_below(dn->data.size / PG + 3) * PG : rng_below(dn->data.size + PG);
+	uint64_t len;
+	switch (rng_below(4)) {
+	case 0: len = ssize > soff ? ssize - soff : 1; break; /* to the source's end */
+	case 1: len = rng_range(1, 4) * PG; break;
+	case 2: len = rng_range(1, 3 * PG); break;
+	default: len = rng_range(1, 64) << 20; break; /* more than there is */
+	}
+	uint64_t n = soff < ssize ? (len < ssize - soff ? len : ssize - soff) : 0;
+	int want = 0;
+	if (si == di && n && soff < doff + n && doff < soff + n)
+		want = MMS_INVAL;
+	else if (n && doff + len > MMS_SIZE_MAX)
+		want = MMS_TOOBIG;
+	logop("copy range %s (ino %" PRIu64 ", size %" PRIu64 ") at %" PRIu64 " to %s (ino %" PRIu64
+	      ", size %" PRIu64 ") at %" PRIu64 " len %" PRIu64 " -> expect %s, %" PRIu64 " bytes",
+	      sn->parent == P_ORPHAN ? "orphan" : pathname(&cur, si), sn->ino, ssize, soff,
+	      dn->parent == P_ORPHAN ? "orphan" : pathname(&cur, di), dn->ino, dn->data.size, doff,
+	      len, rcname(want), want ? 0 : n);
+	uint64_t copied = UINT64_MAX;
+	int rc = mms_copy_range(env, sn->ino, soff, dn->ino, doff, len, &copied);
+	if (full_ok(rc, "copy range")) {
+		if (!failed)
+			check_bytes(dn->ino, &dn->data, "destination after a copy that hit MMS_FULL");
+		return;
+	}
+	if (!expect1(opnames[OP_COPY], rc, want))
+		return;
+	if (want) {
+		n_expected_errors++;
+		check_bytes(dn->ino, &dn->data, "destination after a refused copy");
+		return;
+	}
+	/* a full store may stop a copy short, at a piece's end */
+	if (copied > n || (copied < n && !may_be_full)) {
+		fail("copy range returned %" PRIu64 " bytes copied, expected %" PRIu64, copied, n);
+		return;
+	}
+	if (copied) {
+		touch_data(di);
+		md_copy_range(&dn->data, doff, &sn->data, soff, copied);
+		dirty = true;
+	}
+	check_bytes(dn->ino, &dn->data, "copy destination");
+	if (!failed)
+		check_bytes(sn->ino, &sn->data, "copy source");
 }
 
 static void op_truncate(void)
@@ -2251,6 +2336,7 @@ static bool vac_writers;                 /* this vacuum has competing writers */
 static long n_vac_writes;
 extern uint64_t mms_vac_test_batch;      /* tests/libmms_test.la: batch size */
 extern int64_t mms_test_clock_ns;        /* tests/libmms_test.la: the engine's clock */
+extern int mms_file_test_tight_map;      /* tests/libmms_test.la: map exactly the file */
 /* tests/libmms_test.la (src/mms_int.h): the pager's spill limit, its count */
 void mms_pager_set_spill(mms_env *env, size_t pages);
 uint64_t mms_pager_spills(mms_env *env);
@@ -2504,6 +2590,7 @@ static void run_op(int op)
 	case OP_REOPEN: op_reopen(); break;
 	case OP_FULL: op_full(); break;
 	case OP_LINK: op_link(); break;
+	case OP_COPY: op_copy(); break;
 	}
 }
 
@@ -2548,6 +2635,8 @@ int main(void)
 	/* the engine's clock too, so that a seed replays the same layout */
 	mms_test_clock_ns = 1700000000000000000ll + (int64_t)(seed % 1000000000u);
 	spill_pages = (seed & 1) ? 2 + (size_t)(seed / 2 % 7) : 0;
+	/* every growth of the file moves the engine's map (libmms_test) */
+	mms_file_test_tight_map = 1;
 	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations, spill %s%zu",
 	         seed, seed, nops, spill_pages ? "past " : "default ", spill_pages);
 	memset(longname, 'L', sizeof longname);

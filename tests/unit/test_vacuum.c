@@ -359,8 +359,70 @@ static void test_free_list_bound(const char *dir)
 	is_int(mms_close(env), 0, "bound: close");
 }
 
+/*
+ * Shared pages past the target move once for all their holders: a 1,000-page
+ * value shared by three keys (one holding part of it, one with a page
+ * written over), behind 3,000 pages that are deleted.  After the vacuum the
+ * file is about the live pages (a copy per holder would need twice the
+ * room), the data pages are as many as before, and every holder reads its
+ * bytes.  With batches of 64 pages, the moves span many checkpoints.
+ */
+static void test_shared(const char *dir, uint64_t batch)
+{
+	char path[512];
+	mms_env *env;
+	struct mms_stat b, c;
+	struct mms_vacuum_result res;
+	struct mms_info before, after;
+	uint64_t copied = 0, ino;
+	snprintf(path, sizeof path, "%s/shared%llu.mms", dir, (unsigned long long)batch);
+	tap_diag("shared pages, vacuum batches of %llu pages (0: the default)", (unsigned long long)batch);
+	is_int(mms_open(path, &(struct mms_options){ .flags = MMS_CREATE | MMS_EXCL }, &env), 0,
+	       "create a store");
+	is_int(write_pattern(env, "filler", 3000, 1, NULL), 0, "3,000 pages of filler");
+	is_int(write_pattern(env, "a", 1000, 7, &ino), 0, "1,000 pages after it");
+	is_int(mms_mknod(env, MMS_ROOT_INO, "b", 1, S_IFREG | 0644, 0, 0, &b), 0, "b");
+	is_int(mms_mknod(env, MMS_ROOT_INO, "c", 1, S_IFREG | 0644, 0, 0, &c), 0, "c");
+	is_int(mms_copy_range(env, ino, 0, b.ino, 0, 1000 * 4096, &copied), 0, "share a with b");
+	is_int(mms_copy_range(env, ino, 100 * 4096, c.ino, 0, 500 * 4096, &copied), 0,
+	       "share 500 pages of a with c");
+	uint8_t page[4096];
+	memset(page, 0x55, sizeof page);
+	is_int(mms_write(env, b.ino, page, sizeof page, 300 * 4096), 0, "b writes page 300");
+	is_int(mms_unlink(env, MMS_ROOT_INO, "filler", 6), 0, "delete the filler");
+	is_int(mms_sync(env), 0, "sync");
+	mms_vac_test_batch = batch;
+	mms_stats(env, &before);
+	is_int(mms_vacuum(env, NULL, NULL, &res), 0, "vacuum");
+	mms_vac_test_batch = 0;
+	mms_stats(env, &after);
+	ok(!res.incomplete && res.size_after < before.used_bytes + (200u << 12),
+	   "the file shrank to the live pages: %llu -> %llu bytes, %llu live",
+	   (unsigned long long)res.size_before, (unsigned long long)res.size_after,
+	   (unsigned long long)before.used_bytes);
+	ok(after.data_bytes == before.data_bytes, "data pages: %llu before, %llu after",
+	   (unsigned long long)before.data_bytes, (unsigned long long)after.data_bytes);
+	ok(pattern_intact(env, "a", 1000, 7), "a intact");
+	size_t got = 0;
+	uint8_t *buf = malloc(1000 * 4096);
+	int bad = mms_read(env, b.ino, buf, 1000 * 4096, 0, &got) || got != 1000 * 4096;
+	for (uint64_t i = 0; !bad && i < 1000 * 4096; i++)
+		bad = buf[i] != (i / 4096 == 300 ? 0x55 : (uint8_t)(7 + i / 4096));
+	ok(!bad, "b intact, with its page 300");
+	bad = mms_read(env, c.ino, buf, 500 * 4096, 0, &got) || got != 500 * 4096;
+	for (uint64_t i = 0; !bad && i < 500 * 4096; i++)
+		bad = buf[i] != (uint8_t)(7 + 100 + i / 4096);
+	ok(!bad, "c intact");
+	free(buf);
+	uint64_t probs = 1;
+	is_int(mms_check(env, NULL, NULL, NULL, NULL, &probs), 0, "check runs");
+	is_int(probs, 0, "check is clean");
+	is_int(mms_close(env), 0, "close");
+}
+
 int main(void)
 {
+	mms_file_test_tight_map = 1; /* every growth of the file moves the map */
 	tap_plan_none();
 	char *dir = tap_tmpdir();
 	char path[512];
@@ -370,6 +432,8 @@ int main(void)
 	test_competing_writer(dir, 1);
 	test_writer_grows_file(dir);
 	test_free_list_bound(dir);
+	test_shared(dir, 0);
+	test_shared(dir, 64);
 
 	mms_env *env;
 	struct stat before, after;
