@@ -906,6 +906,10 @@ static int bench_scale(const char *tmp, unsigned n)
 		rc = mms_sync(env);
 	if (rc)
 		goto out;
+	struct mms_info info;
+	mms_stats(env, &info);
+	fprintf(stderr, "bench_store: scale %u: %" PRIu64 " free runs, %" PRIu64 " pending after the fill\n",
+	        n, info.free_extents, info.pending_bytes);
 	t = bench_now();
 	for (unsigned i = 0; i < 2000 && !rc; i++) {
 		int klen = snprintf(key, sizeof(key), "new%09u", i);

@@ -83,8 +83,13 @@ static void pg_build(uint8_t *p, int type, int tree, unsigned level,
 		heap -= (unsigned)sz;
 		mms_put_le16(tmp + heap, (uint16_t)items[i].kl);
 		mms_put_le16(tmp + heap + 2, (uint16_t)items[i].vl);
-		memcpy(tmp + heap + 4, items[i].k, items[i].kl);
-		memcpy(tmp + heap + 4 + items[i].kl, items[i].v, items[i].vl);
+		if ((const uint8_t *)items[i].k + items[i].kl == items[i].v) {
+			/* an item read from a page: key and value in one copy */
+			memcpy(tmp + heap + 4, items[i].k, items[i].kl + items[i].vl);
+		} else {
+			memcpy(tmp + heap + 4, items[i].k, items[i].kl);
+			memcpy(tmp + heap + 4 + items[i].kl, items[i].v, items[i].vl);
+		}
 		mms_put_le16(tmp + MMS_PG_HDR + 2 * i, (uint16_t)heap);
 	}
 	tmp[4] = (uint8_t)type;

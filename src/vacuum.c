@@ -222,6 +222,35 @@ static int mms_vac_extent(struct mms_vac *v, const uint8_t *key, uint64_t phys, 
 	return moved < n ? MMS_VAC_NOROOM : 0;
 }
 
+/* The first EXTENT item at or after key pos whose run [phys, phys+n) `want`
+ * accepts: its key into key, its run into *phys, *n.  *found = 0 when
+ * there is none. */
+static int mms_vac_find_extent(mms_env *env, const uint8_t pos[16],
+                               bool (*want)(const void *ctx, uint64_t phys, uint64_t n),
+                               const void *ctx, uint8_t key[16], uint64_t *phys, uint64_t *n,
+                               int *found)
+{
+	struct mms_bt_cursor c;
+	int rc = mms_bt_seek(&c, env, MMS_TREE_EXTENT, pos, 16, MMS_BT_GE);
+	*found = 0;
+	while (rc == 0) {
+		const void *k, *val;
+		size_t kl, vl;
+		mms_bt_item(&c, &k, &kl, &val, &vl);
+		if (kl != 16 || vl != 16)
+			return mms_fail(env, MMS_CORRUPT, "vacuum: malformed extent item");
+		*phys = mms_get_le64(val);
+		*n = mms_get_le64((const uint8_t *)val + 8);
+		if (want(ctx, *phys, *n)) {
+			memcpy(key, k, 16);
+			*found = 1;
+			return 0;
+		}
+		rc = mms_bt_next(&c);
+	}
+	return rc == MMS_NOTFOUND ? 0 : rc;
+}
+
 /* ---- Shared pages ----------------------------------------------------------
  *
  * Pages several extents share (share.c) move once for all their holders: a
@@ -285,37 +314,32 @@ static int mms_vac_repoint(mms_env *env, uint64_t ino, uint64_t lp, uint64_t phy
 	return 0;
 }
 
+struct mms_vac_moves {
+	struct mms_vac_move *mv;
+	size_t nm;
+};
+
+/* Whether run [phys, phys+n) holds pages of the moves. */
+static bool mms_vac_moved(const void *ctx, uint64_t phys, uint64_t n)
+{
+	const struct mms_vac_moves *m = ctx;
+	size_t i = mms_vac_move_at(m->mv, m->nm, phys);
+	return i < m->nm && m->mv[i].from < phys + n;
+}
+
 /* Walk the EXTENT tree once and repoint every extent that holds pages of
  * the moves. */
 static int mms_vac_remap(mms_env *env, struct mms_vac_move *mv, size_t nm)
 {
-	uint8_t pos[16] = { 0 };
+	struct mms_vac_moves m = { mv, nm };
+	uint8_t pos[16] = { 0 }, key[16];
 	for (;;) {
-		struct mms_bt_cursor c;
-		uint64_t ino = 0, lp = 0, phys = 0, n = 0;
+		uint64_t phys = 0, n = 0;
 		int found = 0;
-		int rc = mms_bt_seek(&c, env, MMS_TREE_EXTENT, pos, 16, MMS_BT_GE);
-		while (rc == 0) {
-			const void *k, *val;
-			size_t kl, vl;
-			mms_bt_item(&c, &k, &kl, &val, &vl);
-			if (kl != 16 || vl != 16)
-				return mms_fail(env, MMS_CORRUPT, "vacuum: malformed extent item");
-			phys = mms_get_le64(val);
-			n = mms_get_le64((const uint8_t *)val + 8);
-			size_t i = mms_vac_move_at(mv, nm, phys);
-			if (i < nm && mv[i].from < phys + n) {
-				ino = mms_get_be64(k);
-				lp = mms_get_be64((const uint8_t *)k + 8);
-				found = 1;
-				break;
-			}
-			rc = mms_bt_next(&c);
-		}
-		if (rc && rc != MMS_NOTFOUND)
+		int rc = mms_vac_find_extent(env, pos, mms_vac_moved, &m, key, &phys, &n, &found);
+		if (rc || !found)
 			return rc;
-		if (!found)
-			return 0;
+		uint64_t ino = mms_get_be64(key), lp = mms_get_be64(key + 8);
 		rc = mms_vac_repoint(env, ino, lp, phys, n, mv, nm);
 		if (rc)
 			return rc;
@@ -399,35 +423,23 @@ static int mms_vac_shared(struct mms_vac *v)
 	return rc;
 }
 
+/* Whether run [phys, phys+n) reaches the target (ctx: the target). */
+static bool mms_vac_past(const void *ctx, uint64_t phys, uint64_t n)
+{
+	return phys + n > *(const uint64_t *)ctx;
+}
+
 static int mms_vac_data(struct mms_vac *v)
 {
 	mms_env *env = v->env;
 	uint8_t pos[16] = { 0 };
 	for (;;) {
-		struct mms_bt_cursor c;
-		int rc = mms_bt_seek(&c, env, MMS_TREE_EXTENT, pos, 16, MMS_BT_GE);
 		uint8_t key[16];
 		uint64_t phys = 0, n = 0;
 		int found = 0;
-		while (rc == 0) {
-			const void *k, *val;
-			size_t kl, vl;
-			mms_bt_item(&c, &k, &kl, &val, &vl);
-			if (kl != 16 || vl != 16)
-				return mms_fail(env, MMS_CORRUPT, "vacuum: malformed extent item");
-			phys = mms_get_le64(val);
-			n = mms_get_le64((const uint8_t *)val + 8);
-			if (phys + n > v->target) {
-				memcpy(key, k, 16);
-				found = 1;
-				break;
-			}
-			rc = mms_bt_next(&c);
-		}
-		if (rc && rc != MMS_NOTFOUND)
+		int rc = mms_vac_find_extent(env, pos, mms_vac_past, &v->target, key, &phys, &n, &found);
+		if (rc || !found)
 			return rc;
-		if (!found)
-			return 0;
 		/* the part below the target stays; move the rest */
 		uint64_t keep = phys < v->target ? v->target - phys : 0;
 		if (keep) {
