@@ -12,6 +12,8 @@
  *     and wiped the inode tree);
  *   - an extent pointing at a tree page (get printed tree bytes, then rm
  *     committed a free list the engine could not load);
+ *   - a SHARE item counting too few references (check names it) or fewer
+ *     than two (a removal of a holder fails as damage);
  *   - a name pointing at an ancestor directory (dump never ended);
  *   - a size beyond the 4 PiB limit (returned as is; st_blocks wrapped);
  *   - 20,000 nested directories: check stays linear in the depth.
@@ -268,6 +270,59 @@ static void test_extent_on_tree_page(const char *dir)
 	mms_close(env);
 }
 
+/* "a" (3 pages) shared by "d" and "e": its pages have 3 references.  The
+ * SHARE item's count patched to `refs`. */
+static void make_shared(const char *path, uint32_t refs)
+{
+	uint64_t a, b, copied;
+	uint8_t pg[4096];
+	mms_env *env;
+	struct mms_stat d, e;
+	make_small(path, &a, &b);
+	if (mms_open(path, NULL, &env) ||
+	    mms_mknod(env, MMS_ROOT_INO, "d", 1, S_IFREG | 0644, 0, 0, &d) ||
+	    mms_mknod(env, MMS_ROOT_INO, "e", 1, S_IFREG | 0644, 0, 0, &e) ||
+	    mms_copy_range(env, a, 0, d.ino, 0, 12000, &copied) ||
+	    mms_copy_range(env, a, 0, e.ino, 0, 12000, &copied) || mms_close(env))
+		abort();
+	uint64_t sroot = root_of(path, MMS_TREE_SHARE);
+	read_page(path, sroot, pg);
+	uint8_t *it = item_of(pg, 0);
+	if (mms_get_le32(it + 4 + 8 + 8) != 3)
+		abort();
+	mms_put_le32(it + 4 + 8 + 8, refs);
+	write_tree_page(path, sroot, pg);
+}
+
+/* A SHARE item that counts too few references: check names it (the engine
+ * cannot see it without a walk of every extent; dropping holders would
+ * free the pages under the last one).  One that says 1 (an item counts 2 or
+ * more) is damage the first time it is read: the keys that hold the pages
+ * read, and a removal fails instead of freeing them. */
+static void test_share_count(const char *dir)
+{
+	char path[512];
+	mms_env *env;
+	snprintf(path, sizeof path, "%s/share.mms", dir);
+	make_shared(path, 2);
+	ok(check_store(path) == 1 && strstr(problems, "share tree") && strstr(problems, "3 times"),
+	   "a share count of 2 for 3 holders: check reports it (%.300s)", problems);
+	make_shared(path, 1);
+	ok(check_store(path) > 0 && strstr(problems, "share tree"),
+	   "a share count of 1: check reports it (%.300s)", problems);
+	is_int(mms_open(path, NULL, &env), 0, "a share count of 1: opens");
+	int rc = mms_unlink(env, MMS_ROOT_INO, "d", 1);
+	if (rc == 0)
+		rc = mms_commit(env);
+	ok(rc == MMS_CORRUPT || rc == MMS_BADTXN, "a share count of 1: rm of a holder fails as damage (%s: %s)",
+	   mms_strerror(rc), mms_errdetail(env));
+	ok(strstr(mms_errdetail(env), "share tree") != NULL, "the message names the share tree");
+	mms_rollback(env);
+	mms_close(env);
+	ok(key_reads(path, "a", 12000) && key_reads(path, "d", 12000) && key_reads(path, "e", 12000),
+	   "a share count of 1: the three holders still read");
+}
+
 static void test_directory_cycle(const char *dir)
 {
 	char path[512];
@@ -379,6 +434,7 @@ int main(void)
 	test_orphan_of_live_inode(dir);
 	test_free_entry_on_tree_page(dir);
 	test_extent_on_tree_page(dir);
+	test_share_count(dir);
 	test_directory_cycle(dir);
 	test_size_past_limit(dir);
 	test_deep_check(dir);
