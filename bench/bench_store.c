@@ -708,6 +708,56 @@ static int bench_usage(const char *path, double *size, double *disk)
 	return 0;
 }
 
+/* File size of o->keys keys of `vlen` bytes (values of a few KiB: the
+ * medium sizes), filled in commits of BENCH_FILL_BATCH and synced, both
+ * engines; mms also after a vacuum. */
+static int bench_medium_size(const char *tmp, const struct bench_opts *o, size_t vlen)
+{
+	char path[4096], mpath[4096], name[96];
+	double size, disk, msize, mdisk, raw = (double)o->keys * (double)vlen;
+	mms_env *env = NULL;
+	MDB_env *menv = NULL;
+	MDB_dbi dbi;
+	snprintf(path, sizeof(path), "%s/mms-medium.store", tmp);
+	snprintf(mpath, sizeof(mpath), "%s/lmdb-medium", tmp);
+	int rc = bench_mms_create(path, &env);
+	if (!rc)
+		rc = bench_mms_put(env, path, NULL, o->keys, vlen, BENCH_FILL_BATCH, NULL);
+	if (!rc && (rc = mms_sync(env)))
+		bench_mms_fail(env, path, "mms_sync", NULL, rc);
+	if (rc)
+		goto out;
+	rc = bench_mdb_create(mpath, bench_mapsize(o->keys, vlen), &menv, &dbi);
+	if (!rc)
+		rc = bench_mdb_put(menv, dbi, mpath, NULL, o->keys, vlen, BENCH_FILL_BATCH, NULL);
+	if (!rc && (rc = mdb_env_sync(menv, 1)))
+		bench_mdb_fail(mpath, "mdb_env_sync", NULL, rc);
+	if (!rc)
+		rc = bench_usage(path, &size, &disk);
+	if (!rc)
+		rc = bench_usage(mpath, &msize, &mdisk);
+	if (rc)
+		goto out;
+	snprintf(name, sizeof(name), "file size / raw, %u x %zu B", o->keys, vlen);
+	bench_add(name, "x raw", size / raw, msize / raw);
+	rc = mms_vacuum(env, NULL, NULL, NULL);
+	if (rc) {
+		bench_mms_fail(env, path, "mms_vacuum", NULL, rc);
+		goto out;
+	}
+	rc = bench_usage(path, &size, &disk);
+	if (!rc) {
+		snprintf(name, sizeof(name), "file size / raw, %u x %zu B, vacuumed", o->keys, vlen);
+		bench_add(name, "x raw", size / raw, msize / raw);
+	}
+out:
+	if (env)
+		mms_close(env);
+	if (menv)
+		mdb_env_close(menv);
+	return rc;
+}
+
 /* Open time and file size of a store of o->open_keys keys of 100 bytes. */
 static int bench_open_size(const char *tmp, const struct bench_opts *o)
 {
@@ -1133,6 +1183,8 @@ int main(int argc, char **argv)
 	}
 	if (!rc && !o.put_get_only)
 		rc = bench_open_size(tmp, &o);
+	if (!rc && !o.put_get_only)
+		rc = bench_medium_size(tmp, &o, 1500);
 
 	nftw(tmp, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	if (rc)

@@ -142,9 +142,11 @@ enum mms_tree {
 };
 
 #define MMS_BT_KEY_MAX 280u   /* longest key an item may have */
-#define MMS_BT_VAL_MAX 1152u  /* longest value an item may have */
+/* Longest value an item may have: two items of the longest key and value
+ * fit in a page (node.c asserts it), so a split always has room. */
+#define MMS_BT_VAL_MAX (MMS_INODE_REC + MMS_INLINE_MAX)
 #define MMS_INODE_REC 112u    /* most bytes an encoded inode record takes (101) */
-#define MMS_INLINE_MAX 1024u  /* values up to this size live in the inode item */
+#define MMS_INLINE_MAX 1632u  /* values up to this size live in the inode item */
 #define MMS_XATTR_INLINE_MAX 1024u
 
 /* Host form of an inode record. */

@@ -8,6 +8,10 @@
 
 #include <stdio.h>
 
+/* Any two items fit in one page: a split of a full page always works. */
+_Static_assert(2 * (4 + 2 + MMS_BT_KEY_MAX + MMS_BT_VAL_MAX) <= PG_USABLE,
+               "two items of the longest key and value must fit in a page");
+
 /* Structural check of a page read from the file (its checksum is fine). */
 int mms_node_valid(const uint8_t *p, char *why, size_t whylen)
 {

@@ -274,24 +274,25 @@ static void test_inline(void)
 	ok(rc == 0 && count == 1 && ext[0].logical == 100 && ext[0].length == 50 &&
 	   memcmp(ext[0].data, ref + 100, 50) == 0, "mms_map of an inline sub-range");
 
-	fill_pattern(ref + 1000, 24, 2);
-	do_write(env, a, ref + 1000, 24, 1000);
+	const size_t lim = MMS_INLINE_MAX;
+	fill_pattern(ref + 1000, lim - 1000, 2);
+	do_write(env, a, ref + 1000, lim - 1000, 1000);
 	st = getattr(env, a);
 	ok(st.size == MMS_INLINE_MAX && st.blocks == st.size, "exactly MMS_INLINE_MAX bytes stay inline");
 	ok(same_bytes(env, a, ref, MMS_INLINE_MAX, 0), "inline bytes read back");
 
-	fill_pattern(ref + 1024, 1, 3);
-	do_write(env, a, ref + 1024, 1, 1024);
+	fill_pattern(ref + lim, 1, 3);
+	do_write(env, a, ref + lim, 1, lim);
 	st = getattr(env, a);
-	ok(st.size == 1025 && st.blocks == PG, "one more byte moves the value to an extent (blocks %"
+	ok(st.size == lim + 1 && st.blocks == PG, "one more byte moves the value to an extent (blocks %"
 	   PRIu64 ")", st.blocks);
-	ok(same_bytes(env, a, ref, 1025, 0), "converted bytes read back");
+	ok(same_bytes(env, a, ref, lim + 1, 0), "converted bytes read back");
 	rc = mms_map(env, a, 0, 5000, ext, 8, &count);
-	ok(rc == 0 && count == 1 && ext[0].flags == 0 && ext[0].length == 1025 &&
+	ok(rc == 0 && count == 1 && ext[0].flags == 0 && ext[0].length == lim + 1 &&
 	   ext[0].physical % PG == 0, "mms_map gives one extent piece");
 	if (rc == 0 && count == 1) {
-		ssize_t r = pread(mms_fd(env), buf, 1025, (off_t)ext[0].physical);
-		ok(r == 1025 && memcmp(buf, ref, 1025) == 0, "the mapped file bytes are the value");
+		ssize_t r = pread(mms_fd(env), buf, lim + 1, (off_t)ext[0].physical);
+		ok(r == (ssize_t)lim + 1 && memcmp(buf, ref, lim + 1) == 0, "the mapped file bytes are the value");
 	}
 
 	/* A write at a sparse position of an empty value. */
@@ -332,7 +333,7 @@ static void test_inline(void)
 	is_int(mms_write(env, a, "xy", 2, MMS_SIZE_MAX - 1), MMS_TOOBIG, "a write past MMS_SIZE_MAX: MMS_TOOBIG");
 	is_int(mms_write(env, a, "xy", 2, UINT64_MAX - 1), MMS_TOOBIG, "a write whose end overflows: MMS_TOOBIG");
 	st = getattr(env, a);
-	is_int(st.size, 1025, "failed writes leave the size");
+	is_int(st.size, lim + 1, "failed writes leave the size");
 	is_int(do_write(env, a, "end", 3, MMS_SIZE_MAX - 3), 0, "a write ending exactly at MMS_SIZE_MAX");
 	st = getattr(env, a);
 	ok(st.size == MMS_SIZE_MAX && st.blocks == 2 * PG, "size MMS_SIZE_MAX with 2 pages");

@@ -71,7 +71,8 @@
 #define MAXLINKS 64            /* extra names (hard links) */
 #define MAXDEPTH 4             /* directories below the root */
 #define MAXXATTRS 8
-#define INLINE_LIMIT 1024u     /* MMS_INLINE_MAX of the engine (sizes around it) */
+#define INLINE_LIMIT 1632u     /* MMS_INLINE_MAX of the engine (sizes around it) */
+#define XATTR_INLINE_LIMIT 1024u /* MMS_XATTR_INLINE_MAX (xattr values around it) */
 #define LISTMAX 1024           /* directory entries a listing may return */
 
 /* ---- Deterministic random numbers (splitmix64) ---------------------------- */
@@ -1949,7 +1950,7 @@ static void op_setxattr(void)
 	switch (rng_below(10)) {
 	case 0: vlen = 0; break;
 	case 1: case 2: case 3: vlen = (size_t)rng_range(1, 64); break;
-	case 4: case 5: vlen = (size_t)rng_range(INLINE_LIMIT - 24, INLINE_LIMIT + 24); break;
+	case 4: case 5: vlen = (size_t)rng_range(XATTR_INLINE_LIMIT - 24, XATTR_INLINE_LIMIT + 24); break;
 	case 6: case 7: vlen = (size_t)rng_range(1025, 9000); break;
 	case 8: vlen = (size_t)rng_range(MMS_XATTR_VALUE_MAX - 100, MMS_XATTR_VALUE_MAX); break;
 	default: vlen = rng_pct(30) ? MMS_XATTR_VALUE_MAX + 1 : (size_t)rng_range(1, 3000); break;
