@@ -1041,6 +1041,87 @@ done:
 	return mmstore_finish(env, store, status);
 }
 
+/* ---- cp ------------------------------------------------------------------ */
+
+/* Copy the value of SRC to DST (created with SRC's permission bits, or its
+ * value replaced), in one transaction: mms_copy_range shares the pages. */
+static int mmstore_cmd_cp(const struct mmstore_cmd *cmd, int argc, char **argv)
+{
+	struct mmstore_loc from, to;
+	const char *store, *srckey, *dstkey;
+	mms_env *env;
+	int first, status, err;
+	uint64_t ino, copied = 0;
+
+	status = mmstore_getopt(cmd, argc, argv, "", NULL, NULL, NULL, &first);
+	if (status >= 0)
+		return status;
+	if ((status = mmstore_nargs(cmd, argc, argv, first, 3, 3)) >= 0)
+		return status;
+	store = argv[first];
+	srckey = argv[first + 1];
+	dstkey = argv[first + 2];
+	status = mmstore_open_simple(store, 0, &env);
+	if (status)
+		return status;
+	const char *failed = srckey;
+	err = mmstore_find(env, srckey, &from);
+	if (err == 0 && !S_ISREG(from.st.mode) && !S_ISDIR(from.st.mode)) {
+		mmstore_msg("%s: key '%s': not a regular file: nothing to copy", store, srckey);
+		status = MMSTORE_FAILED;
+		goto done;
+	}
+	if (err == 0 && S_ISDIR(from.st.mode))
+		err = MMS_ISDIR;
+	if (err)
+		goto fail;
+	failed = dstkey;
+	err = mmstore_walk(env, dstkey, 1, &to);
+	if (err == 0 && !to.name)
+		err = MMS_ISDIR; /* the root */
+	if (err)
+		goto fail;
+	if (to.exists && to.st.ino == from.st.ino) {
+		mmstore_msg("%s: key '%s': is '%s' itself (or another name of it)", store, dstkey, srckey);
+		status = MMSTORE_FAILED;
+		goto done;
+	}
+	if (to.exists && !S_ISREG(to.st.mode)) {
+		if (S_ISDIR(to.st.mode)) {
+			err = MMS_ISDIR;
+			goto fail;
+		}
+		mmstore_msg("%s: key '%s': not a regular file: not replaced", store, dstkey);
+		status = MMSTORE_FAILED;
+		goto done;
+	}
+	if (to.exists) {
+		ino = to.st.ino;
+		err = mms_truncate(env, ino, 0);
+	} else {
+		struct mms_stat st;
+		err = mms_mknod(env, to.parent, to.name, to.namelen, S_IFREG | (from.st.mode & 07777),
+		                (uint32_t)geteuid(), (uint32_t)getegid(), &st);
+		ino = st.ino;
+	}
+	if (err == 0 && from.st.size)
+		err = mms_copy_range(env, from.st.ino, 0, ino, 0, from.st.size, &copied);
+	if (err == 0 && copied != from.st.size) {
+		/* stopped short: the reason is the env's last error */
+		mmstore_msg("%s: key '%s': copied %llu of %llu bytes: %s", store, dstkey,
+		            (unsigned long long)copied, (unsigned long long)from.st.size,
+		            mms_errdetail(env)[0] ? mms_errdetail(env) : "stopped early");
+		status = MMSTORE_FAILED;
+		goto done;
+	}
+	if (err == 0)
+		goto done;
+fail:
+	status = mmstore_fail(env, store, failed, err);
+done:
+	return mmstore_finish(env, store, status);
+}
+
 /* ---- mkdir --------------------------------------------------------------- */
 
 static int mmstore_cmd_mkdir(const struct mmstore_cmd *cmd, int argc, char **argv)
@@ -1328,6 +1409,11 @@ static const struct mmstore_cmd mmstore_cmds[] = {
 	  "Remove a key or an empty directory", NULL },
 	{ "mv", mmstore_cmd_mv, "STORE OLD NEW",
 	  "Rename OLD to NEW atomically, replacing NEW", NULL },
+	{ "cp", mmstore_cmd_cp, "STORE SRC DST",
+	  "Copy the value of SRC to DST (made, or its value replaced) in one commit",
+	  "Whole pages are shared, not copied, until either key is written: a copy\n"
+	  "takes no space and moments, whatever its size.  DST gets SRC's permission\n"
+	  "bits when it is made.\n" },
 	{ "mkdir", mmstore_cmd_mkdir, "STORE PATH [-p]",
 	  "Create a directory",
 	  "  -p, --parents  create missing parents; an existing directory is fine\n" },

@@ -249,6 +249,56 @@ setup() {
 	assert_success
 }
 
+@test "cp shares the value's pages: no space, the copies stay apart, errors name the key" {
+	head -c 20000000 /dev/urandom >"$W/big"
+	mms put "$S" a/big "$W/big"
+	t "$MMSTORE" info --json "$S"
+	echo "$output" >"$W/before.json"
+	t "$MMSTORE" cp "$S" a/big b/copy
+	assert_success
+	t "$MMSTORE" info --json "$S"
+	echo "$output" >"$W/after.json"
+	# the data pages are the same: only tree pages may have been added
+	local before after
+	before=$(json_get "$W/before.json" .data)
+	after=$(json_get "$W/after.json" .data)
+	echo "data bytes: $before -> $after"
+	((before >= 20000000 && after == before))
+	mms get "$S" b/copy >"$W/got"
+	cmp "$W/big" "$W/got"
+	# a new value for the copy leaves the source as it was
+	printf small >"$W/small"
+	mms put "$S" b/copy "$W/small"
+	mms get "$S" a/big >"$W/got"
+	cmp "$W/big" "$W/got"
+	# cp over an existing key replaces its value
+	t "$MMSTORE" cp "$S" a/big b/copy
+	assert_success
+	mms get "$S" b/copy >"$W/got"
+	cmp "$W/big" "$W/got"
+	t "$MMSTORE" cp "$S" a/big a/big
+	assert_failure 1
+	assert_output "mmstore: $S: key 'a/big': is 'a/big' itself (or another name of it)"
+	t "$MMSTORE" cp "$S" a b/x
+	assert_failure 1
+	assert_output --regexp "^mmstore: $S: key 'a': .*[Ii]s a directory"
+	t "$MMSTORE" cp "$S" a/big b
+	assert_failure 1
+	assert_output --regexp "^mmstore: $S: key 'b': .*[Ii]s a directory"
+	t "$MMSTORE" cp "$S" nope x
+	assert_failure 1
+	assert_output --regexp "^mmstore: $S: key 'nope': .*[Nn]ot found"
+	t "$MMSTORE" check "$S"
+	assert_success
+	# the source goes; the copy keeps the pages
+	t "$MMSTORE" rm "$S" a/big
+	assert_success
+	mms get "$S" b/copy >"$W/got"
+	cmp "$W/big" "$W/got"
+	t "$MMSTORE" check "$S"
+	assert_success
+}
+
 @test "rm removes a key and an empty directory, not a full one" {
 	printf x | mms put "$S" d/k
 	printf y | mms put "$S" top
