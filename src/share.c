@@ -9,8 +9,8 @@
  *
  * Items never overlap.  A data page that no item covers has exactly one
  * reference (the extent that holds it) or none (it is free).  So a store
- * that shares nothing has an empty SHARE tree and pays nothing here: every
- * call below returns at once when the tree is empty.
+ * that shares nothing has an empty SHARE tree and pays nothing here: a drop
+ * then frees the pages at once, without a look at the tree.
  *
  * Two rules keep shared bytes safe.  A shared page is never written in
  * place: mms_share_add takes its pages out of the allocator's fresh set
@@ -26,8 +26,6 @@
  * uses; below data.c and vacuum.c, which call it.
  */
 #include "mms_int.h"
-
-#include <stdlib.h>
 
 /* One decoded SHARE item: references of pages [first, first+n). */
 struct mms_share_run {
