@@ -378,8 +378,8 @@ static int step(mms_env *env)
 		/* a copy of a's bytes into b: whole pages are shared, so later
 		 * writes to either must leave the other (and third holders) be */
 		uint64_t bino = 0, bsize = 0, copied = 0;
-		if (a == b || ino_of(env, b, &bino, &bsize))
-			return 0;
+		if (a == b || ino_of(env, b, &bino, &bsize) || bino == ino)
+			return 0; /* one key, or two names of one (its ranges could overlap) */
 		bool pages = below(4) != 0;
 		uint64_t soff = pages ? below(size / 4096 + 1) * 4096 : below(size + 1);
 		uint64_t doff = pages ? below(MAXVAL / 4096) * 4096 : below(MAXVAL / 2);
