@@ -1000,24 +1000,35 @@ static int mmstore_cmd_rm(const struct mmstore_cmd *cmd, int argc, char **argv)
 
 /* ---- mv ------------------------------------------------------------------ */
 
+/* The arguments of a command STORE KEY KEY without options (mv, cp), and
+ * the store opened read-write: -1, or the status to exit with (0 after
+ * --help). */
+static int mmstore_two_keys(const struct mmstore_cmd *cmd, int argc, char **argv,
+                            const char **store, const char **a, const char **b, mms_env **env)
+{
+	int first, status = mmstore_getopt(cmd, argc, argv, "", NULL, NULL, NULL, &first);
+	if (status >= 0)
+		return status;
+	if ((status = mmstore_nargs(cmd, argc, argv, first, 3, 3)) >= 0)
+		return status;
+	*store = argv[first];
+	*a = argv[first + 1];
+	*b = argv[first + 2];
+	status = mmstore_open_simple(*store, 0, env);
+	return status ? status : -1;
+}
+
 static int mmstore_cmd_mv(const struct mmstore_cmd *cmd, int argc, char **argv)
 {
 	struct mmstore_loc from, to;
 	const char *store, *oldkey, *newkey;
 	mms_env *env;
-	int first, status, err;
+	int status, err;
 
-	status = mmstore_getopt(cmd, argc, argv, "", NULL, NULL, NULL, &first);
+	status = mmstore_two_keys(cmd, argc, argv, &store, &oldkey, &newkey, &env);
 	if (status >= 0)
 		return status;
-	if ((status = mmstore_nargs(cmd, argc, argv, first, 3, 3)) >= 0)
-		return status;
-	store = argv[first];
-	oldkey = argv[first + 1];
-	newkey = argv[first + 2];
-	status = mmstore_open_simple(store, 0, &env);
-	if (status)
-		return status;
+	status = MMSTORE_OK;
 	err = mmstore_find(env, oldkey, &from);
 	if (err) {
 		status = mmstore_fail(env, store, oldkey, err);
@@ -1050,20 +1061,13 @@ static int mmstore_cmd_cp(const struct mmstore_cmd *cmd, int argc, char **argv)
 	struct mmstore_loc from, to;
 	const char *store, *srckey, *dstkey;
 	mms_env *env;
-	int first, status, err;
+	int status, err;
 	uint64_t ino, copied = 0;
 
-	status = mmstore_getopt(cmd, argc, argv, "", NULL, NULL, NULL, &first);
+	status = mmstore_two_keys(cmd, argc, argv, &store, &srckey, &dstkey, &env);
 	if (status >= 0)
 		return status;
-	if ((status = mmstore_nargs(cmd, argc, argv, first, 3, 3)) >= 0)
-		return status;
-	store = argv[first];
-	srckey = argv[first + 1];
-	dstkey = argv[first + 2];
-	status = mmstore_open_simple(store, 0, &env);
-	if (status)
-		return status;
+	status = MMSTORE_OK;
 	const char *failed = srckey;
 	err = mmstore_find(env, srckey, &from);
 	if (err == 0 && !S_ISREG(from.st.mode) && !S_ISDIR(from.st.mode)) {
