@@ -89,7 +89,7 @@ static int mms_alloc_ready(mms_env *env)
  * start: the LINK root, and from format 3 the SHARE root before it. */
 static unsigned mms_meta_inline_end(uint32_t version)
 {
-	return version >= 3u ? MMS_META_SHARE_ROOT : MMS_META_LINK_ROOT;
+	return version >= MMS_FORMAT_V3 ? MMS_META_SHARE_ROOT : MMS_META_LINK_ROOT;
 }
 
 /* Free-list entries a meta page of the env's version holds inline. */

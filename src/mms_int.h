@@ -109,6 +109,7 @@ static inline void mms_put_be64(void *p, uint64_t v)
  * entry more, where version 3 keeps the SHARE root). */
 #define MMS_FORMAT_V1 1u
 #define MMS_FORMAT_V2 2u
+#define MMS_FORMAT_V3 3u /* the first with the SHARE tree */
 #define MMS_PAGE_SHIFT 12
 #define MMS_META_PAGES 2u   /* pages 0 and 1 */
 /* Where a meta page keeps the LINK tree's root (format 2) and the SHARE

@@ -62,7 +62,7 @@ static bool mms_meta_has_root(uint32_t version, int tree)
 	if (tree == MMS_TREE_LINK)
 		return version >= MMS_FORMAT_V2;
 	if (tree == MMS_TREE_SHARE)
-		return version >= 3u;
+		return version >= MMS_FORMAT_V3;
 	return true;
 }
 
