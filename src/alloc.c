@@ -22,8 +22,26 @@
  *            they are punched; a rollback or another sync keeps them there
  *
  * A run freed in the same transaction that allocated it is free at once.
- * The free and pending sets are persisted at every commit: inline in the
- * meta page when they fit, else in a blob whose crc is in the meta.
+ *
+ * Persistence.  The free and pending sets are persisted at every commit:
+ * inline in the meta page when they fit (at most 321 runs).  Past that
+ * (format 4), as a *base* and a *log*:
+ *
+ *   base  both sets as they stood at one commit, in a blob (meta.free_blob)
+ *         whose crc is in the meta;
+ *   log   pages of changes (add or remove a run of either set; "every
+ *         pending run is free", a sync) made since the base, one run of
+ *         pages per commit, each page naming the one before it.
+ *
+ * Every change to either set between two commits is noted in a journal
+ * (fl_free_add ... below: nothing else may touch the two sets), and a
+ * commit writes the journal as log pages, so its cost follows what it
+ * changed, not the store's fragmentation.  Replaying the log over the base
+ * gives the sets exactly, since the same operations run on the same state.
+ * The base is rewritten (and the log dropped) when the log would outgrow
+ * max(base pages, MMS_LOG_MIN_PAGES), when one commit changed more than
+ * the journal holds, and during a vacuum: a commit writes on average about
+ * two pages of free list, and an open reads at most twice the base.
  *
  * Growth: when no free run fits, the file grows by a segment of
  * max(needed, min(max(file/4, 1 MiB), 64 MiB)) pages, capped at max_size;
@@ -48,6 +66,27 @@ struct mms_runset {
 	uint64_t total;
 };
 
+/* One change to the free or pending set (see the top: persistence). */
+enum {
+	FL_FREE_ADD = 1, /* [start, start+n) joins free */
+	FL_FREE_DEL,     /* what free holds of [start, start+n) leaves it */
+	FL_PEND_ADD,
+	FL_PEND_DEL,
+	FL_PEND_FREED,   /* a sync: every pending run joins free */
+};
+
+struct mms_jop {
+	uint64_t start;
+	uint32_t n;
+	uint8_t op;
+};
+
+struct mms_journal {
+	struct mms_jop *e;
+	size_t n, cap;
+	int over; /* more changes than a log commit takes: rewrite the base */
+};
+
 struct mms_alloc_state {
 	struct mms_runset free, pending, fresh, txn_free, txn_alloc, punch;
 	struct mms_runset punch_now; /* became free: punch once the meta is written */
@@ -57,6 +96,14 @@ struct mms_alloc_state {
 	 * reaches them, and nothing may take them until mms_alloc_release_held */
 	struct mms_runset held;
 	struct mms_runset drop_later; /* written runs a keep-sync left to drop */
+	/* changes to free and pending since the last commit (see the top) */
+	struct mms_journal jr;
+	/* the persisted base (blob mode): its entries and crc, repeated in the
+	 * meta of every commit that only adds log pages */
+	uint32_t base_nfree, base_npend, base_crc;
+	uint64_t *log;         /* log pages, oldest first */
+	size_t nlog, caplog;
+	uint32_t log_crc;      /* crc of the newest log page */
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 	/* The free list is read on first use, not at open: open stays two page
@@ -98,6 +145,23 @@ static unsigned mms_meta_inline_max(const mms_env *env)
 	return (mms_meta_inline_end(env->meta.version) - MMS_META_INLINE_OFF) / 12u;
 }
 #define MMS_RUN_MAXN 0xffffffffull /* a serialized run holds at most this many pages */
+
+/* Test builds keep at most this many entries inline (0: as many as fit), so
+ * that small stores write a base and a log.  Only the writer obeys it: a
+ * reader takes what the meta holds. */
+#ifdef MMS_TEST_HOOKS
+unsigned mms_alloc_test_inline_max;
+#define MMS_TEST_INLINE_MAX mms_alloc_test_inline_max
+#else
+#define MMS_TEST_INLINE_MAX 0u
+#endif
+
+/* Entries a commit keeps inline at most. */
+static unsigned mms_meta_inline_keep(const mms_env *env)
+{
+	unsigned max = mms_meta_inline_max(env);
+	return MMS_TEST_INLINE_MAX && MMS_TEST_INLINE_MAX < max ? MMS_TEST_INLINE_MAX : max;
+}
 
 /* ---- run sets -------------------------------------------------------------- */
 
@@ -231,6 +295,87 @@ static void rs_fini(struct mms_runset *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* ---- the journal: every change to free and pending ------------------------- */
+
+/* A log page: crc32c of bytes 4.., "MMFL", its own number, the generation
+ * of the commit that wrote it, the log page before it (0: the base is
+ * next) and that page's crc, the number of entries, then the entries: le64
+ * (op << 56 | first page), le32 pages. */
+#define MMS_LOG_HDR 40u
+#define MMS_LOG_PER_PAGE ((MMS_PAGE_SIZE - MMS_LOG_HDR) / 12u)
+#define MMS_LOG_MIN_PAGES 4u /* log pages allowed over a base of fewer pages */
+#define MMS_JOURNAL_MAX (8u * MMS_LOG_PER_PAGE) /* one log commit's most changes */
+static const uint8_t mms_log_magic[4] = { 'M', 'M', 'F', 'L' };
+
+static void jr_note(struct mms_alloc_state *a, unsigned op, uint64_t start, uint64_t n)
+{
+	struct mms_journal *j = &a->jr;
+	size_t parts = n ? (size_t)((n + MMS_RUN_MAXN - 1) / MMS_RUN_MAXN) : 1;
+	if (j->over)
+		return;
+	if (j->n + parts > MMS_JOURNAL_MAX) {
+		j->over = 1; /* the commit rewrites the base instead */
+		return;
+	}
+	if (j->n + parts > j->cap) {
+		size_t ncap = j->cap ? j->cap * 2 : 64;
+		while (ncap < j->n + parts)
+			ncap *= 2;
+		struct mms_jop *ne = realloc(j->e, ncap * sizeof(*ne));
+		if (!ne) {
+			j->over = 1; /* no memory to note it: the base says it all */
+			return;
+		}
+		j->e = ne;
+		j->cap = ncap;
+	}
+	do {
+		uint64_t k = n > MMS_RUN_MAXN ? MMS_RUN_MAXN : n;
+		j->e[j->n++] = (struct mms_jop){ .start = start, .n = (uint32_t)k, .op = (uint8_t)op };
+		start += k;
+		n -= k;
+	} while (n);
+}
+
+static void jr_clear(struct mms_alloc_state *a)
+{
+	a->jr.n = 0;
+	a->jr.over = 0;
+}
+
+/* The only changes made to the persisted sets: each is journaled. */
+static int fl_free_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
+{
+	int rc = rs_add(&a->free, start, n);
+	if (!rc && n)
+		jr_note(a, FL_FREE_ADD, start, n);
+	return rc;
+}
+
+static int fl_free_del(struct mms_alloc_state *a, uint64_t start, uint64_t n)
+{
+	int rc = rs_remove(&a->free, start, n);
+	if (!rc && n)
+		jr_note(a, FL_FREE_DEL, start, n);
+	return rc;
+}
+
+static int fl_pend_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
+{
+	int rc = rs_add(&a->pending, start, n);
+	if (!rc && n)
+		jr_note(a, FL_PEND_ADD, start, n);
+	return rc;
+}
+
+static int fl_pend_del(struct mms_alloc_state *a, uint64_t start, uint64_t n)
+{
+	int rc = rs_remove(&a->pending, start, n);
+	if (!rc && n)
+		jr_note(a, FL_PEND_DEL, start, n);
+	return rc;
+}
+
 /* ---- accounting ------------------------------------------------------------- */
 
 static void mms_count(mms_env *env, unsigned kind, int64_t delta)
@@ -253,8 +398,9 @@ static void mms_punch(mms_env *env, uint64_t start, uint64_t n)
 		__atomic_store_n(&a->punch_ok, 0, __ATOMIC_RELAXED);
 }
 
-/* Make [start, start+n) free, punching the parts that held data. */
-static int mms_make_free(mms_env *env, uint64_t start, uint64_t n)
+/* [start, start+n) becomes free: the parts that held data are punched
+ * once the meta that stops reaching them is written (mms_alloc_punch). */
+static int mms_punch_later(mms_env *env, uint64_t start, uint64_t n)
 {
 	struct mms_alloc_state *a = env->alloc;
 	size_t i = rs_find(&a->punch, start);
@@ -269,10 +415,14 @@ static int mms_make_free(mms_env *env, uint64_t start, uint64_t n)
 		if (rs_add(&a->punch_now, lo, hi - lo))
 			break;
 	}
-	int rc = rs_remove(&a->punch, start, n);
-	if (!rc)
-		rc = rs_add(&a->free, start, n);
-	return rc;
+	return rs_remove(&a->punch, start, n);
+}
+
+/* Make [start, start+n) free, punching the parts that held data. */
+static int mms_make_free(mms_env *env, uint64_t start, uint64_t n)
+{
+	int rc = mms_punch_later(env, start, n);
+	return rc ? rc : fl_free_add(env->alloc, start, n);
 }
 
 /* ---- allocation ------------------------------------------------------------- */
@@ -280,7 +430,7 @@ static int mms_make_free(mms_env *env, uint64_t start, uint64_t n)
 static int mms_take(mms_env *env, uint64_t start, uint64_t n, unsigned kind)
 {
 	struct mms_alloc_state *a = env->alloc;
-	int rc = rs_remove(&a->free, start, n);
+	int rc = fl_free_del(a, start, n);
 	if (!rc)
 		rc = rs_remove(&a->punch_now, start, n);
 	if (!rc)
@@ -331,7 +481,7 @@ static int mms_grow(mms_env *env, uint64_t n)
 		rc = mms_file_grow(env, end + step);
 	if (rc)
 		return rc;
-	return rs_add(&a->free, end, step);
+	return fl_free_add(a, end, step);
 }
 
 static int mms_first_fit(mms_env *env, uint64_t n, uint64_t *pgno)
@@ -557,6 +707,16 @@ static int mms_count_part(void *vctx, uint64_t start, uint64_t n, int fresh)
 	return 0;
 }
 
+/* Entries (or changes) the frees of the open transaction add at its commit. */
+static uint64_t mms_txn_free_parts(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t e = 0;
+	for (size_t i = 0; i < a->txn_free.n; i++)
+		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_count_part, &e);
+	return e;
+}
+
 /* The most entries the free list can have once this transaction's frees
  * apply: every part of a freed run can be a run of its own, and the free
  * list blob's own allocation can split one more.  exact: count the parts
@@ -572,11 +732,12 @@ static uint64_t mms_commit_entries(mms_env *env, int exact)
 	             a->pending.total / MMS_RUN_MAXN + 8;
 	if (!exact)
 		return e + a->txn_free.n + a->txn_free.total / MMS_RUN_MAXN + 1 +
-		       env->meta.free_blob_pages / MMS_RUN_MAXN + 4 * a->fresh.n;
-	for (size_t i = 0; i < a->txn_free.n; i++)
-		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_count_part, &e);
+		       env->meta.free_blob_pages / MMS_RUN_MAXN + 4 * a->fresh.n + a->nlog;
+	e += mms_txn_free_parts(env);
 	if (env->meta.free_blob)
 		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_count_part, &e);
+	for (size_t i = 0; i < a->nlog; i++)
+		rs_split(&a->fresh, a->log[i], 1, mms_count_part, &e);
 	return e;
 }
 
@@ -584,7 +745,7 @@ static uint64_t mms_commit_entries(mms_env *env, int exact)
 static uint64_t mms_commit_need(mms_env *env)
 {
 	uint64_t entries = mms_commit_entries(env, 0);
-	if (entries <= mms_meta_inline_max(env))
+	if (entries <= mms_meta_inline_keep(env))
 		return 0;
 	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
 }
@@ -662,18 +823,119 @@ static int mms_commit_part(void *vctx, uint64_t start, uint64_t n, int fresh)
 		if (!rc)
 			rc = mms_make_free(ctx->env, start, n);
 	} else {
-		rc = rs_add(&a->pending, start, n);
+		rc = fl_pend_add(a, start, n);
 	}
 	if (rc && !ctx->rc)
 		ctx->rc = rc;
 	return 0;
 }
 
-int mms_alloc_commit(mms_env *env, uint8_t *metapg)
+/* The meta's free-list fields when the list is not inline: the base's
+ * entries and crc at 208, the newest log page, the log's pages and that
+ * page's crc at 224. */
+#define MMS_META_LOG 224u
+static void mms_meta_put_list(const struct mms_alloc_state *a, uint8_t *metapg)
 {
-	int lrc = mms_alloc_ready(env);
-	if (lrc)
-		return lrc;
+	mms_put_le32(metapg + 208, a->base_nfree);
+	mms_put_le32(metapg + 212, a->base_npend);
+	mms_put_le32(metapg + 216, a->base_crc);
+	mms_put_le64(metapg + MMS_META_LOG, a->nlog ? a->log[a->nlog - 1] : 0);
+	mms_put_le32(metapg + MMS_META_LOG + 8, (uint32_t)a->nlog);
+	mms_put_le32(metapg + MMS_META_LOG + 12, a->log_crc);
+}
+
+/* Log pages this commit adds (0: nothing changed), or -1: it rewrites the
+ * base instead (see the top). */
+static int64_t mms_log_plan(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	if (env->meta.version < MMS_FORMAT_V4 || !env->meta.free_blob || a->jr.over || a->limit)
+		return -1;
+	uint64_t changes = a->jr.n + mms_txn_free_parts(env);
+	if (!changes)
+		return 0;
+	/* + the log pages' own allocation, and a growth of the file for it */
+	uint64_t k = (changes + 2 + MMS_LOG_PER_PAGE - 1) / MMS_LOG_PER_PAGE;
+	/* the log stays within what a new base would take */
+	uint64_t max = ((uint64_t)(a->free.n + a->pending.n) * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
+	if (max < MMS_LOG_MIN_PAGES)
+		max = MMS_LOG_MIN_PAGES;
+	return a->nlog + k > max ? -1 : (int64_t)k;
+}
+
+/* A commit that appends k log pages to the persisted free list. */
+static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
+{
+	struct mms_alloc_state *a = env->alloc;
+	struct mms_commit_ctx ctx = { env, 0 };
+	uint64_t pg = 0;
+	uint8_t *buf = NULL;
+	int rc = 0;
+
+	if (a->nlog + k > a->caplog) {
+		size_t ncap = a->caplog ? a->caplog * 2 : 16;
+		while (ncap < a->nlog + k)
+			ncap *= 2;
+		uint64_t *nl = realloc(a->log, ncap * sizeof(*nl));
+		if (!nl)
+			return ENOMEM;
+		a->log = nl;
+		a->caplog = ncap;
+	}
+	/* the pages first: the runs this commit frees are still reachable
+	 * from the meta it replaces */
+	if (k && (rc = mms_alloc(env, k, MMS_ALLOC_BLOB, &pg)))
+		return rc;
+	for (size_t i = 0; i < a->txn_free.n; i++)
+		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
+	rs_clear(&a->txn_free);
+	if (ctx.rc)
+		return ctx.rc;
+	if (a->jr.over || a->jr.n > k * MMS_LOG_PER_PAGE)
+		return mms_fail(env, EOVERFLOW, "free-list log outgrew its bound");
+	if (k) {
+		if (posix_memalign((void **)&buf, MMS_PAGE_SIZE, k * MMS_PAGE_SIZE))
+			return ENOMEM;
+		memset(buf, 0, k * MMS_PAGE_SIZE);
+		uint64_t prev = a->nlog ? a->log[a->nlog - 1] : 0;
+		uint32_t prev_crc = a->log_crc;
+		size_t at = 0;
+		for (uint64_t j = 0; j < k; j++) {
+			uint8_t *p = buf + j * MMS_PAGE_SIZE;
+			size_t cnt = a->jr.n - at < MMS_LOG_PER_PAGE ? a->jr.n - at : MMS_LOG_PER_PAGE;
+			memcpy(p + 4, mms_log_magic, 4);
+			mms_put_le64(p + 8, pg + j);
+			mms_put_le64(p + 16, env->meta.generation + 1);
+			mms_put_le64(p + 24, prev);
+			mms_put_le32(p + 32, prev_crc);
+			mms_put_le32(p + 36, (uint32_t)cnt);
+			for (size_t i = 0; i < cnt; i++, at++) {
+				const struct mms_jop *o = &a->jr.e[at];
+				mms_put_le64(p + MMS_LOG_HDR + i * 12, (uint64_t)o->op << 56 | o->start);
+				mms_put_le32(p + MMS_LOG_HDR + i * 12 + 8, o->n);
+			}
+			prev_crc = mms_crc32c(0, p + 4, MMS_PAGE_SIZE - 4);
+			mms_put_le32(p, prev_crc);
+			prev = pg + j;
+		}
+		rc = mms_io_pwrite(env->fd, buf, k * MMS_PAGE_SIZE, pg * MMS_PAGE_SIZE);
+		free(buf);
+		if (rc)
+			return mms_fail(env, rc, "cannot write the free list: %s", strerror(rc));
+		for (uint64_t j = 0; j < k; j++)
+			a->log[a->nlog++] = pg + j;
+		a->log_crc = prev_crc;
+	}
+	jr_clear(a);
+	mms_meta_put_list(a, metapg);
+	rs_clear(&a->txn_alloc);
+	return 0;
+}
+
+/* A commit that writes the whole free list: inline, or as a new base
+ * (which drops the log).  bound: mms_commit_entries(env, 1). */
+static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
+{
 	struct mms_alloc_state *a = env->alloc;
 	struct mms_commit_ctx ctx = { env, 0 };
 	uint8_t *blob = NULL;
@@ -686,8 +948,7 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	 * nothing may be written over them before that meta is gone.  Its size
 	 * comes from an upper bound of the entries after the frees apply.
 	 */
-	uint64_t bound = mms_commit_entries(env, 1);
-	if (bound > mms_meta_inline_max(env)) {
+	if (bound > mms_meta_inline_keep(env)) {
 		blob_pages = (bound * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 		rc = mms_alloc(env, blob_pages, MMS_ALLOC_BLOB, &blob_pg);
 		if (rc)
@@ -697,11 +958,17 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	for (size_t i = 0; i < a->txn_free.n; i++)
 		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
 	rs_clear(&a->txn_free);
-	/* the previous free-list blob is replaced by this commit */
+	/* the previous free-list blob and log are replaced by this commit */
 	if (env->meta.free_blob) {
 		mms_count(env, MMS_ALLOC_BLOB, -(int64_t)env->meta.free_blob_pages);
 		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_commit_part, &ctx);
 	}
+	for (size_t i = 0; i < a->nlog; i++) {
+		mms_count(env, MMS_ALLOC_BLOB, -1);
+		rs_split(&a->fresh, a->log[i], 1, mms_commit_part, &ctx);
+	}
+	a->nlog = 0;
+	a->log_crc = 0;
 	if (ctx.rc)
 		return ctx.rc;
 	env->meta.free_blob = blob_pg;
@@ -719,23 +986,41 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 		rc = mms_io_pwrite(env->fd, blob, blob_pages * MMS_PAGE_SIZE, blob_pg * MMS_PAGE_SIZE);
 		if (rc)
 			rc = mms_fail(env, rc, "cannot write the free list: %s", strerror(rc));
-		if (!rc)
-			mms_put_le32(metapg + 216, mms_crc32c(0, blob, len));
+		a->base_crc = rc ? 0 : mms_crc32c(0, blob, len);
 		free(blob);
 		if (rc)
 			return rc;
+		a->base_nfree = (uint32_t)nfree;
+		a->base_npend = (uint32_t)npend;
+		mms_meta_put_list(a, metapg);
 	} else {
 		if (nfree + npend > mms_meta_inline_max(env))
 			return mms_fail(env, EOVERFLOW, "free list outgrew its bound");
 		memset(metapg + MMS_META_INLINE_OFF, 0,
 		       mms_meta_inline_end(env->meta.version) - MMS_META_INLINE_OFF);
 		rs_write(&a->pending, rs_write(&a->free, metapg + MMS_META_INLINE_OFF));
+		mms_put_le32(metapg + 208, (uint32_t)nfree);
+		mms_put_le32(metapg + 212, (uint32_t)npend);
 		mms_put_le32(metapg + 216, 0);
+		a->base_nfree = a->base_npend = a->base_crc = 0;
 	}
-	mms_put_le32(metapg + 208, (uint32_t)nfree);
-	mms_put_le32(metapg + 212, (uint32_t)npend);
+	jr_clear(a);
 	rs_clear(&a->txn_alloc);
 	return 0;
+}
+
+int mms_alloc_commit(mms_env *env, uint8_t *metapg)
+{
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
+	uint64_t bound = mms_commit_entries(env, 1);
+	if (bound > mms_meta_inline_keep(env)) {
+		int64_t k = mms_log_plan(env);
+		if (k >= 0)
+			return mms_log_commit(env, metapg, (uint64_t)k);
+	}
+	return mms_base_commit(env, metapg, bound);
 }
 
 /* Runs this long are punched at the commit that frees them; shorter ones
@@ -778,11 +1063,11 @@ static int mms_rehold(struct mms_alloc_state *a)
 	int rc = 0;
 	for (size_t i = 0; i < a->held.n && !rc; i++) {
 		struct mms_run r = a->held.r[i];
-		rc = rs_remove(&a->free, r.start, r.n);
+		rc = fl_free_del(a, r.start, r.n);
 		if (!rc)
-			rc = rs_remove(&a->pending, r.start, r.n);
+			rc = fl_pend_del(a, r.start, r.n);
 		if (!rc)
-			rc = rs_add(&a->pending, r.start, r.n);
+			rc = fl_pend_add(a, r.start, r.n);
 	}
 	return rc;
 }
@@ -839,7 +1124,7 @@ void mms_alloc_release_held(mms_env *env)
 	struct mms_alloc_state *a = env->alloc;
 	for (size_t i = 0; i < a->held.n; i++) {
 		struct mms_run r = a->held.r[i];
-		if (rs_remove(&a->pending, r.start, r.n) || rs_add(&a->free, r.start, r.n))
+		if (fl_pend_del(a, r.start, r.n) || fl_free_add(a, r.start, r.n))
 			mms_txn_poison(env); /* out of memory: the free state is unknown */
 	}
 	rs_clear(&a->held);
@@ -857,8 +1142,11 @@ void mms_alloc_synced(mms_env *env, int keep)
 	if (env->reuse_hook && a->pending.n)
 		env->reuse_hook(env->reuse_ctx);
 	for (size_t i = 0; i < a->pending.n; i++)
-		if (mms_make_free(env, a->pending.r[i].start, a->pending.r[i].n))
+		if (mms_punch_later(env, a->pending.r[i].start, a->pending.r[i].n) ||
+		    rs_add(&a->free, a->pending.r[i].start, a->pending.r[i].n))
 			mms_txn_poison(env);
+	if (a->pending.n)
+		jr_note(a, FL_PEND_FREED, 0, 0); /* one change for all of them */
 	rs_clear(&a->pending);
 	rs_clear(&a->fresh);
 	/* what was written is clean now: the caller caches it (MMS_CACHE_ONCE);
@@ -882,6 +1170,186 @@ void mms_alloc_synced(mms_env *env, int keep)
 		mms_alloc_punch(env);
 }
 
+/* Apply one logged change (entry idx of log page pgno) to the sets being
+ * loaded: a change the writer could not have made means a damaged log. */
+static int mms_log_apply(mms_env *env, uint64_t pgno, size_t idx, unsigned op, uint64_t st,
+                         uint64_t n)
+{
+	struct mms_alloc_state *a = env->alloc;
+	const uint64_t max = (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4;
+	struct mms_runset *s = (op == FL_FREE_ADD || op == FL_FREE_DEL) ? &a->free : &a->pending;
+	size_t j;
+
+	switch (op) {
+	case FL_FREE_ADD:
+	case FL_PEND_ADD:
+		if (!n || st < MMS_META_PAGES || st > max || n > max - st)
+			break;
+		j = rs_find(s, st);
+		if (j < s->n && s->r[j].start < st + n)
+			break;
+		return rs_add(s, st, n);
+	case FL_FREE_DEL:
+	case FL_PEND_DEL:
+		if (!n || st > max || n > max - st)
+			break;
+		return rs_remove(s, st, n);
+	case FL_PEND_FREED:
+		if (st || n)
+			break;
+		for (j = 0; j < a->pending.n; j++) {
+			const struct mms_run *r = &a->pending.r[j];
+			size_t f = rs_find(&a->free, r->start);
+			if (f < a->free.n && a->free.r[f].start < r->start + r->n)
+				goto bad;
+			int rc = rs_add(&a->free, r->start, r->n);
+			if (rc)
+				return rc;
+		}
+		rs_clear(&a->pending);
+		return 0;
+	}
+bad:
+	return mms_fail(env, MMS_CORRUPT, "free-list log page %llu, entry %zu (change %u, pages %llu+%llu): "
+	                "not a change the free list allows", (unsigned long long)pgno, idx, op,
+	                (unsigned long long)st, (unsigned long long)n);
+}
+
+/* Read log page pgno into buf and check it: its crc (the one that names
+ * it: want), its place and its number of entries. */
+static int mms_log_read(mms_env *env, uint64_t pgno, uint32_t want, uint8_t *buf)
+{
+	int rc = mms_check_run(env, pgno, 1, "free-list log");
+	if (!rc)
+		rc = mms_blob_read(env, pgno, buf, MMS_PAGE_SIZE);
+	if (rc)
+		return rc;
+	uint32_t crc = mms_get_le32(buf);
+	if (crc != want || mms_crc32c(0, buf + 4, MMS_PAGE_SIZE - 4) != crc)
+		return mms_fail(env, MMS_CORRUPT, "free-list log page %llu: checksum mismatch",
+		                (unsigned long long)pgno);
+	if (memcmp(buf + 4, mms_log_magic, 4) || mms_get_le64(buf + 8) != pgno ||
+	    mms_get_le32(buf + 36) > MMS_LOG_PER_PAGE)
+		return mms_fail(env, MMS_CORRUPT, "free-list log page %llu: not a log page of this place",
+		                (unsigned long long)pgno);
+	return 0;
+}
+
+static int mms_u64_cmp(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* Read the log the meta names (newest page first, each naming the one
+ * before) and replay it, oldest first, over the base already loaded. */
+static int mms_log_load(mms_env *env, const uint8_t *metapg)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint64_t head = mms_get_le64(metapg + MMS_META_LOG);
+	uint32_t n = mms_get_le32(metapg + MMS_META_LOG + 8), want = mms_get_le32(metapg + MMS_META_LOG + 12);
+	uint8_t *buf = NULL;
+	uint32_t *crcs = NULL;
+	uint64_t *sorted = NULL;
+	int rc = 0;
+
+	if (!n) {
+		if (head || want)
+			return mms_fail(env, MMS_CORRUPT, "meta: a free-list log of no pages names page %llu",
+			                (unsigned long long)head);
+		return 0;
+	}
+	if (n > env->meta.file_pages)
+		return mms_fail(env, MMS_CORRUPT, "meta: a free-list log of %u pages in a file of %llu",
+		                n, (unsigned long long)env->meta.file_pages);
+	uint64_t *log = realloc(a->log, (size_t)n * sizeof(*log));
+	if (!log)
+		return ENOMEM;
+	a->log = log;
+	a->caplog = n;
+	crcs = malloc((size_t)n * sizeof(*crcs));
+	sorted = malloc((size_t)n * sizeof(*sorted));
+	if (!crcs || !sorted || posix_memalign((void **)&buf, MMS_PAGE_SIZE, MMS_PAGE_SIZE)) {
+		rc = ENOMEM;
+		goto out;
+	}
+	uint64_t p = head;
+	for (uint32_t i = n; i-- > 0 && !rc;) {
+		rc = mms_log_read(env, p, want, buf);
+		if (rc)
+			break;
+		log[i] = sorted[i] = p;
+		crcs[i] = want;
+		p = mms_get_le64(buf + 24);
+		want = mms_get_le32(buf + 32);
+		if ((i == 0) != (p == 0))
+			rc = mms_fail(env, MMS_CORRUPT, "free-list log page %llu: the meta counts %u log pages, "
+			              "the chain %s", (unsigned long long)log[i], n, p ? "goes on" : "ends sooner");
+	}
+	if (rc)
+		goto out;
+	qsort(sorted, n, sizeof(*sorted), mms_u64_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (sorted[i] == sorted[i - 1]) {
+			rc = mms_fail(env, MMS_CORRUPT, "free-list log: page %llu is in the chain twice",
+			              (unsigned long long)sorted[i]);
+			goto out;
+		}
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		rc = mms_log_read(env, log[i], crcs[i], buf);
+		uint32_t cnt = rc ? 0 : mms_get_le32(buf + 36);
+		for (uint32_t e = 0; e < cnt && !rc; e++) {
+			uint64_t v = mms_get_le64(buf + MMS_LOG_HDR + e * 12);
+			rc = mms_log_apply(env, log[i], e, (unsigned)(v >> 56), v & ((1ull << 56) - 1),
+			                   mms_get_le32(buf + MMS_LOG_HDR + e * 12 + 8));
+		}
+	}
+	if (!rc) {
+		a->nlog = n;
+		a->log_crc = mms_get_le32(metapg + MMS_META_LOG + 12);
+	}
+out:
+	free(buf);
+	free(crcs);
+	free(sorted);
+	return rc;
+}
+
+/* Does [start, start+n) overlap a run of s? */
+static bool rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	size_t i = rs_find(s, start);
+	return i < s->n && s->r[i].start < start + n;
+}
+
+/* The loaded sets: inside the file, apart from each other and from the
+ * pages that hold the free list itself. */
+static int mms_sets_check(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	const struct mms_runset *sets[] = { &a->free, &a->pending };
+	for (int k = 0; k < 2; k++) {
+		const struct mms_runset *s = sets[k];
+		if (s->n && s->r[s->n - 1].start + s->r[s->n - 1].n > env->meta.file_pages)
+			return mms_fail(env, MMS_CORRUPT, "free list: %s run %llu+%llu past the end of the file",
+			                k ? "pending" : "free", (unsigned long long)s->r[s->n - 1].start,
+			                (unsigned long long)s->r[s->n - 1].n);
+	}
+	for (size_t i = 0; i < a->pending.n; i++)
+		if (rs_overlaps(&a->free, a->pending.r[i].start, a->pending.r[i].n))
+			return mms_fail(env, MMS_CORRUPT, "free list: pages %llu+%llu are both free and pending",
+			                (unsigned long long)a->pending.r[i].start,
+			                (unsigned long long)a->pending.r[i].n);
+	for (size_t i = 0; i <= a->nlog; i++) {
+		uint64_t st = i < a->nlog ? a->log[i] : env->meta.free_blob;
+		uint64_t n = i < a->nlog ? 1 : env->meta.free_blob_pages;
+		if (n && (rs_overlaps(&a->free, st, n) || rs_overlaps(&a->pending, st, n)))
+			return mms_fail(env, MMS_CORRUPT, "free list: it counts its own pages %llu+%llu as free",
+			                (unsigned long long)st, (unsigned long long)n);
+	}
+	return 0;
+}
+
 static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 {
 	struct mms_alloc_state *a = env->alloc;
@@ -891,6 +1359,10 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	uint8_t *blob = NULL;
 	int rc = 0;
 
+	jr_clear(a);
+	a->nlog = 0;
+	a->log_crc = 0;
+	a->base_nfree = a->base_npend = a->base_crc = 0;
 	if (env->meta.free_blob) {
 		uint64_t bytes = total * 12;
 		if (bytes > env->meta.free_blob_pages * MMS_PAGE_SIZE)
@@ -907,45 +1379,45 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 			rc = mms_fail(env, MMS_CORRUPT, "free list at page %llu: checksum mismatch",
 			              (unsigned long long)env->meta.free_blob);
 		src = blob;
+		a->base_nfree = nfree;
+		a->base_npend = npend;
+		a->base_crc = mms_get_le32(metapg + 216);
 	} else {
 		if (total > mms_meta_inline_max(env))
 			return mms_fail(env, MMS_CORRUPT, "meta: %llu inline free runs (at most %u fit)",
 			                (unsigned long long)total, mms_meta_inline_max(env));
 		src = metapg + MMS_META_INLINE_OFF;
 	}
+	/* a base may reach past the file: a log can record the file's
+	 * shrinking (mms_sets_check looks at the end result) */
+	const uint64_t max = (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4;
 	uint64_t prev_end = 0;
 	for (uint64_t i = 0; i < total && !rc; i++) {
 		uint64_t st = mms_get_le64(src + i * 12), n = mms_get_le32(src + i * 12 + 8);
 		if (i == nfree)
 			prev_end = 0;
-		if (n == 0 || st < MMS_META_PAGES || st < prev_end || st > env->meta.file_pages ||
-		    n > env->meta.file_pages - st) {
+		if (n == 0 || st < MMS_META_PAGES || st < prev_end || st > max || n > max - st) {
 			rc = mms_fail(env, MMS_CORRUPT, "free list entry %llu (pages %llu+%llu) is out of order or bounds",
 			              (unsigned long long)i, (unsigned long long)st, (unsigned long long)n);
 			break;
 		}
 		prev_end = st + n;
-		struct mms_runset *s = (i < nfree || synced) ? &a->free : &a->pending;
-		if (i >= nfree && synced) {
-			/* the synced meta that referenced these is superseded */
-			rc = rs_add(&a->punch, st, n);
-			if (rc)
-				break;
-		}
-		size_t j = rs_find(s, st);
-		if (j < s->n && s->r[j].start < st + n) {
-			rc = mms_fail(env, MMS_CORRUPT, "free list entry %llu (pages %llu+%llu) overlaps another",
-			              (unsigned long long)i, (unsigned long long)st, (unsigned long long)n);
-			break;
-		}
-		rc = rs_add(s, st, n);
+		rc = rs_add(i < nfree ? &a->free : &a->pending, st, n);
 	}
 	free(blob);
-	if (!rc && synced) {
-		/* punch what was pending, now free */
-		for (size_t i = 0; i < a->punch.n; i++)
-			mms_punch(env, a->punch.r[i].start, a->punch.r[i].n);
-		rs_clear(&a->punch);
+	if (!rc && env->meta.free_blob && env->meta.version >= MMS_FORMAT_V4)
+		rc = mms_log_load(env, metapg);
+	if (!rc)
+		rc = mms_sets_check(env);
+	if (!rc && synced && a->pending.n) {
+		/* the synced meta that reached the pending runs is superseded:
+		 * they are free, and punched */
+		for (size_t i = 0; i < a->pending.n && !rc; i++) {
+			rc = rs_add(&a->free, a->pending.r[i].start, a->pending.r[i].n);
+			mms_punch(env, a->pending.r[i].start, a->pending.r[i].n);
+		}
+		rs_clear(&a->pending);
+		jr_note(a, FL_PEND_FREED, 0, 0); /* the persisted sets still say pending */
 	}
 	return rc;
 }
@@ -979,6 +1451,8 @@ void mms_alloc_close(mms_env *env)
 	rs_fini(&a->punch_now);
 	rs_fini(&a->held);
 	rs_fini(&a->drop_later);
+	free(a->jr.e);
+	free(a->log);
 	pthread_mutex_destroy(&a->load_lock);
 	free(a);
 	env->alloc = NULL;
@@ -1044,6 +1518,20 @@ int mms_alloc_walk(mms_env *env, int (*fn)(void *, uint64_t, uint64_t, int), voi
 	return rc;
 }
 
+int mms_alloc_list_pages(mms_env *env, int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
+{
+	int lrc = mms_alloc_ready(env);
+	if (lrc)
+		return lrc;
+	struct mms_alloc_state *a = env->alloc;
+	int rc = 0;
+	if (env->meta.free_blob)
+		rc = fn(ctx, env->meta.free_blob, env->meta.free_blob_pages, 0);
+	for (size_t i = 0; i < a->nlog && !rc; i++)
+		rc = fn(ctx, a->log[i], 1, 1);
+	return rc;
+}
+
 uint64_t mms_alloc_used_end(mms_env *env)
 {
 	if (mms_alloc_ready(env))
@@ -1092,7 +1580,7 @@ int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages)
 	if (end < MMS_META_PAGES)
 		end = MMS_META_PAGES;
 	if (end < env->meta.file_pages) {
-		int rc = rs_remove(&a->free, end, env->meta.file_pages - end);
+		int rc = fl_free_del(a, end, env->meta.file_pages - end);
 		if (rc)
 			return rc;
 		rs_remove(&a->punch, end, env->meta.file_pages - end);

@@ -656,6 +656,15 @@ static int ck_free_run(void *vck, uint64_t pg, uint64_t n, int pending)
 	return 0;
 }
 
+/* mms_alloc_list_pages: the pages that hold the free list are in use */
+static int ck_list_page(void *vck, uint64_t pg, uint64_t n, int log)
+{
+	struct ck *ck = vck;
+	ck_claim(ck, pg, n, CK_FREELIST, log ? "free-list log" : "free-list blob");
+	ck->blob_pages += n;
+	return 0;
+}
+
 /* ---- the whole walk --------------------------------------------------------------- */
 
 static void ck_reachability(struct ck *ck)
@@ -782,10 +791,8 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 	if (rc)
 		goto out;
 	ck_reachability(&ck);
-	if (env->meta.free_blob) {
-		ck_claim(&ck, env->meta.free_blob, env->meta.free_blob_pages, CK_FREELIST, "free-list blob");
-		ck.blob_pages += env->meta.free_blob_pages;
-	}
+	if (mms_alloc_list_pages(env, ck_list_page, &ck))
+		ck_problem(&ck, "free list", "%s", mms_errdetail(env));
 	if (mms_alloc_walk(env, ck_free_run, &ck))
 		ck_problem(&ck, "free list", "%s", mms_errdetail(env));
 

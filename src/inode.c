@@ -1677,12 +1677,14 @@ int mms_upgrade(mms_env *env)
 
 	if (env->meta.version == MMS_FORMAT_VERSION)
 		return 0;
-	if (env->meta.version != MMS_FORMAT_V1 && env->meta.version != MMS_FORMAT_V2)
+	if (env->meta.version != MMS_FORMAT_V1 && env->meta.version != MMS_FORMAT_V2 &&
+	    env->meta.version != MMS_FORMAT_V3)
 		return mms_fail(env, MMS_VERSION, "no upgrade from format version %u",
 		                env->meta.version);
 	env->upgrading = 1;
 	rc = mms_txn_enter(env);
-	/* version 2 to 3 adds the SHARE tree, empty: only the meta changes */
+	/* version 2 to 3 adds the SHARE tree, empty, and 3 to 4 the free-list
+	 * log, empty: only the meta changes */
 	if (!rc && env->meta.version == MMS_FORMAT_V1)
 		rc = mms_count_subdirs(env, &v, &n);
 	for (size_t i = 0; !rc && i < n; i++) {

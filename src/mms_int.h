@@ -102,14 +102,17 @@ static inline void mms_put_be64(void *p, uint64_t v)
 }
 
 /* ---- Constants of the format ------------------------------------------- */
-#define MMS_FORMAT_VERSION 3u
+#define MMS_FORMAT_VERSION 4u
 /* Older versions are opened only by mms_upgrade's open (MMS_UPGRADE): see
  * doc/FORMAT.md.  Version 1: no link counts, no LINK tree, no device
  * numbers; version 2: no SHARE tree (its meta's inline free list held one
- * entry more, where version 3 keeps the SHARE root). */
+ * entry more, where version 3 keeps the SHARE root); version 3: a free list
+ * past the meta is one blob, rewritten whole by every commit (version 4
+ * adds the log: alloc.c). */
 #define MMS_FORMAT_V1 1u
 #define MMS_FORMAT_V2 2u
 #define MMS_FORMAT_V3 3u /* the first with the SHARE tree */
+#define MMS_FORMAT_V4 4u /* the first with the free-list log */
 #define MMS_PAGE_SHIFT 12
 #define MMS_META_PAGES 2u   /* pages 0 and 1 */
 /* Where a meta page keeps the LINK tree's root (format 2) and the SHARE
@@ -562,6 +565,10 @@ void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp,
                       uint64_t *nruns, uint64_t *largest);
 /* Call fn for every free and pending run (pending: 1).  For check.c. */
 int mms_alloc_walk(mms_env *env, int (*fn)(void *ctx, uint64_t pgno, uint64_t n, int pending), void *ctx);
+/* Call fn on the pages that hold the persisted free list: the base blob
+ * (log = 0) and each log page (log = 1). */
+int mms_alloc_list_pages(mms_env *env, int (*fn)(void *ctx, uint64_t pgno, uint64_t n, int log),
+                         void *ctx);
 /* Largest page number + 1 in use (not free), for vacuum's truncation. */
 uint64_t mms_alloc_used_end(mms_env *env);
 /* pages at or past pgno that are in use (neither free nor freed) */
@@ -588,6 +595,9 @@ int mms_bt_relocate(mms_env *env, int tree, uint64_t limit, uint64_t budget, uin
 extern uint64_t mms_vac_test_batch;
 /* file.c, test builds: map exactly the file, so every growth moves the map. */
 extern int mms_file_test_tight_map;
+/* alloc.c, test builds: commits keep at most this many free runs inline
+ * (0: as many as fit), so small stores write a base and a log. */
+extern unsigned mms_alloc_test_inline_max;
 #endif
 
 

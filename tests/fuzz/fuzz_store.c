@@ -2,9 +2,10 @@
  * fuzz_store.c - libFuzzer harness for the store reader (and a few writes).
  *
  * The input is one control byte followed by a store image.  Control bits:
- *   0x01  recompute the checksums (and self numbers) of the meta pages and
- *         of every page that looks like a tree page, so that mutations get
- *         past the checksums and reach the code behind them;
+ *   0x01  recompute the checksums (and self numbers) of the meta pages, of
+ *         the free list behind them (base and log) and of every page that
+ *         looks like a tree page, so that mutations get past the checksums
+ *         and reach the code behind them;
  *   0x02  skip the read-write part;
  *   0x04  vacuum after the writes.
  * The image is opened read-only: mms_check, a walk of every directory
@@ -39,6 +40,36 @@
 static int fz_fd = -1;
 static FILE *fz_null;
 
+/* The free list past a meta page (format 4): the base's crc, then the log
+ * from its oldest page, each page's crc into the link of the next and the
+ * newest one's into the meta. */
+static void fz_fix_free_list(uint8_t *img, size_t len, uint8_t *meta)
+{
+	uint64_t npages = len / FZ_PAGE, blob = mms_get_le64(meta + 192);
+	uint64_t bytes = ((uint64_t)mms_get_le32(meta + 208) + mms_get_le32(meta + 212)) * 12;
+	if (!blob)
+		return;
+	if (blob < npages && bytes <= (npages - blob) * FZ_PAGE)
+		mms_put_le32(meta + 216, mms_crc32c(0, img + blob * FZ_PAGE, bytes));
+	uint64_t chain[64], p = mms_get_le64(meta + 224);
+	uint32_t want = mms_get_le32(meta + 232), crc = 0;
+	size_t n = 0;
+	while (p && p < npages && n < want && n < 64) {
+		chain[n++] = p;
+		p = mms_get_le64(img + p * FZ_PAGE + 24);
+	}
+	for (size_t i = n; i-- > 0;) {
+		uint8_t *lp = img + chain[i] * FZ_PAGE;
+		if (i + 1 < n)
+			mms_put_le32(lp + 32, crc); /* the older page's */
+		mms_put_le64(lp + 8, chain[i]);
+		crc = mms_crc32c(0, lp + 4, FZ_PAGE - 4);
+		mms_put_le32(lp, crc);
+	}
+	if (n)
+		mms_put_le32(meta + 236, crc);
+}
+
 /* Make a mutated image's checksums right again. */
 static void fz_fix_checksums(uint8_t *img, size_t len)
 {
@@ -47,6 +78,7 @@ static void fz_fix_checksums(uint8_t *img, size_t len)
 		if (pg < MMS_META_PAGES) {
 			if (memcmp(p, "MMSTORE", 8) != 0)
 				continue;
+			fz_fix_free_list(img, len, p);
 			mms_put_le32(p + 8, 0);
 			mms_put_le32(p + 8, mms_crc32c(0, p, FZ_PAGE));
 		} else if (p[4] == MMS_PG_LEAF || p[4] == MMS_PG_BRANCH) {

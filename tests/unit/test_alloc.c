@@ -6,6 +6,7 @@
 #include "tap.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 static mms_env *open_new(const char *dir, const char *name, uint64_t max)
@@ -126,6 +127,176 @@ static void test_persistence(const char *dir)
 	is_int(mms_close(env), 0, "close");
 }
 
+/* ---- the free-list log (format 4) ------------------------------------------ */
+
+struct runs {
+	uint64_t v[3 * 8192];
+	size_t n;
+	int over;
+};
+
+static int note_run(void *ctx, uint64_t pg, uint64_t n, int pending)
+{
+	struct runs *r = ctx;
+	if (r->n + 3 > sizeof r->v / sizeof r->v[0]) {
+		r->over = 1;
+		return 0;
+	}
+	r->v[r->n++] = pg;
+	r->v[r->n++] = n;
+	r->v[r->n++] = (uint64_t)pending;
+	return 0;
+}
+
+static int count_log(void *ctx, uint64_t pg, uint64_t n, int log)
+{
+	(void)pg;
+	if (log)
+		*(uint64_t *)ctx += n;
+	return 0;
+}
+
+static uint64_t log_pages(mms_env *env)
+{
+	uint64_t n = 0;
+	mms_alloc_list_pages(env, count_log, &n);
+	return n;
+}
+
+/* The sets a reload of the committed meta (base + log replayed) gives
+ * equal the ones in memory. */
+static int reload_same(mms_env *env, const char *what)
+{
+	static struct runs a, b;
+	a.n = b.n = 0;
+	a.over = b.over = 0;
+	mms_alloc_walk(env, note_run, &a);
+	int rc = mms_alloc_rollback(env, env->meta_page);
+	mms_alloc_walk(env, note_run, &b);
+	if (rc || a.over || a.n != b.n || memcmp(a.v, b.v, a.n * sizeof a.v[0])) {
+		ok(0, "%s: the reloaded free list is the one in memory (rc %d, %zu vs %zu words): %s", what, rc,
+		   a.n, b.n, mms_errdetail(env));
+		return 0;
+	}
+	return 1;
+}
+
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+static void test_log(const char *dir)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/log.mms", dir);
+	mms_env *env = open_new(dir, "log.mms", 0);
+	enum { N = 4000 };
+	static uint64_t pg[N];
+	static int live[N];
+	mms_txn_enter(env);
+	for (int i = 0; i < N; i++) {
+		if (mms_alloc(env, 1, MMS_ALLOC_DATA, &pg[i]))
+			break;
+		live[i] = 1;
+	}
+	is_int(mms_sync(env), 0, "log: sync 4000 one-page allocations");
+	mms_txn_enter(env);
+	for (int i = 0; i < N; i += 2) {
+		mms_free(env, pg[i], 1, MMS_ALLOC_DATA);
+		live[i] = 0;
+	}
+	is_int(mms_commit(env), 0, "log: commit 2000 frees, 2000 runs");
+	uint64_t base = env->meta.free_blob, base_pages = env->meta.free_blob_pages;
+	ok(base && log_pages(env) == 0, "log: a new base of %llu pages, no log",
+	   (unsigned long long)base_pages);
+
+	/* small commits: a log page each; frees, allocations, syncs and
+	 * rolled-back transactions between them */
+	int same = 1, one_page = 1, rebased = 0;
+	uint64_t max_log = 0;
+	for (int c = 0; c < 400 && same; c++) {
+		uint64_t before = log_pages(env), b0 = env->meta.free_blob;
+		mms_txn_enter(env);
+		for (int k = 0; k < 3; k++) {
+			int i = (int)(rnd() % N);
+			if (live[i]) {
+				mms_free(env, pg[i], 1, MMS_ALLOC_DATA);
+				live[i] = 0;
+			} else if (mms_alloc(env, 1, MMS_ALLOC_DATA, &pg[i]) == 0) {
+				live[i] = 1;
+			}
+		}
+		if (c % 37 == 5) {
+			/* a transaction rolled back: its changes leave no trace */
+			uint64_t p;
+			mms_rollback(env);
+			mms_txn_enter(env);
+			if (mms_alloc(env, 2, MMS_ALLOC_DATA, &p) == 0)
+				mms_free(env, p, 2, MMS_ALLOC_DATA);
+			mms_rollback(env);
+			/* the rollback forgot the allocations above: redo the live set */
+			for (int i = 0; i < N; i++)
+				live[i] = 0;
+			static struct runs fr;
+			fr.n = 0;
+			mms_alloc_walk(env, note_run, &fr);
+			static uint8_t taken[1 << 16];
+			memset(taken, 0, sizeof taken);
+			for (int i = 0; i < N; i++) {
+				/* a stale number of a freed slot may equal a live one's */
+				live[i] = pg[i] < sizeof taken && !taken[pg[i]];
+				for (size_t j = 0; j < fr.n && live[i]; j += 3)
+					if (pg[i] >= fr.v[j] && pg[i] < fr.v[j] + fr.v[j + 1])
+						live[i] = 0;
+				if (live[i])
+					taken[pg[i]] = 1;
+			}
+			continue;
+		}
+		int rc = (c % 11 == 3) ? mms_sync(env) : mms_commit(env);
+		if (rc) {
+			ok(0, "log: commit %d: %s", c, mms_errdetail(env));
+			same = 0;
+			break;
+		}
+		uint64_t after = log_pages(env);
+		if (env->meta.free_blob != b0 || after < before)
+			rebased++;
+		else if (after > before + 1)
+			one_page = 0;
+		if (after > max_log)
+			max_log = after;
+		char what[64];
+		snprintf(what, sizeof what, "log: commit %d", c);
+		same = reload_same(env, what);
+	}
+	ok(same, "log: after each of 400 commits the reloaded free list equals the one in memory");
+	ok(one_page, "log: a commit of a few changes adds one log page");
+	ok(rebased > 0 && max_log <= base_pages + 4, "log: the base was rewritten %d times; the log "
+	   "never outgrew it (at most %llu pages over a base of %llu)", rebased,
+	   (unsigned long long)max_log, (unsigned long long)base_pages);
+	ok(log_pages(env) > 0 || env->meta.free_blob != base, "log: the store ends with a log or a new base");
+	/* (no mms_check: these data pages belong to no key) */
+	uint64_t f, p;
+	mms_alloc_totals(env, &f, &p, NULL, NULL);
+	is_int(f + p + MMS_META_PAGES + env->meta.tree_pages + env->meta.data_pages + env->meta.blob_pages,
+	       env->meta.file_pages, "log: every page is free, pending or counted in use (the log's as blob)");
+	is_int(mms_close(env), 0, "log: close");
+	int rc = mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env);
+	ok(rc == 0, "log: reopen read-only: %s", rc ? mms_open_detail() : "done");
+	if (!rc) {
+		mms_alloc_totals(env, &f, &p, NULL, NULL);
+		is_int(f + p + MMS_META_PAGES + env->meta.tree_pages + env->meta.data_pages +
+		       env->meta.blob_pages, env->meta.file_pages, "log: so after a reopen");
+		is_int(mms_close(env), 0, "log: close");
+	}
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -133,5 +304,6 @@ int main(void)
 	test_reuse_rules(dir);
 	test_growth_and_full(dir);
 	test_persistence(dir);
+	test_log(dir);
 	return tap_done();
 }

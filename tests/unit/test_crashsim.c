@@ -1105,9 +1105,13 @@ int main(int argc, char **argv)
 	for (long run = 0; run < runs; run++) {
 		char why[2048] = "";
 		rng = seed + (uint64_t)run * 0x632BE59BD9B4E019ull;
+		/* odd runs keep a few free runs inline at most: the free list
+		 * goes to a base and a log at once */
+		mms_alloc_test_inline_max = (run & 1) ? 1 + (unsigned)(run / 2 % 6) : 0;
 		int rc = run_workload(path, steps, why, sizeof why);
-		if (!ok(rc == 0, "run %ld: the workload ran (%zu records, %zu generations)%s%s", run, nrecs,
-		        nstates, rc ? ": " : "", why))
+		if (!ok(rc == 0, "run %ld: the workload ran (%zu records, %zu generations, inline free list %s%u)%s%s",
+		        run, nrecs, nstates, mms_alloc_test_inline_max ? "up to " : "default ",
+		        mms_alloc_test_inline_max, rc ? ": " : "", why))
 			continue;
 		long m0 = t.machine, p0 = t.process;
 		bool good = check_record(img, images, &t, why, sizeof why);
@@ -1117,6 +1121,7 @@ int main(int argc, char **argv)
 	{
 		char why[2048] = "";
 		rng = seed ^ 0xfeedull;
+		mms_alloc_test_inline_max = (seed & 1) ? 3 : 0; /* a vacuum over a log, or not */
 		int rc = run_vacuum_workload(path, why, sizeof why);
 		if (ok(rc == 0, "vacuum of a fragmented store: ran (%zu records)%s%s", nrecs, rc ? ": " : "", why)) {
 			uint64_t len = 0, need = 0;

@@ -135,6 +135,27 @@ static int make_seeds(const char *dir)
 	rc |= mms_write(env, ino[1], "x", 1, 4100);
 	rc |= mms_close(env);
 	rc |= write_seed(dir, "seed-shared", tmp);
+
+	/* the free list in a base and a log (format 4): few runs inline */
+	unlink(tmp);
+	mms_alloc_test_inline_max = 2;
+	rc |= mms_open(tmp, &(struct mms_options){ .flags = MMS_CREATE }, &env);
+	for (int i = 0; i < 12 && !rc; i++) {
+		char name[32];
+		int l = snprintf(name, sizeof name, "log-%02d", i);
+		rc |= mms_put(env, MMS_ROOT_INO, name, (size_t)l, val, 4096 + 100 * (size_t)i, 0644, 0, 0, NULL);
+		rc |= mms_commit(env);
+	}
+	rc |= mms_sync(env);
+	for (int i = 0; i < 12 && !rc; i += 3) {
+		char name[32];
+		int l = snprintf(name, sizeof name, "log-%02d", i);
+		rc |= mms_unlink(env, MMS_ROOT_INO, name, (size_t)l);
+		rc |= mms_commit(env);
+	}
+	rc |= mms_close(env);
+	mms_alloc_test_inline_max = 0;
+	rc |= write_seed(dir, "seed-log", tmp);
 	unlink(tmp);
 	unlink(crash);
 	return rc;
@@ -207,7 +228,7 @@ int main(int argc, char **argv)
 		free(ents[i]);
 	}
 	free(ents);
-	ok(seeds >= 5, "the corpus has its %d seed stores", seeds);
+	ok(seeds >= 6, "the corpus has its %d seed stores", seeds);
 	if (fz_null)
 		fclose(fz_null);
 	if (fz_fd >= 0)

@@ -16,7 +16,8 @@
  *     than two (a removal of a holder fails as damage);
  *   - a name pointing at an ancestor directory (dump never ended);
  *   - a size beyond the 4 PiB limit (returned as is; st_blocks wrapped);
- *   - 20,000 nested directories: check stays linear in the depth.
+ *   - 20,000 nested directories: check stays linear in the depth;
+ *   - a free-list log page with a flipped byte, or freeing itself.
  */
 #define _GNU_SOURCE
 #define MMS_TEST_HOOKS 1
@@ -427,6 +428,116 @@ static void test_deep_check(const char *dir)
 	mms_close(env);
 }
 
+/* The newest meta page of the store at path (its number). */
+static uint64_t newest_meta(const char *path, uint8_t *pg)
+{
+	uint8_t other[4096];
+	read_page(path, 0, pg);
+	read_page(path, 1, other);
+	if (mms_get_le64(other + 24) > mms_get_le64(pg + 24)) {
+		memcpy(pg, other, 4096);
+		return 1;
+	}
+	return 0;
+}
+
+/* Put a key into a damaged store: it must fail as damage, naming `what`. */
+static void put_refused(const char *path, const char *label, const char *what)
+{
+	mms_env *env;
+	uint8_t v[10] = { 0 };
+	int rc = mms_open(path, NULL, &env);
+	if (!ok(rc == 0, "%s: opens (the free list loads on first use)", label))
+		return;
+	rc = mms_put(env, MMS_ROOT_INO, "new", 3, v, sizeof v, 0644, 0, 0, NULL);
+	if (rc == 0)
+		rc = mms_commit(env);
+	ok(rc == MMS_CORRUPT && strstr(mms_errdetail(env), what), "%s: a put fails as damage (%s: %s)",
+	   label, mms_strerror(rc), mms_errdetail(env));
+	mms_rollback(env);
+	mms_close(env);
+}
+
+/*
+ * The free-list log (format 4): a log page with a flipped byte, and one
+ * whose checksums are right but that counts itself as free.  Both refuse
+ * writes with a detail naming what is wrong, check reports them, and every
+ * key still reads.
+ */
+static void test_free_log(const char *dir)
+{
+	char path[512], bad[600];
+	uint8_t pg[4096], lp[4096];
+	uint8_t val[12000];
+	mms_env *env;
+	memset(val, 'v', sizeof val);
+	snprintf(path, sizeof path, "%s/log.mms", dir);
+	mms_alloc_test_inline_max = 2; /* a base and a log for a small store */
+	if (mms_open(path, &(struct mms_options){ .flags = MMS_CREATE }, &env))
+		abort();
+	char name[16];
+	for (int i = 0; i < 30; i++) {
+		snprintf(name, sizeof name, "k%d", i);
+		mms_put(env, MMS_ROOT_INO, name, strlen(name), val, 9000, 0644, 0, 0, NULL);
+		mms_commit(env);
+	}
+	for (int i = 0; i < 30; i += 2) {
+		snprintf(name, sizeof name, "k%d", i);
+		mms_unlink(env, MMS_ROOT_INO, name, strlen(name));
+		mms_commit(env);
+	}
+	mms_close(env);
+	mms_alloc_test_inline_max = 0;
+	uint64_t m = newest_meta(path, pg);
+	uint64_t head = mms_get_le64(pg + 224);
+	uint32_t nlog = mms_get_le32(pg + 232);
+	if (!ok(mms_get_le64(pg + 192) && head && nlog, "log: the store has a base and %u log pages", nlog))
+		return;
+	ok(check_store(path) == 0, "log: check is clean before the damage (%.200s)", problems);
+
+	/* a flipped byte in the newest log page */
+	snprintf(bad, sizeof bad, "%s/log-flip.mms", dir);
+	snprintf(name, sizeof name, "page %llu", (unsigned long long)head);
+	char cmd[1400];
+	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+	if (system(cmd))
+		abort();
+	read_page(bad, head, lp);
+	lp[100] ^= 0x10;
+	int fd = open(bad, O_WRONLY);
+	if (fd < 0 || pwrite(fd, lp, 4096, (off_t)(head * 4096)) != 4096)
+		abort();
+	close(fd);
+	char what[64];
+	snprintf(what, sizeof what, "free-list log page %llu: checksum mismatch", (unsigned long long)head);
+	put_refused(bad, "log page with a flipped byte", what);
+	ok(check_store(bad) > 0 && strstr(problems, what), "log page with a flipped byte: check reports it "
+	   "(%.200s)", problems);
+	ok(key_reads(bad, "k1", 9000) && key_reads(bad, "k29", 9000),
+	   "log page with a flipped byte: every key still reads");
+
+	/* a log page, checksums right, that frees itself */
+	snprintf(bad, sizeof bad, "%s/log-self.mms", dir);
+	snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+	if (system(cmd))
+		abort();
+	read_page(bad, head, lp);
+	uint32_t cnt = mms_get_le32(lp + 36);
+	if (cnt >= (4096 - 40) / 12)
+		abort();
+	mms_put_le64(lp + 40 + 12 * cnt, 1ull << 56 | head); /* free add: the page itself */
+	mms_put_le32(lp + 40 + 12 * cnt + 8, 1);
+	mms_put_le32(lp + 36, cnt + 1);
+	write_tree_page(bad, head, lp); /* (the same crc rule as a tree page) */
+	mms_put_le32(pg + 236, mms_get_le32(lp));
+	write_meta_page(bad, m, pg);
+	put_refused(bad, "log page freeing itself", "counts its own pages");
+	ok(check_store(bad) > 0 && strstr(problems, "counts its own pages"),
+	   "log page freeing itself: check reports it (%.200s)", problems);
+	ok(key_reads(bad, "k1", 9000) && key_reads(bad, "k29", 9000),
+	   "log page freeing itself: every key still reads");
+}
+
 int main(void)
 {
 	char *dir = tap_tmpdir();
@@ -438,5 +549,6 @@ int main(void)
 	test_directory_cycle(dir);
 	test_size_past_limit(dir);
 	test_deep_check(dir);
+	test_free_log(dir);
 	return tap_done();
 }

@@ -2338,6 +2338,7 @@ static long n_vac_writes;
 extern uint64_t mms_vac_test_batch;      /* tests/libmms_test.la: batch size */
 extern int64_t mms_test_clock_ns;        /* tests/libmms_test.la: the engine's clock */
 extern int mms_file_test_tight_map;      /* tests/libmms_test.la: map exactly the file */
+extern unsigned mms_alloc_test_inline_max; /* tests/libmms_test.la: few free runs inline */
 /* tests/libmms_test.la (src/mms_int.h): the pager's spill limit, its count */
 void mms_pager_set_spill(mms_env *env, size_t pages);
 uint64_t mms_pager_spills(mms_env *env);
@@ -2638,8 +2639,11 @@ int main(void)
 	spill_pages = (seed & 1) ? 2 + (size_t)(seed / 2 % 7) : 0;
 	/* every growth of the file moves the engine's map (libmms_test) */
 	mms_file_test_tight_map = 1;
-	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations, spill %s%zu",
-	         seed, seed, nops, spill_pages ? "past " : "default ", spill_pages);
+	/* seeds with bit 1 set keep few free runs inline: a base and a log */
+	mms_alloc_test_inline_max = (seed & 2) ? 1 + (unsigned)(seed / 4 % 9) : 0;
+	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations, spill %s%zu, "
+	         "inline free list %s%u", seed, seed, nops, spill_pages ? "past " : "default ", spill_pages,
+	         mms_alloc_test_inline_max ? "up to " : "default ", mms_alloc_test_inline_max);
 	memset(longname, 'L', sizeof longname);
 	memset(longxattr, 'x', sizeof longxattr);
 	memcpy(longxattr, "user.", 5);

@@ -434,6 +434,9 @@ int main(void)
 	test_free_list_bound(dir);
 	test_shared(dir, 0);
 	test_shared(dir, 64);
+	mms_alloc_test_inline_max = 4; /* the free list in a base and a log */
+	test_shared(dir, 16);
+	mms_alloc_test_inline_max = 0;
 
 	mms_env *env;
 	struct stat before, after;
