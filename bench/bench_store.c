@@ -933,8 +933,11 @@ static double bench_maxrss_mib(void)
  *   commit    then 2000 puts of a new key, each with its own commit: us each;
  *   open      read-only open + close of the synced store, median of 20;
  *   check     mms_check of the whole store, seconds per million keys;
- *   vacuum    after every 10th key is removed (one commit, one sync):
- *             mms_vacuum, seconds per million keys; file size / raw after.
+ *   fragmented after every 10th key is removed (one commit, one sync), which
+ *             leaves the free space in many runs: 2000 puts with a commit
+ *             each again (the free list's cost per commit), us each;
+ *   vacuum    then mms_vacuum, seconds per million keys; file size / raw
+ *             after it.
  */
 static int bench_scale(const char *tmp, unsigned n)
 {
@@ -1008,6 +1011,23 @@ static int bench_scale(const char *tmp, unsigned n)
 		bench_mms_fail(env, path, "check or unlink", NULL, rc);
 		goto out;
 	}
+	mms_stats(env, &info);
+	uint64_t frag_runs = info.free_extents;
+	t = bench_now();
+	for (unsigned i = 0; i < 2000 && !rc; i++) {
+		int klen = snprintf(key, sizeof(key), "frag%09u", i);
+		bench_fill_value(val, sizeof(val), i);
+		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, sizeof(val), 0644, 0, 0, NULL);
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	double frag_commit = (bench_now() - t) / 2000 * 1e6;
+	if (!rc)
+		rc = mms_sync(env);
+	if (rc) {
+		bench_mms_fail(env, path, "puts with a commit each, fragmented", NULL, rc);
+		goto out;
+	}
 	t = bench_now();
 	rc = mms_vacuum(env, NULL, NULL, NULL);
 	double vac = bench_now() - t;
@@ -1017,15 +1037,19 @@ static int bench_scale(const char *tmp, unsigned n)
 	}
 	double size = 0, disk = 0;
 	bench_usage(path, &size, &disk);
-	double raw = (double)(n - (n + 9) / 10 + 2000) * BENCH_SMALL_VALUE;
+	double raw = (double)(n - (n + 9) / 10 + 4000) * BENCH_SMALL_VALUE;
 	printf("scale %u keys: fill %.2f s per million keys, peak RSS %.0f MiB; put with its own "
-	       "commit %.1f us; open %.3f ms; check %.2f s per million keys; vacuum %.2f s per "
-	       "million keys, file %.2fx raw after it\n",
-	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, vac / mkeys, size / raw);
+	       "commit %.1f us; open %.3f ms; check %.2f s per million keys; with %" PRIu64 " free "
+	       "runs, put with its own commit %.1f us; vacuum %.2f s per million keys, file %.2fx "
+	       "raw after it\n",
+	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, frag_runs, frag_commit, vac / mkeys,
+	       size / raw);
 	printf("{\"scale\": %u, \"fill_s_per_mkeys\": %.4g, \"peak_rss_mib\": %.4g, "
 	       "\"commit_us\": %.4g, \"open_ms\": %.4g, \"check_s_per_mkeys\": %.4g, "
+	       "\"frag_runs\": %" PRIu64 ", \"frag_commit_us\": %.4g, "
 	       "\"vacuum_s_per_mkeys\": %.4g, \"file_per_raw\": %.4g}\n",
-	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, vac / mkeys, size / raw);
+	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, frag_runs, frag_commit, vac / mkeys,
+	       size / raw);
 out:
 	if (env)
 		mms_close(env);
