@@ -98,6 +98,7 @@ struct mms_alloc_state {
 	struct mms_runset drop_later; /* written runs a keep-sync left to drop */
 	/* changes to free and pending since the last commit (see the top) */
 	struct mms_journal jr;
+	int journal_on;        /* a base exists: the next commit may log */
 	/* the persisted base (blob mode): its entries and crc, repeated in the
 	 * meta of every commit that only adds log pages */
 	uint32_t base_nfree, base_npend, base_crc;
@@ -311,8 +312,8 @@ static void jr_note(struct mms_alloc_state *a, unsigned op, uint64_t start, uint
 {
 	struct mms_journal *j = &a->jr;
 	size_t parts = n ? (size_t)((n + MMS_RUN_MAXN - 1) / MMS_RUN_MAXN) : 1;
-	if (j->over)
-		return;
+	if (!a->journal_on || j->over)
+		return; /* (no base: the next commit writes the whole list) */
 	if (j->n + parts > MMS_JOURNAL_MAX) {
 		j->over = 1; /* the commit rewrites the base instead */
 		return;
@@ -849,7 +850,8 @@ static void mms_meta_put_list(const struct mms_alloc_state *a, uint8_t *metapg)
 static int64_t mms_log_plan(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
-	if (env->meta.version < MMS_FORMAT_V4 || !env->meta.free_blob || a->jr.over || a->limit)
+	if (env->meta.version < MMS_FORMAT_V4 || !env->meta.free_blob || !a->journal_on ||
+	    a->jr.over || a->limit)
 		return -1;
 	uint64_t changes = a->jr.n + mms_txn_free_parts(env);
 	if (!changes)
@@ -991,6 +993,7 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 		if (rc)
 			return rc;
 		a->base_nfree = (uint32_t)nfree;
+		a->journal_on = 1;
 		a->base_npend = (uint32_t)npend;
 		mms_meta_put_list(a, metapg);
 	} else {
@@ -1003,6 +1006,7 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 		mms_put_le32(metapg + 212, (uint32_t)npend);
 		mms_put_le32(metapg + 216, 0);
 		a->base_nfree = a->base_npend = a->base_crc = 0;
+		a->journal_on = 0;
 	}
 	jr_clear(a);
 	rs_clear(&a->txn_alloc);
@@ -1363,6 +1367,7 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	a->nlog = 0;
 	a->log_crc = 0;
 	a->base_nfree = a->base_npend = a->base_crc = 0;
+	a->journal_on = env->meta.free_blob != 0;
 	if (env->meta.free_blob) {
 		uint64_t bytes = total * 12;
 		if (bytes > env->meta.free_blob_pages * MMS_PAGE_SIZE)

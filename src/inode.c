@@ -561,7 +561,6 @@ static int mms_xattrs_delete_all(mms_env *env, uint64_t ino)
  * Counters are the caller's. */
 static int mms_inode_delete(mms_env *env, struct mms_inode *in)
 {
-	uint8_t key[8];
 	int rc;
 
 	rc = mms_data_free_all(env, in);
@@ -570,8 +569,7 @@ static int mms_inode_delete(mms_env *env, struct mms_inode *in)
 	rc = mms_xattrs_delete_all(env, in->ino);
 	if (rc)
 		return rc;
-	mms_put_be64(key, in->ino);
-	return mms_bt_del(env, MMS_TREE_INODE, key, sizeof key);
+	return mms_inode_del(env, in->ino);
 }
 
 static void mms_count_dec(uint64_t *counter)
@@ -1006,11 +1004,12 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	rc = mms_name_put(env, parent, name, len, in.ino, in.mode);
 	if (rc)
 		goto fail;
-	/* the directory read above: no need to look it up again */
+	/* the directory read above: no need to look it up again; its record
+	 * is written once for a run of creates in it (at the commit) */
 	dir.mtime = dir.ctime = now;
 	if (S_ISDIR(in.mode) && dir.nlink < UINT32_MAX)
 		dir.nlink++;
-	rc = mms_inode_put(env, &dir, NULL, 0);
+	rc = mms_inode_defer(env, &dir, mms_cost_upd(env, MMS_TREE_INODE));
 	if (rc)
 		goto fail;
 	if (S_ISDIR(in.mode))

@@ -208,6 +208,13 @@ struct mms_env {
 	uint64_t mods;                /* bumped by every tree change */
 	uint64_t op_mods;             /* mods when the current call began */
 	struct mms_bt_wcache *wcache; /* btree.c: the leaves puts go to */
+	/* record.c: a directory's record that creates in it changed, not yet
+	 * in the INODE tree (mms_inode_defer); the commit writes it through
+	 * pre_commit, and mms_reserve keeps reserve_held pages for that */
+	struct mms_inode dir_pend;
+	int dir_pend_set;
+	uint64_t reserve_held;
+	int (*pre_commit)(mms_env *);
 	int op_fresh_txn;             /* the current call began the transaction */
 	uint8_t boot_id[16];
 	char meta_problem[2][160];    /* why a meta slot was rejected at open, "" if fine */
@@ -387,6 +394,15 @@ int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
  * MMS_INO_INLINE flag is set from inl != NULL). */
 int mms_inode_put(mms_env *env, const struct mms_inode *in,
                   const void *inl, size_t inl_len);
+/* Remove inode `ino`'s record. */
+int mms_inode_del(mms_env *env, uint64_t ino);
+/* Write directory `dir`'s record (no inline bytes) later: at the commit,
+ * or before a put or removal of it, or another deferral; a get returns it
+ * meanwhile.  A run of creates in one directory so writes its times and
+ * link count once.  `pages`: what writing it may take (kept reserved). */
+int mms_inode_defer(mms_env *env, const struct mms_inode *dir, uint64_t pages);
+/* Write the deferred record now (mms_check, the commit). */
+int mms_inode_flush(mms_env *env);
 
 /* ---- share.c: references of shared data pages ------------------------------ */
 /* One more reference to each of pages [p, p+n) (an extent now holds them);

@@ -173,6 +173,13 @@ size_t mms_inode_encode(const struct mms_inode *in, void *rec)
 	return (size_t)(p - r);
 }
 
+/* The deferred record is written, or no longer needed. */
+static void mms_inode_undefer(mms_env *env)
+{
+	env->dir_pend_set = 0;
+	env->reserve_held = 0;
+}
+
 int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
                   const void **inl, size_t *inl_len)
 {
@@ -182,6 +189,14 @@ int mms_inode_get(mms_env *env, uint64_t ino, struct mms_inode *out,
 	struct mms_inode in;
 	int rc;
 
+	if (env->dir_pend_set && env->dir_pend.ino == ino) {
+		*out = env->dir_pend; /* newer than the tree's */
+		if (inl) {
+			*inl = NULL;
+			*inl_len = 0;
+		}
+		return 0;
+	}
 	mms_put_be64(key, ino);
 	rc = mms_bt_get(env, MMS_TREE_INODE, key, sizeof key, &val, &vlen);
 	if (rc)
@@ -222,6 +237,41 @@ int mms_inode_put(mms_env *env, const struct mms_inode *in,
 	size_t reclen = mms_inode_encode(&rec, buf);
 	if (inl_len)
 		memcpy(buf + reclen, inl, inl_len);
+	if (env->dir_pend_set && env->dir_pend.ino == in->ino)
+		mms_inode_undefer(env); /* this record is the newer */
 	mms_put_be64(key, in->ino);
 	return mms_bt_put(env, MMS_TREE_INODE, key, sizeof key, buf, reclen + inl_len);
+}
+
+int mms_inode_del(mms_env *env, uint64_t ino)
+{
+	uint8_t key[8];
+	if (env->dir_pend_set && env->dir_pend.ino == ino)
+		mms_inode_undefer(env);
+	mms_put_be64(key, ino);
+	return mms_bt_del(env, MMS_TREE_INODE, key, sizeof key);
+}
+
+int mms_inode_flush(mms_env *env)
+{
+	if (!env->dir_pend_set)
+		return 0;
+	struct mms_inode dir = env->dir_pend;
+	mms_inode_undefer(env);
+	return mms_inode_put(env, &dir, NULL, 0);
+}
+
+int mms_inode_defer(mms_env *env, const struct mms_inode *dir, uint64_t pages)
+{
+	if (env->dir_pend_set && env->dir_pend.ino != dir->ino) {
+		int rc = mms_inode_flush(env);
+		if (rc)
+			return rc;
+	}
+	env->dir_pend = *dir;
+	env->dir_pend.flags &= ~MMS_INO_INLINE;
+	env->dir_pend_set = 1;
+	env->reserve_held = pages;
+	env->pre_commit = mms_inode_flush;
+	return 0;
 }

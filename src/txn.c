@@ -213,7 +213,11 @@ int mms_commit(mms_env *env)
 	if (posix_memalign((void **)&pg, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
 		return ENOMEM;
 	memset(pg, 0, MMS_PAGE_SIZE);
-	int rc = mms_alloc_commit(env, pg);
+	/* what the upper layers keep back for the commit (record.c: a
+	 * directory's deferred record) goes in first */
+	int rc = env->pre_commit ? env->pre_commit(env) : 0;
+	if (!rc)
+		rc = mms_alloc_commit(env, pg);
 	if (!rc)
 		rc = mms_pager_flush(env);
 	if (rc) {
@@ -359,6 +363,8 @@ int mms_rollback(mms_env *env)
 		if (mms_file_shrink(env, env->meta.file_pages))
 			env->detail[0] = 0;
 	}
+	env->dir_pend_set = 0; /* a change of the dropped transaction */
+	env->reserve_held = 0;
 	int rc = mms_alloc_rollback(env, env->meta_page);
 	if (rc)
 		return rc;
@@ -379,6 +385,7 @@ int mms_rollback(mms_env *env)
 static int mms_reserve_as(mms_env *env, uint64_t n, bool keep_floor)
 {
 	bool sync_helps = false;
+	n += env->reserve_held; /* for a deferred write the commit makes */
 	int rc = mms_alloc_room(env, n, keep_floor, &sync_helps);
 	if (rc == MMS_FULL && sync_helps && !env->txn_bad && env->mods == env->op_mods &&
 	    env->op_fresh_txn) {

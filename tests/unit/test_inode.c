@@ -1438,9 +1438,83 @@ static void test_links(void)
 	free(path);
 }
 
+/*
+ * A run of creates in one directory writes its record once, at the commit
+ * (mms_inode_defer): until then every read of it sees the newest times and
+ * link count, a rollback drops them, and a change of another kind (a
+ * removal, a rename, a create elsewhere) comes after them.
+ */
+static int ts_eq(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static void test_dir_times(void)
+{
+	char *path;
+	mms_env *env = fresh(&path);
+	struct mms_stat d, f, r0, st;
+	is_int(mms_mkdir(env, ROOT, "d", 1, 0755, 0, 0, &d), 0, "dir times: mkdir d");
+	is_int(mms_commit(env), 0, "dir times: commit");
+	int same = 1;
+	for (int i = 0; i < 50; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "f%d", i);
+		mms_put(env, d.ino, name, strlen(name), "x", 1, 0644, 0, 0, &f);
+		if (i % 10 == 9)
+			mms_mkdir(env, d.ino, name + 1, strlen(name + 1), 0755, 0, 0, &f);
+		mms_getattr(env, d.ino, &st);
+		if (!ts_eq(st.mtime, f.mtime) || !ts_eq(st.ctime, f.ctime) || st.nlink != 2 + (uint32_t)(i + 1) / 10)
+			same = 0;
+	}
+	ok(same, "dir times: after each of 50 creates in one transaction, d has the newest times and "
+	   "link count");
+	is_int(mms_getattr(env, ROOT, &r0), 0, "dir times: the root");
+	/* a create elsewhere: d's record goes to the tree first */
+	is_int(mms_mkdir(env, ROOT, "e", 1, 0755, 0, 0, &f), 0, "dir times: mkdir e in the root");
+	is_int(mms_getattr(env, d.ino, &st), 0, "dir times: d after it");
+	is_int(st.nlink, 7, "dir times: d keeps its 5 subdirectories' links");
+	is_int(mms_getattr(env, ROOT, &st), 0, "dir times: the root after it");
+	ok(ts_eq(st.mtime, f.mtime) && st.nlink == r0.nlink + 1, "dir times: the root has e's time and link");
+	/* a removal in the deferred directory */
+	is_int(mms_rmdir(env, ROOT, "e", 1), 0, "dir times: rmdir e");
+	is_int(mms_getattr(env, ROOT, &st), 0, "dir times: the root after the rmdir");
+	is_int(st.nlink, r0.nlink, "dir times: the root lost e's link");
+	is_int(mms_commit(env), 0, "dir times: commit");
+	struct mms_stat committed;
+	mms_getattr(env, d.ino, &committed);
+	/* a rollback drops the deferred record */
+	mms_put(env, d.ino, "late", 4, "x", 1, 0644, 0, 0, &f);
+	mms_mkdir(env, d.ino, "latedir", 7, 0755, 0, 0, &f);
+	is_int(mms_rollback(env), 0, "dir times: rollback");
+	is_int(mms_getattr(env, d.ino, &st), 0, "dir times: d after the rollback");
+	ok(ts_eq(st.mtime, committed.mtime) && st.nlink == committed.nlink,
+	   "dir times: the rollback dropped the creates' times and link");
+	/* rmdir of a directory whose record waits */
+	mms_mkdir(env, d.ino, "gone", 4, 0755, 0, 0, &f);
+	uint64_t gone = f.ino;
+	mms_put(env, gone, "x", 1, "x", 1, 0644, 0, 0, &f);
+	is_int(mms_unlink(env, gone, "x", 1), 0, "dir times: unlink gone/x");
+	is_int(mms_rmdir(env, d.ino, "gone", 4), 0, "dir times: rmdir gone (its record waited)");
+	is_int(mms_getattr(env, gone, &st), MMS_NOTFOUND, "dir times: gone is gone");
+	is_int(mms_commit(env), 0, "dir times: commit");
+	is_int(mms_getattr(env, gone, &st), MMS_NOTFOUND, "dir times: the commit did not bring it back");
+	mms_getattr(env, d.ino, &committed);
+	env = reopen(env, path);
+	is_int(mms_getattr(env, d.ino, &st), 0, "dir times: d after a reopen");
+	ok(ts_eq(st.mtime, committed.mtime) && st.nlink == committed.nlink && st.nlink == 7,
+	   "dir times: the commit wrote d's record (nlink %u)", st.nlink);
+	uint64_t probs = 1;
+	is_int(mms_check(env, NULL, NULL, NULL, NULL, &probs), 0, "dir times: check");
+	is_int(probs, 0, "dir times: no problem");
+	mms_close(env);
+	free(path);
+}
+
 int main(void)
 {
 	tap_plan_none();
+	test_dir_times();
 	test_create_lookup();
 	test_names();
 	test_errors();
