@@ -24,6 +24,26 @@
 
 #include "node.h"
 
+/* The most items a page holds (the smallest item: a 1-byte key, no value,
+ * and its slot), and one more being inserted. */
+#define BT_ITEMS_MAX ((MMS_PAGE_SIZE - MMS_PG_HDR) / 7 + 1)
+
+/* Room a split or a shift works in, once per env instead of a malloc per
+ * split: bt_insert_at is done with items and copy before it recurses into
+ * the parent, and a shift (leaves only) uses its own two. */
+struct mms_bt_scratch {
+	struct bt_item items[BT_ITEMS_MAX];       /* a page's items and the new one */
+	struct bt_item all[2 * BT_ITEMS_MAX];     /* a shift: the sibling's and the moved */
+	uint8_t copy[MMS_PAGE_SIZE], scopy[MMS_PAGE_SIZE];
+};
+
+static struct mms_bt_scratch *bt_scratch(mms_env *env)
+{
+	if (!env->bt_scratch)
+		env->bt_scratch = malloc(sizeof(*env->bt_scratch));
+	return env->bt_scratch;
+}
+
 static size_t pg_used(const uint8_t *p)
 {
 	size_t u = 0;
@@ -342,15 +362,10 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 				continue;
 		}
 		unsigned sn = pg_n(sp);
-		struct bt_item *all = malloc((sn + m) * sizeof(*all));
-		uint8_t *scopy = malloc(MMS_PAGE_SIZE);
+		struct mms_bt_scratch *sc = bt_scratch(env); /* (bt_insert_at made it) */
+		struct bt_item *all = sc->all;
+		uint8_t *scopy = sc->scopy;
 		uint8_t sep[MMS_BT_KEY_MAX];
-		if (!all || !scopy) {
-			free(all);
-			free(scopy);
-			*rc = ENOMEM;
-			return -1;
-		}
 		memcpy(scopy, sp, MMS_PAGE_SIZE);
 		unsigned o = 0;
 		if (side < 0) {
@@ -366,11 +381,8 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 		}
 		uint64_t nspg;
 		uint8_t *w = mms_page_cow(env, spg, &nspg, rc);
-		if (!w) {
-			free(all);
-			free(scopy);
+		if (!w)
 			return -1;
-		}
 		pg_build(w, MMS_PG_LEAF, tree, 0, all, o);
 		memcpy(sep, first->k, first->kl);
 		size_t sepl = first->kl;
@@ -381,8 +393,6 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 		branch_set_key(parent, ci, sep, sepl);
 		/* the two leaves' key ranges moved: cached bounds are stale */
 		__atomic_add_fetch(&env->epoch, 1, __ATOMIC_RELEASE);
-		free(all);
-		free(scopy);
 		return 1;
 	}
 	return 0;
@@ -405,14 +415,14 @@ static int bt_insert_at(mms_env *env, int tree, struct bt_path *path, int d, uns
 	unsigned n = pg_n(p);
 	int type = p[4];
 	unsigned level = pg_level(p);
-	struct bt_item *items = malloc((n + 1) * sizeof(*items));
-	uint8_t *copy = malloc(MMS_PAGE_SIZE);
+	struct mms_bt_scratch *sc = bt_scratch(env);
 	uint8_t sep[MMS_BT_KEY_MAX];
 	size_t sepl;
-	if (!items || !copy) {
-		rc = ENOMEM;
-		goto out;
-	}
+	if (!sc || n + 1 > BT_ITEMS_MAX)
+		return sc ? mms_fail(env, MMS_CORRUPT, "page %llu: %u items", (unsigned long long)path->pg[d], n)
+		          : ENOMEM;
+	struct bt_item *items = sc->items;
+	uint8_t *copy = sc->copy;
 	memcpy(copy, p, MMS_PAGE_SIZE);
 	for (unsigned j = 0, o = 0; j <= n; j++) {
 		if (j == i)
@@ -459,12 +469,11 @@ static int bt_insert_at(mms_env *env, int tree, struct bt_path *path, int d, uns
 		pg_build(np, MMS_PG_BRANCH, tree, level + 1, two, 2);
 		env->meta.root[tree] = root;
 	} else {
+		/* (items and copy are free again: the parent's split may use them) */
 		rc = bt_insert_at(env, tree, path, d - 1, (unsigned)path->idx[d - 1] + 1, sep, sepl, child, 8,
 		                  append);
 	}
 out:
-	free(copy);
-	free(items);
 	return rc;
 }
 
@@ -566,6 +575,8 @@ void mms_bt_cache_free(mms_env *env)
 {
 	free(env->wcache);
 	env->wcache = NULL;
+	free(env->bt_scratch);
+	env->bt_scratch = NULL;
 }
 
 /* The range [lo, hi) of the leaf at the end of `path`, from its ancestors. */

@@ -213,11 +213,11 @@ size_t mms_name_key(uint8_t *key, uint64_t parent, const char *name, size_t len)
 /* `for_write`: the caller is a modifying call that will insert near this
  * key (see mms_bt_get_w); read-only calls, which may run concurrently,
  * pass 0. */
-static int mms_name_find(mms_env *env, uint64_t dir, const char *name, size_t len,
-                         uint64_t *ino, uint32_t *mode, int for_write)
+/* mms_name_find with the NAME key already built (key, klen). */
+static int mms_name_find_k(mms_env *env, uint64_t dir, const char *name, size_t len,
+                           const uint8_t *key, size_t klen, uint64_t *ino, uint32_t *mode,
+                           int for_write)
 {
-	uint8_t key[MMS_NAME_KEY_MAX];
-	size_t klen = mms_name_key(key, dir, name, len);
 	const void *val;
 	size_t vlen;
 	int rc;
@@ -234,10 +234,29 @@ static int mms_name_find(mms_env *env, uint64_t dir, const char *name, size_t le
 	return 0;
 }
 
+static int mms_name_find(mms_env *env, uint64_t dir, const char *name, size_t len,
+                         uint64_t *ino, uint32_t *mode, int for_write)
+{
+	uint8_t key[MMS_NAME_KEY_MAX];
+	size_t klen = mms_name_key(key, dir, name, len);
+	return mms_name_find_k(env, dir, name, len, key, klen, ino, mode, for_write);
+}
+
 static int mms_name_get(mms_env *env, uint64_t dir, const char *name, size_t len,
                         uint64_t *ino, uint32_t *mode)
 {
 	return mms_name_find(env, dir, name, len, ino, mode, 0);
+}
+
+/* Write the NAME item of key (key, klen) for inode ino of this mode. */
+static int mms_name_put_k(mms_env *env, const uint8_t *key, size_t klen, uint64_t ino,
+                          uint32_t mode)
+{
+	uint8_t val[MMS_NAME_VAL];
+
+	mms_put_le64(val, ino);
+	mms_put_le32(val + 8, mode & S_IFMT);
+	return mms_bt_put(env, MMS_TREE_NAME, key, klen, val, sizeof val);
 }
 
 static int mms_name_put(mms_env *env, uint64_t dir, const char *name, size_t len,
@@ -245,11 +264,7 @@ static int mms_name_put(mms_env *env, uint64_t dir, const char *name, size_t len
 {
 	uint8_t key[MMS_NAME_KEY_MAX];
 	size_t klen = mms_name_key(key, dir, name, len);
-	uint8_t val[MMS_NAME_VAL];
-
-	mms_put_le64(val, ino);
-	mms_put_le32(val + 8, mode & S_IFMT);
-	return mms_bt_put(env, MMS_TREE_NAME, key, klen, val, sizeof val);
+	return mms_name_put_k(env, key, klen, ino, mode);
 }
 
 static int mms_name_del(mms_env *env, uint64_t dir, const char *name, size_t len)
@@ -976,13 +991,17 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	rc = mms_dir_get(env, parent, &dir, 1);
 	if (rc)
 		return rc;
-	rc = mms_name_find(env, parent, name, len, &ino, &m, 1);
+	uint8_t nkey[MMS_NAME_KEY_MAX]; /* built once for the check and the put */
+	size_t nklen = mms_name_key(nkey, parent, name, len);
+	rc = mms_name_find_k(env, parent, name, len, nkey, nklen, &ino, &m, 1);
 	if (rc == 0)
 		return MMS_EXISTS;
 	if (rc != MMS_NOTFOUND)
 		return rc;
-	rc = mms_reserve(env, mms_cost_put(env, MMS_TREE_INODE) + mms_cost_upd(env, MMS_TREE_INODE) +
-	                 mms_cost_put(env, MMS_TREE_NAME) + extra_pages);
+	/* mms_cost_put and mms_cost_upd, from one look at each tree's depth */
+	uint64_t idepth = mms_tree_depth(env, MMS_TREE_INODE), dir_cost = idepth + 1;
+	rc = mms_reserve(env, 2 * idepth + 1 + dir_cost + 2 * mms_tree_depth(env, MMS_TREE_NAME) + 1 +
+	                 extra_pages);
 	if (rc)
 		return rc;
 
@@ -1001,7 +1020,7 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	rc = mms_inode_put(env, &in, inl_len ? inl : NULL, inl_len);
 	if (rc)
 		goto fail;
-	rc = mms_name_put(env, parent, name, len, in.ino, in.mode);
+	rc = mms_name_put_k(env, nkey, nklen, in.ino, in.mode);
 	if (rc)
 		goto fail;
 	/* the directory read above: no need to look it up again; its record
@@ -1009,7 +1028,7 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	dir.mtime = dir.ctime = now;
 	if (S_ISDIR(in.mode) && dir.nlink < UINT32_MAX)
 		dir.nlink++;
-	rc = mms_inode_defer(env, &dir, mms_cost_upd(env, MMS_TREE_INODE));
+	rc = mms_inode_defer(env, &dir, dir_cost);
 	if (rc)
 		goto fail;
 	if (S_ISDIR(in.mode))

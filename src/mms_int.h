@@ -208,6 +208,7 @@ struct mms_env {
 	uint64_t mods;                /* bumped by every tree change */
 	uint64_t op_mods;             /* mods when the current call began */
 	struct mms_bt_wcache *wcache; /* btree.c: the leaves puts go to */
+	struct mms_bt_scratch *bt_scratch; /* btree.c: room for splits and shifts */
 	/* record.c: a directory's record that creates in it changed, not yet
 	 * in the INODE tree (mms_inode_defer); the commit writes it through
 	 * pre_commit, and mms_reserve keeps reserve_held pages for that */
