@@ -939,10 +939,28 @@ static double bench_maxrss_mib(void)
  *   vacuum    then mms_vacuum, seconds per million keys; file size / raw
  *             after it.
  */
+/* 2000 puts of new keys (named prefix + a number), each with its own
+ * commit; *us gets the time of one. */
+static int bench_scale_commits(mms_env *env, const char *prefix, double *us)
+{
+	char key[BENCH_KEY_MAX];
+	unsigned char val[BENCH_SMALL_VALUE];
+	int rc = 0;
+	double t = bench_now();
+	for (unsigned i = 0; i < 2000 && !rc; i++) {
+		int klen = snprintf(key, sizeof(key), "%s%09u", prefix, i);
+		bench_fill_value(val, sizeof(val), i);
+		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, sizeof(val), 0644, 0, 0, NULL);
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	*us = (bench_now() - t) / 2000 * 1e6;
+	return rc;
+}
+
 static int bench_scale(const char *tmp, unsigned n)
 {
 	char path[4096], key[BENCH_KEY_MAX];
-	unsigned char val[BENCH_SMALL_VALUE];
 	double times[BENCH_OPEN_RUNS], t, mkeys = n / 1e6;
 	mms_env *env = NULL;
 	uint64_t problems = 0, counted = 0;
@@ -963,15 +981,8 @@ static int bench_scale(const char *tmp, unsigned n)
 	mms_stats(env, &info);
 	fprintf(stderr, "bench_store: scale %u: %" PRIu64 " free runs, %" PRIu64 " pending after the fill\n",
 	        n, info.free_extents, info.pending_bytes);
-	t = bench_now();
-	for (unsigned i = 0; i < 2000 && !rc; i++) {
-		int klen = snprintf(key, sizeof(key), "new%09u", i);
-		bench_fill_value(val, sizeof(val), i);
-		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, sizeof(val), 0644, 0, 0, NULL);
-		if (!rc)
-			rc = mms_commit(env);
-	}
-	double commit = (bench_now() - t) / 2000 * 1e6;
+	double commit;
+	rc = bench_scale_commits(env, "new", &commit);
 	if (!rc)
 		rc = mms_sync(env);
 	if (!rc)
@@ -1013,15 +1024,8 @@ static int bench_scale(const char *tmp, unsigned n)
 	}
 	mms_stats(env, &info);
 	uint64_t frag_runs = info.free_extents;
-	t = bench_now();
-	for (unsigned i = 0; i < 2000 && !rc; i++) {
-		int klen = snprintf(key, sizeof(key), "frag%09u", i);
-		bench_fill_value(val, sizeof(val), i);
-		rc = mms_put(env, MMS_ROOT_INO, key, (size_t)klen, val, sizeof(val), 0644, 0, 0, NULL);
-		if (!rc)
-			rc = mms_commit(env);
-	}
-	double frag_commit = (bench_now() - t) / 2000 * 1e6;
+	double frag_commit;
+	rc = bench_scale_commits(env, "frag", &frag_commit);
 	if (!rc)
 		rc = mms_sync(env);
 	if (rc) {

@@ -856,6 +856,8 @@ static int64_t mms_log_plan(mms_env *env)
 	uint64_t changes = a->jr.n + mms_txn_free_parts(env);
 	if (!changes)
 		return 0;
+	if (changes + 2 > MMS_JOURNAL_MAX)
+		return -1; /* the journal could not note them all */
 	/* + the log pages' own allocation, and a growth of the file for it */
 	uint64_t k = (changes + 2 + MMS_LOG_PER_PAGE - 1) / MMS_LOG_PER_PAGE;
 	/* the log stays within what a new base would take */

@@ -727,8 +727,9 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx,
  * Convert a store of an older format (opened with MMS_UPGRADE) to this
  * build's, in place and in one commit, then sync: format 1 gains the link
  * counts of its directories (a walk of the names); formats 1 and 2 gain an
- * (empty) SHARE tree.  0 if the store already has this build's format.  A
- * crash during it leaves the old store whole.
+ * (empty) SHARE tree; formats 1 to 3 an (empty) free-list log.  0 if the
+ * store already has this build's format.  A crash during it leaves the old
+ * store whole.
  */
 int mms_upgrade(mms_env *env);
 
