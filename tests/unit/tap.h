@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,16 @@ static int tap_run_;        /* checks printed so far */
 static int tap_failed_;     /* of which failed */
 static char **tap_dirs_;    /* directories made by tap_tmpdir() */
 static size_t tap_ndirs_;
+
+/* xorshift64: a repeatable sequence for a test's choices (*state != 0). */
+static inline uint64_t tap_xorshift(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *state = x;
+}
 
 /*
  * Declare that the plan ("1..N") is printed at the end, by tap_done().

@@ -184,10 +184,7 @@ static int reload_same(mms_env *env, const char *what)
 static uint64_t rnd_state = 88172645463325252ull;
 static uint64_t rnd(void)
 {
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 7;
-	rnd_state ^= rnd_state << 17;
-	return rnd_state;
+	return tap_xorshift(&rnd_state);
 }
 
 static void test_log(const char *dir)

@@ -27,10 +27,7 @@ static struct kv model[NKEYS];
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return tap_xorshift(&rng);
 }
 
 static void fill(uint8_t *buf, uint32_t seed, size_t len)
