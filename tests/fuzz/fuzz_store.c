@@ -7,7 +7,9 @@
  *         looks like a tree page, so that mutations get past the checksums
  *         and reach the code behind them;
  *   0x02  skip the read-write part;
- *   0x04  vacuum after the writes.
+ *   0x04  vacuum after the writes;
+ *   0x08  the writes keep at most 2 free runs inline, so that their commits
+ *         write a free-list base and log (format 4) even in a small store.
  * The image is opened read-only: mms_check, a walk of every directory
  * (lookups, attributes, reads, mapping, seeking, symlinks, xattrs) and a
  * dump; then read-write: a put, a shared copy of a key's pages into it, an
@@ -228,9 +230,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)mms_dump(env, fz_null, NULL, NULL);
 		mms_close(env);
 	}
+	mms_alloc_test_inline_max = (ctl & 8) ? 2 : 0;
 	if (!(ctl & 2) && mms_open(path, NULL, &env) == 0) {
 		fz_write(env, (ctl & 4) != 0);
 		mms_close(env);
 	}
+	mms_alloc_test_inline_max = 0;
 	return 0;
 }
