@@ -39,9 +39,10 @@
  * changed, not the store's fragmentation.  Replaying the log over the base
  * gives the sets exactly, since the same operations run on the same state.
  * The base is rewritten (and the log dropped) when the log would outgrow
- * max(base pages, MMS_LOG_MIN_PAGES), when one commit changed more than
- * the journal holds, and during a vacuum: a commit writes on average about
- * two pages of free list, and an open reads at most twice the base.
+ * the pages the whole list takes now (at least MMS_LOG_MIN_PAGES), when one
+ * commit changed more than the journal holds, and during a vacuum: a
+ * commit writes on average about two pages of free list, and an open reads
+ * at most about twice the list.
  *
  * Growth: when no free run fits, the file grows by a segment of
  * max(needed, min(max(file/4, 1 MiB), 64 MiB)) pages, capped at max_size;
@@ -178,6 +179,13 @@ static size_t rs_find(const struct mms_runset *s, uint64_t pgno)
 			hi = mid;
 	}
 	return lo;
+}
+
+/* Does [start, start+n) overlap a run of s? */
+static bool rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	size_t i = rs_find(s, start);
+	return i < s->n && s->r[i].start < start + n;
 }
 
 static int rs_reserve(struct mms_runset *s, size_t extra)
@@ -475,7 +483,7 @@ static int mms_grow(mms_env *env, uint64_t n)
 		                (unsigned long long)(max * MMS_PAGE_SIZE));
 	if (max && end + step > max)
 		step = max - end;
-	if (end + step > (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4)
+	if (end + step > MMS_FILE_PAGES_MAX)
 		return mms_fail(env, MMS_FULL, "the store file would exceed the largest supported size");
 	int rc = rs_reserve(&a->free, 1);
 	if (!rc)
@@ -646,8 +654,7 @@ void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
 	 * is damaged: stop this transaction before the free list is. */
 	const struct mms_runset *sets[] = { &a->free, &a->pending, &a->txn_free };
 	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
-		size_t i = rs_find(sets[k], pgno);
-		if (i < sets[k]->n && sets[k]->r[i].start < pgno + n) {
+		if (rs_overlaps(sets[k], pgno, n)) {
 			mms_damaged(env, "pages %llu+%llu are freed twice (a damaged %s or free list)",
 			            (unsigned long long)pgno, (unsigned long long)n,
 			            (kind & MMS_ALLOC_TREE) ? "tree" : (kind & MMS_ALLOC_DATA) ? "extent" : "blob");
@@ -720,11 +727,12 @@ static uint64_t mms_txn_free_parts(mms_env *env)
 
 /* The most entries the free list can have once this transaction's frees
  * apply: every part of a freed run can be a run of its own, and the free
- * list blob's own allocation can split one more.  exact: count the parts
- * (a pass over the freed runs: once per commit); else an O(1) bound (a
+ * list blob's own allocation can split one more.  exact: with the parts
+ * of the freed runs (`parts`, mms_txn_free_parts: a pass over them, once
+ * per commit) and of the old blob and log; else an O(1) bound (a
  * freed run splits at most at both ends of each fresh run: every call's
  * reservation asks, and must not cost a pass). */
-static uint64_t mms_commit_entries(mms_env *env, int exact)
+static uint64_t mms_commit_entries(mms_env *env, int exact, uint64_t parts)
 {
 	struct mms_alloc_state *a = env->alloc;
 	/* a run of n pages takes ceil(n / MMS_RUN_MAXN) entries: at most
@@ -734,7 +742,7 @@ static uint64_t mms_commit_entries(mms_env *env, int exact)
 	if (!exact)
 		return e + a->txn_free.n + a->txn_free.total / MMS_RUN_MAXN + 1 +
 		       env->meta.free_blob_pages / MMS_RUN_MAXN + 4 * a->fresh.n + a->nlog;
-	e += mms_txn_free_parts(env);
+	e += parts;
 	if (env->meta.free_blob)
 		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_count_part, &e);
 	for (size_t i = 0; i < a->nlog; i++)
@@ -745,7 +753,7 @@ static uint64_t mms_commit_entries(mms_env *env, int exact)
 /* Pages one commit may need for the free list blob beyond what is free now. */
 static uint64_t mms_commit_need(mms_env *env)
 {
-	uint64_t entries = mms_commit_entries(env, 0);
+	uint64_t entries = mms_commit_entries(env, 0, 0);
 	if (entries <= mms_meta_inline_keep(env))
 		return 0;
 	return (entries * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE + 1;
@@ -846,14 +854,14 @@ static void mms_meta_put_list(const struct mms_alloc_state *a, uint8_t *metapg)
 }
 
 /* Log pages this commit adds (0: nothing changed), or -1: it rewrites the
- * base instead (see the top). */
-static int64_t mms_log_plan(mms_env *env)
+ * base instead (see the top).  parts: mms_txn_free_parts(). */
+static int64_t mms_log_plan(mms_env *env, uint64_t parts)
 {
 	struct mms_alloc_state *a = env->alloc;
 	if (env->meta.version < MMS_FORMAT_V4 || !env->meta.free_blob || !a->journal_on ||
 	    a->jr.over || a->limit)
 		return -1;
-	uint64_t changes = a->jr.n + mms_txn_free_parts(env);
+	uint64_t changes = a->jr.n + parts;
 	if (!changes)
 		return 0;
 	if (changes + 2 > MMS_JOURNAL_MAX)
@@ -867,11 +875,23 @@ static int64_t mms_log_plan(mms_env *env)
 	return a->nlog + k > max ? -1 : (int64_t)k;
 }
 
+/* The open transaction's frees take effect (a commit, once its free-list
+ * pages are allocated): each part to free (only the replaced meta reached
+ * it) or to pending. */
+static int mms_apply_txn_frees(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	struct mms_commit_ctx ctx = { env, 0 };
+	for (size_t i = 0; i < a->txn_free.n; i++)
+		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
+	rs_clear(&a->txn_free);
+	return ctx.rc;
+}
+
 /* A commit that appends k log pages to the persisted free list. */
 static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 {
 	struct mms_alloc_state *a = env->alloc;
-	struct mms_commit_ctx ctx = { env, 0 };
 	uint64_t pg = 0;
 	uint8_t *buf = NULL;
 	int rc = 0;
@@ -890,11 +910,8 @@ static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 	 * from the meta it replaces */
 	if (k && (rc = mms_alloc(env, k, MMS_ALLOC_BLOB, &pg)))
 		return rc;
-	for (size_t i = 0; i < a->txn_free.n; i++)
-		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
-	rs_clear(&a->txn_free);
-	if (ctx.rc)
-		return ctx.rc;
+	if ((rc = mms_apply_txn_frees(env)))
+		return rc;
 	if (a->jr.over || a->jr.n > k * MMS_LOG_PER_PAGE)
 		return mms_fail(env, EOVERFLOW, "free-list log outgrew its bound");
 	if (k) {
@@ -937,7 +954,7 @@ static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 }
 
 /* A commit that writes the whole free list: inline, or as a new base
- * (which drops the log).  bound: mms_commit_entries(env, 1). */
+ * (which drops the log).  bound: mms_commit_entries(env, 1, parts). */
 static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 {
 	struct mms_alloc_state *a = env->alloc;
@@ -959,9 +976,7 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 			return rc;
 	}
 
-	for (size_t i = 0; i < a->txn_free.n; i++)
-		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
-	rs_clear(&a->txn_free);
+	ctx.rc = mms_apply_txn_frees(env);
 	/* the previous free-list blob and log are replaced by this commit */
 	if (env->meta.free_blob) {
 		mms_count(env, MMS_ALLOC_BLOB, -(int64_t)env->meta.free_blob_pages);
@@ -995,8 +1010,8 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 		if (rc)
 			return rc;
 		a->base_nfree = (uint32_t)nfree;
-		a->journal_on = 1;
 		a->base_npend = (uint32_t)npend;
+		a->journal_on = 1;
 		mms_meta_put_list(a, metapg);
 	} else {
 		if (nfree + npend > mms_meta_inline_max(env))
@@ -1020,9 +1035,11 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
 	int lrc = mms_alloc_ready(env);
 	if (lrc)
 		return lrc;
-	uint64_t bound = mms_commit_entries(env, 1);
+	/* entries (or changes) the transaction's frees add, counted once */
+	uint64_t parts = mms_txn_free_parts(env);
+	uint64_t bound = mms_commit_entries(env, 1, parts);
 	if (bound > mms_meta_inline_keep(env)) {
-		int64_t k = mms_log_plan(env);
+		int64_t k = mms_log_plan(env, parts);
 		if (k >= 0)
 			return mms_log_commit(env, metapg, (uint64_t)k);
 	}
@@ -1182,17 +1199,13 @@ static int mms_log_apply(mms_env *env, uint64_t pgno, size_t idx, unsigned op, u
                          uint64_t n)
 {
 	struct mms_alloc_state *a = env->alloc;
-	const uint64_t max = (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4;
+	const uint64_t max = MMS_FILE_PAGES_MAX;
 	struct mms_runset *s = (op == FL_FREE_ADD || op == FL_FREE_DEL) ? &a->free : &a->pending;
-	size_t j;
 
 	switch (op) {
 	case FL_FREE_ADD:
 	case FL_PEND_ADD:
-		if (!n || st < MMS_META_PAGES || st > max || n > max - st)
-			break;
-		j = rs_find(s, st);
-		if (j < s->n && s->r[j].start < st + n)
+		if (!n || st < MMS_META_PAGES || st > max || n > max - st || rs_overlaps(s, st, n))
 			break;
 		return rs_add(s, st, n);
 	case FL_FREE_DEL:
@@ -1203,10 +1216,9 @@ static int mms_log_apply(mms_env *env, uint64_t pgno, size_t idx, unsigned op, u
 	case FL_PEND_FREED:
 		if (st || n)
 			break;
-		for (j = 0; j < a->pending.n; j++) {
+		for (size_t j = 0; j < a->pending.n; j++) {
 			const struct mms_run *r = &a->pending.r[j];
-			size_t f = rs_find(&a->free, r->start);
-			if (f < a->free.n && a->free.r[f].start < r->start + r->n)
+			if (rs_overlaps(&a->free, r->start, r->n))
 				goto bad;
 			int rc = rs_add(&a->free, r->start, r->n);
 			if (rc)
@@ -1321,13 +1333,6 @@ out:
 	return rc;
 }
 
-/* Does [start, start+n) overlap a run of s? */
-static bool rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
-{
-	size_t i = rs_find(s, start);
-	return i < s->n && s->r[i].start < start + n;
-}
-
 /* The loaded sets: inside the file, apart from each other and from the
  * pages that hold the free list itself. */
 static int mms_sets_check(mms_env *env)
@@ -1397,7 +1402,7 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	}
 	/* a base may reach past the file: a log can record the file's
 	 * shrinking (mms_sets_check looks at the end result) */
-	const uint64_t max = (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4;
+	const uint64_t max = MMS_FILE_PAGES_MAX;
 	uint64_t prev_end = 0;
 	for (uint64_t i = 0; i < total && !rc; i++) {
 		uint64_t st = mms_get_le64(src + i * 12), n = mms_get_le32(src + i * 12 + 8);

@@ -998,10 +998,10 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 		return MMS_EXISTS;
 	if (rc != MMS_NOTFOUND)
 		return rc;
-	/* mms_cost_put and mms_cost_upd, from one look at each tree's depth */
-	uint64_t idepth = mms_tree_depth(env, MMS_TREE_INODE), dir_cost = idepth + 1;
-	rc = mms_reserve(env, 2 * idepth + 1 + dir_cost + 2 * mms_tree_depth(env, MMS_TREE_NAME) + 1 +
-	                 extra_pages);
+	/* (the directory's update, reserved now, is written at the commit) */
+	uint64_t dir_cost = mms_cost_upd(env, MMS_TREE_INODE);
+	rc = mms_reserve(env, mms_cost_put(env, MMS_TREE_INODE) + dir_cost +
+	                 mms_cost_put(env, MMS_TREE_NAME) + extra_pages);
 	if (rc)
 		return rc;
 

@@ -114,6 +114,8 @@ static inline void mms_put_be64(void *p, uint64_t v)
 #define MMS_FORMAT_V3 3u /* the first with the SHARE tree */
 #define MMS_FORMAT_V4 4u /* the first with the free-list log */
 #define MMS_PAGE_SHIFT 12
+/* The most pages a store file may have: four times the largest value. */
+#define MMS_FILE_PAGES_MAX ((MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4)
 #define MMS_META_PAGES 2u   /* pages 0 and 1 */
 /* Where a meta page keeps the LINK tree's root (format 2) and the SHARE
  * tree's (format 3), after the room of the inline free list (alloc.c),

@@ -156,7 +156,7 @@ int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why
 	m->blob_pages = mms_get_le64(pg + 184);
 	m->free_blob = mms_get_le64(pg + 192);
 	m->free_blob_pages = mms_get_le64(pg + 200);
-	if (m->file_pages < MMS_META_PAGES || m->file_pages > (MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4 ||
+	if (m->file_pages < MMS_META_PAGES || m->file_pages > MMS_FILE_PAGES_MAX ||
 	    (m->max_pages && m->max_pages < MMS_META_PAGES) || m->next_ino <= MMS_ROOT_INO) {
 		snprintf(why, whylen, "implausible sizes (file %llu pages, max %llu, next inode %llu)",
 		         (unsigned long long)m->file_pages, (unsigned long long)m->max_pages,
