@@ -407,13 +407,16 @@ static int mms_dir_touch(mms_env *env, uint64_t dir, int64_t now, int subdirs)
 
 	if (rc)
 		return rc;
-	in.mtime = now;
-	in.ctime = now;
+	uint32_t nlink = in.nlink;
 	/* a count already wrong stays at 2 (mmstore check reports it) */
 	if (subdirs < 0 && in.nlink > 2)
 		in.nlink--;
 	else if (subdirs > 0 && in.nlink < UINT32_MAX)
 		in.nlink++;
+	if (in.mtime == now && in.ctime == now && in.nlink == nlink)
+		return 0; /* unchanged (times are ticks: mms_now_ns) */
+	in.mtime = now;
+	in.ctime = now;
 	return mms_inode_update(env, &in);
 }
 
@@ -1024,13 +1027,16 @@ static int mms_create(mms_env *env, uint64_t parent, const char *name, size_t le
 	if (rc)
 		goto fail;
 	/* the directory read above: no need to look it up again; its record
-	 * is written once for a run of creates in it (at the commit) */
-	dir.mtime = dir.ctime = now;
-	if (S_ISDIR(in.mode) && dir.nlink < UINT32_MAX)
-		dir.nlink++;
-	rc = mms_inode_defer(env, &dir, dir_cost);
-	if (rc)
-		goto fail;
+	 * is written once for a run of creates in it (at the commit), and not
+	 * at all when it already holds these times (mms_now_ns: a tick) */
+	int subdir = S_ISDIR(in.mode) && dir.nlink < UINT32_MAX;
+	if (subdir || dir.mtime != now || dir.ctime != now) {
+		dir.mtime = dir.ctime = now;
+		dir.nlink += subdir;
+		rc = mms_inode_defer(env, &dir, dir_cost);
+		if (rc)
+			goto fail;
+	}
 	if (S_ISDIR(in.mode))
 		env->meta.dirs++;
 	else

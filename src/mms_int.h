@@ -259,12 +259,16 @@ int mms_damaged(mms_env *env, const char *fmt, ...) __attribute__((format(printf
 int mms_txn_enter(mms_env *env);
 /* A modifying call failed after its first change. */
 void mms_txn_poison(mms_env *env);
-/* Current time in ns since the epoch. */
+/* Current time in ns since the epoch, as of the last clock tick (the
+ * kernel's file-time clock, CLOCK_REALTIME_COARSE). */
 int64_t mms_now_ns(void);
 #ifdef MMS_TEST_HOOKS
-/* Test builds: non-zero, the clock (it advances 1 us per reading), so that
- * a seeded test replays the same records and the same page layout. */
+/* Test builds: non-zero, the clock (it advances mms_test_clock_step_ns,
+ * 1 us unless a test sets it, per reading; 0 stands for readings within
+ * one tick), so that a seeded test replays the same records and the same
+ * page layout. */
 extern int64_t mms_test_clock_ns;
+extern int64_t mms_test_clock_step_ns;
 #endif
 
 /* ---- txn.c: meta pages, commit, sync, rollback ------------------------------ */

@@ -3,9 +3,12 @@
  * symlinks and xattrs of libmms (src/inode.c), through the public API.
  * Each test works on a fresh store in its own temporary directory.
  */
+#define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la: its I/O hook and clock */
 #include "mms_int.h"
+#include "io.h"
 #include "tap.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -1511,10 +1514,103 @@ static void test_dir_times(void)
 	free(path);
 }
 
+/*
+ * Times are clock ticks (mms_now_ns): creates with a commit each, all in
+ * one tick, leave the directory's record as it was, so no commit rewrites
+ * the leaf holding it, but for the commits whose new inode went into that
+ * same leaf or split it.  With the clock moving on at every reading, every commit
+ * rewrites it.  (Pages written, from the test build's I/O hook, are shown.)
+ */
+static uint64_t tick_bytes;
+
+static void tick_count(void *ctx, int fd, enum mms_io_op op, const void *buf, uint64_t len,
+                       uint64_t off)
+{
+	(void)ctx, (void)fd, (void)buf, (void)off;
+	if (op == MMS_IO_WRITE)
+		tick_bytes += len;
+}
+
+/* The page number of the inode tree's leaf holding inode ino. */
+static uint64_t tick_leaf(mms_env *env, uint64_t ino)
+{
+	struct mms_bt_cursor c;
+	uint8_t key[8];
+	mms_put_be64(key, ino);
+	if (mms_bt_seek(&c, env, MMS_TREE_INODE, key, sizeof key, MMS_BT_GE) || c.depth < 1)
+		return 0;
+	return c.pgno[c.depth - 1];
+}
+
+/* n puts with a commit each in a fresh store's root: *apart gets the
+ * commits whose new inode went to another leaf than the root's (and whose
+ * last inode before was in another), *moved those of them that moved the
+ * root's leaf all the same. */
+static void tick_run(int64_t step, unsigned n, unsigned *moved, unsigned *apart, int64_t *root_mtime)
+{
+	char *path;
+	mms_env *env = fresh(&path);
+	struct mms_io_hooks hooks = { tick_count, NULL };
+	struct mms_stat st;
+	int rc = 0;
+
+	mms_test_clock_ns = 1700000000000000000ll;
+	mms_test_clock_step_ns = step;
+	tick_bytes = 0;
+	*moved = *apart = 0;
+	mms_io_hooks = &hooks;
+	uint64_t root_leaf = tick_leaf(env, ROOT), last = ROOT;
+	for (unsigned i = 0; i < n && !rc; i++) {
+		char name[16];
+		int l = snprintf(name, sizeof name, "k%05u", i);
+		/* inodes are numbered in order: the new one goes after the last */
+		uint64_t last_leaf = tick_leaf(env, last);
+		rc = mms_put(env, ROOT, name, (size_t)l, "value", 5, 0644, 0, 0, &st);
+		if (!rc)
+			rc = mms_commit(env);
+		last = st.ino;
+		uint64_t now_leaf = tick_leaf(env, ROOT), new_leaf = tick_leaf(env, st.ino);
+		if (last_leaf != root_leaf && new_leaf != now_leaf) {
+			(*apart)++;
+			*moved += now_leaf != root_leaf;
+		}
+		root_leaf = now_leaf;
+	}
+	mms_io_hooks = NULL;
+	ok(rc == 0, "ticks (step %lld ns): %u puts with a commit each: %s", (long long)step, n,
+	   mms_strerror(rc));
+	tap_diag("ticks (step %lld ns): %.2f pages written per commit", (long long)step,
+	         (double)tick_bytes / MMS_PAGE_SIZE / n);
+	mms_getattr(env, ROOT, &st);
+	*root_mtime = ts_ns(st.mtime);
+	mms_test_clock_ns = 0;
+	mms_test_clock_step_ns = 1000;
+	mms_close(env);
+	free(path);
+}
+
+static void test_dir_times_tick(void)
+{
+	const unsigned n = 400; /* the inode tree grows past one leaf */
+	unsigned moved, apart;
+	int64_t t;
+	tick_run(1000, n, &moved, &apart, &t);
+	ok(apart > n / 2 && moved == apart,
+	   "clock moving: each of the %u commits whose inode went elsewhere rewrote the root's "
+	   "leaf (%u did)", apart, moved);
+	ok(t > 1700000000000000000ll + 1000ll * (n - 1), "and the root has the last create's mtime");
+	tick_run(0, n, &moved, &apart, &t);
+	ok(apart > n / 2 && moved == 0,
+	   "within one tick: none of the %u commits whose inode went elsewhere rewrote the root's "
+	   "leaf (%u did)", apart, moved);
+	ok(t == 1700000000000000000ll, "and the root's mtime is that tick's");
+}
+
 int main(void)
 {
 	tap_plan_none();
 	test_dir_times();
+	test_dir_times_tick();
 	test_create_lookup();
 	test_names();
 	test_errors();

@@ -2337,6 +2337,7 @@ static bool vac_writers;                 /* this vacuum has competing writers */
 static long n_vac_writes;
 extern uint64_t mms_vac_test_batch;      /* tests/libmms_test.la: batch size */
 extern int64_t mms_test_clock_ns;        /* tests/libmms_test.la: the engine's clock */
+extern int64_t mms_test_clock_step_ns;   /* and its step per reading */
 extern int mms_file_test_tight_map;      /* tests/libmms_test.la: map exactly the file */
 extern unsigned mms_alloc_test_inline_max; /* tests/libmms_test.la: few free runs inline */
 /* tests/libmms_test.la (src/mms_int.h): the pager's spill limit, its count */
@@ -2636,14 +2637,18 @@ int main(void)
 	rng_state = seed;
 	/* the engine's clock too, so that a seed replays the same layout */
 	mms_test_clock_ns = 1700000000000000000ll + (int64_t)(seed % 1000000000u);
+	/* seeds with bit 2 set run within one clock tick: creates then leave
+	 * their directory's record unchanged (mms_create) */
+	mms_test_clock_step_ns = (seed & 4) ? 0 : 1000;
 	spill_pages = (seed & 1) ? 2 + (size_t)(seed / 2 % 7) : 0;
 	/* every growth of the file moves the engine's map (libmms_test) */
 	mms_file_test_tight_map = 1;
 	/* seeds with bit 1 set keep few free runs inline: a base and a log */
 	mms_alloc_test_inline_max = (seed & 2) ? 1 + (unsigned)(seed / 4 % 9) : 0;
 	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations, spill %s%zu, "
-	         "inline free list %s%u", seed, seed, nops, spill_pages ? "past " : "default ", spill_pages,
-	         mms_alloc_test_inline_max ? "up to " : "default ", mms_alloc_test_inline_max);
+	         "inline free list %s%u, clock %s", seed, seed, nops, spill_pages ? "past " : "default ",
+	         spill_pages, mms_alloc_test_inline_max ? "up to " : "default ", mms_alloc_test_inline_max,
+	         mms_test_clock_step_ns ? "moving" : "within one tick");
 	memset(longname, 'L', sizeof longname);
 	memset(longxattr, 'x', sizeof longxattr);
 	memcpy(longxattr, "user.", 5);
