@@ -192,6 +192,7 @@ struct bt_path {
 	int depth;
 	uint64_t pg[MMS_BT_MAXDEPTH];
 	int idx[MMS_BT_MAXDEPTH];
+	const uint8_t *leaf; /* the leaf's bytes, valid until the tree changes */
 };
 
 static int bt_bad_child(mms_env *env, int tree, uint64_t parent, uint64_t child, const uint8_t *c,
@@ -221,6 +222,7 @@ static int bt_descend(mms_env *env, int tree, const void *k, size_t kl, struct b
 		path->pg[path->depth] = pgno;
 		if (p[4] == MMS_PG_LEAF) {
 			int exact;
+			path->leaf = p;
 			path->idx[path->depth++] = (int)leaf_search(p, k, kl, &exact);
 			return exact ? 0 : MMS_NOTFOUND;
 		}
@@ -501,22 +503,24 @@ static int bt_is_right_edge(const mms_env *env, const struct bt_path *path)
  * partition the key space).  Valid while env->epoch is unchanged: every
  * modification, commit and rollback bumps it.
  */
-static __thread struct {
+struct bt_last_leaf {
 	const mms_env *env;
 	uint64_t epoch;
 	uint64_t pgno;
-} bt_last[MMS_NTREES];
+};
+static __thread struct bt_last_leaf bt_last[MMS_NTREES];
 
-static const uint8_t *bt_cached_leaf(mms_env *env, int tree, const void *k, size_t kl)
+static const uint8_t *bt_cached_leaf(mms_env *env, const struct bt_last_leaf *last, int tree,
+                                     const void *k, size_t kl)
 {
 	int rc;
-	if (bt_last[tree].env != env || bt_last[tree].epoch != __atomic_load_n(&env->epoch, __ATOMIC_ACQUIRE))
+	if (last->env != env || last->epoch != __atomic_load_n(&env->epoch, __ATOMIC_ACQUIRE))
 		return NULL;
-	const uint8_t *p = mms_page_get(env, bt_last[tree].pgno, &rc);
+	const uint8_t *p = mms_page_get(env, last->pgno, &rc);
 	if (!p || p[4] != MMS_PG_LEAF || p[5] != tree || pg_n(p) == 0)
 		return NULL;
-	const uint8_t *first = pg_it(p, 0), *last = pg_it(p, pg_n(p) - 1);
-	if (key_cmp(it_k(first), it_kl(first), k, kl) > 0 || key_cmp(it_k(last), it_kl(last), k, kl) < 0)
+	const uint8_t *lo = pg_it(p, 0), *hi = pg_it(p, pg_n(p) - 1);
+	if (key_cmp(it_k(lo), it_kl(lo), k, kl) > 0 || key_cmp(it_k(hi), it_kl(hi), k, kl) < 0)
 		return NULL;
 	return p;
 }
@@ -524,7 +528,8 @@ static const uint8_t *bt_cached_leaf(mms_env *env, int tree, const void *k, size
 int mms_bt_get(mms_env *env, int tree, const void *key, size_t klen, const void **val, size_t *vlen)
 {
 	struct bt_path path;
-	const uint8_t *p = bt_cached_leaf(env, tree, key, klen);
+	struct bt_last_leaf *last = &bt_last[tree]; /* one look-up of this thread's */
+	const uint8_t *p = bt_cached_leaf(env, last, tree, key, klen);
 	unsigned i;
 	int exact, rc;
 	if (p) {
@@ -537,11 +542,11 @@ int mms_bt_get(mms_env *env, int tree, const void *key, size_t klen, const void 
 		rc = bt_descend(env, tree, key, klen, &path);
 		if (rc)
 			return rc;
-		p = mms_page_get(env, path.pg[path.depth - 1], &rc);
+		p = path.leaf;
 		i = (unsigned)path.idx[path.depth - 1];
-		bt_last[tree].env = env;
-		bt_last[tree].epoch = __atomic_load_n(&env->epoch, __ATOMIC_ACQUIRE);
-		bt_last[tree].pgno = path.pg[path.depth - 1];
+		last->env = env;
+		last->epoch = __atomic_load_n(&env->epoch, __ATOMIC_ACQUIRE);
+		last->pgno = path.pg[path.depth - 1];
 	}
 	const uint8_t *it = pg_it(p, i);
 	*val = it_v(it);
@@ -669,10 +674,7 @@ int mms_bt_get_w(mms_env *env, int tree, const void *key, size_t klen, const voi
 	}
 	if (!found)
 		return MMS_NOTFOUND;
-	const uint8_t *p = mms_page_get(env, leaf, &rc);
-	if (!p)
-		return rc;
-	const uint8_t *it = pg_it(p, (unsigned)path.idx[path.depth - 1]);
+	const uint8_t *it = pg_it(path.leaf, (unsigned)path.idx[path.depth - 1]);
 	*val = it_v(it);
 	*vlen = it_vl(it);
 	return 0;

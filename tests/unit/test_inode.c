@@ -1606,9 +1606,76 @@ static void test_dir_times_tick(void)
 	ok(t == 1700000000000000000ll, "and the root's mtime is that tick's");
 }
 
+/*
+ * Inode records (record.c): fields of every varint length, 1 to 10 bytes,
+ * come back from mms_inode_decode as mms_inode_encode wrote them, with the
+ * record's length, in a buffer that ends right after the record or goes
+ * on; every truncation of a record is refused.
+ */
+static uint64_t rec_rand(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
+static void test_records(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	int same = 1, cut = 1;
+	unsigned n = 0;
+	for (unsigned i = 0; i < 20000; i++) {
+		/* a random number of bits, so that each varint length comes up */
+#define RB(max) ((max) & (rec_rand(&x) >> (rec_rand(&x) % 64)))
+		struct mms_inode in = {
+			.ino = 7,
+			.mode = (uint32_t)RB(0xffffffffull),
+			.uid = (uint32_t)RB(0xffffffffull),
+			.gid = (uint32_t)RB(0xffffffffull),
+			.gen = (uint32_t)RB(0xffffffffull),
+			.size = RB(MMS_SIZE_MAX),
+			.mtime = (int64_t)RB(UINT64_MAX),
+			.atime = (int64_t)RB(UINT64_MAX),
+			.ctime = (int64_t)RB(UINT64_MAX),
+			.parent = RB(UINT64_MAX),
+			.pages = RB(MMS_SIZE_MAX >> MMS_PAGE_SHIFT),
+			.flags = (uint32_t)RB(0xfffffffeull),
+			.nlink = (uint32_t)RB(0xffffffffull),
+			.rdev = RB(UINT64_MAX),
+		};
+#undef RB
+		if (!S_ISDIR(in.mode))
+			in.nlink = in.nlink % (MMS_NLINK_MAX + 1);
+		uint8_t rec[MMS_INODE_REC + 16];
+		memset(rec, 0xff, sizeof rec);
+		size_t len = mms_inode_encode(&in, rec), got = 0;
+		struct mms_inode out;
+		memset(&out, 0, sizeof out);
+		/* exactly the record, then the record with bytes after it */
+		for (int tail = 0; tail < 2; tail++) {
+			int rc = mms_inode_decode(7, rec, len + (tail ? 16 : 0), &out, &got);
+			if (rc || got != len || out.mode != in.mode || out.uid != in.uid || out.gid != in.gid ||
+			    out.gen != in.gen || out.size != in.size || out.mtime != in.mtime ||
+			    out.atime != in.atime || out.ctime != in.ctime || out.parent != in.parent ||
+			    out.pages != in.pages || out.flags != in.flags || out.nlink != in.nlink ||
+			    out.rdev != in.rdev) {
+				if (same)
+					tap_diag("record %u (%zu bytes): decode %d, length %zu", i, len, rc, got);
+				same = 0;
+			}
+		}
+		for (size_t k = 0; k < len; k++)
+			if (mms_inode_decode(7, rec, k, &out, &got) == 0)
+				cut = 0;
+		n++;
+	}
+	ok(same, "records: %u random inodes come back as they were encoded", n);
+	ok(cut, "records: every truncated record is refused");
+}
+
 int main(void)
 {
 	tap_plan_none();
+	test_records();
 	test_dir_times();
 	test_dir_times_tick();
 	test_create_lookup();
