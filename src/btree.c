@@ -302,6 +302,19 @@ static unsigned split_point(const struct bt_item *items, unsigned n, int append)
 	return best;
 }
 
+/* The length of the shortest prefix of r's key that sorts after l's (l's
+ * key sorts before r's): the separator put between two leaves.  Any key
+ * in (l, r] divides them; a short one makes more children fit in a
+ * branch (name keys differ within their hash, so about 10 of their 16 to
+ * 300 bytes go up), and trees one level lower. */
+static size_t sep_len(const struct bt_item *l, const struct bt_item *r)
+{
+	size_t n = l->kl < r->kl ? l->kl : r->kl, i = 0;
+	while (i < n && l->k[i] == r->k[i])
+		i++;
+	return i + 1; /* <= r->kl: r is not a prefix of l, which sorts first */
+}
+
 /* Replace the separator of child ci in branch page `parent` by (k, kl),
  * keeping its child pointer.  The caller checked that it fits. */
 static void branch_set_key(uint8_t *parent, unsigned ci, const void *k, size_t kl)
@@ -353,14 +366,17 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 		}
 		if (m == 0 || m == n || total - moved > PG_USABLE)
 			continue;
-		/* the separator that changes: of this page (left move) or of the sibling */
+		/* the separator that changes: of this page (left move) or of the
+		 * sibling; it divides the first item right of the cut from the
+		 * one before it */
 		const struct bt_item *first = side < 0 ? &items[m] : &items[n - m];
+		size_t sepl = sep_len(first - 1, first);
 		unsigned ci = side < 0 ? pi : si;
 		size_t oldkl = it_kl(pg_it(parent, ci));
-		if (pg_used(parent) - oldkl + first->kl > PG_USABLE ||
-		    pg_heap(parent) < MMS_PG_HDR + 2 * pn + 4 + first->kl + 8) {
+		if (pg_used(parent) - oldkl + sepl > PG_USABLE ||
+		    pg_heap(parent) < MMS_PG_HDR + 2 * pn + 4 + sepl + 8) {
 			/* compaction inside pg_insert makes room if the total fits */
-			if (pg_used(parent) - oldkl + first->kl > PG_USABLE)
+			if (pg_used(parent) - oldkl + sepl > PG_USABLE)
 				continue;
 		}
 		unsigned sn = pg_n(sp);
@@ -386,8 +402,7 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 		if (!w)
 			return -1;
 		pg_build(w, MMS_PG_LEAF, tree, 0, all, o);
-		memcpy(sep, first->k, first->kl);
-		size_t sepl = first->kl;
+		memcpy(sep, first->k, sepl);
 		uint8_t *p = bt_dirty(env, path->pg[d]);
 		pg_build(p, MMS_PG_LEAF, tree, 0, side < 0 ? items + m : items, n - m);
 		parent = bt_dirty(env, path->pg[d - 1]);
@@ -446,8 +461,10 @@ static int bt_insert_at(mms_env *env, int tree, struct bt_path *path, int d, uns
 	if (!r)
 		goto out;
 	p = bt_dirty(env, path->pg[d]); /* the allocation may have grown the table */
-	memcpy(sep, items[s].k, items[s].kl);
-	sepl = items[s].kl;
+	/* a leaf's separator is the shortest that divides it from its new
+	 * sibling; a branch's moves up as it is */
+	sepl = type == MMS_PG_LEAF ? sep_len(&items[s - 1], &items[s]) : items[s].kl;
+	memcpy(sep, items[s].k, sepl);
 	pg_build(p, type, tree, level, items, s);
 	mms_put_le64(r + 8, rpg);
 	if (type == MMS_PG_BRANCH) {

@@ -196,6 +196,49 @@ int main(void)
 	is_int(errors, 0, "every key deleted");
 	is_int(env->meta.root[T], 0, "the tree is empty");
 	is_int(env->meta.tree_pages, empty, "every page came back");
+	/* separators: 20,000 keys of 200 bytes that differ within their first
+	 * 8 (then a shared tail, as name keys share none but differ in their
+	 * hash) put in random order.  A leaf's separator is the shortest
+	 * prefix that divides it from its neighbour: a few bytes, so the
+	 * branches hold hundreds of children and the tree has 3 levels (with
+	 * whole keys as separators, 19 children a branch, it would have 4). */
+	uint8_t lkey[200];
+	memset(lkey, 'T', sizeof lkey);
+	errors = 0;
+	for (int i = 0; i < 20000; i++) {
+		mms_put_be64(lkey, tap_xorshift(&rng));
+		errors += mms_bt_put(env, T, lkey, sizeof lkey, val, 8) != 0;
+	}
+	is_int(errors, 0, "20,000 keys of 200 bytes");
+	struct mms_bt_cursor lc;
+	is_int(mms_bt_first(&lc, env, T), 0, "first of them");
+	is_int(lc.depth, 3, "the tree of 200-byte keys has 3 levels");
+	size_t longest = 0, seps = 0;
+	{
+		/* the level-1 branches: the parents of every leaf, in a pass
+		 * over the leaves */
+		uint64_t last = 0;
+		int r = mms_bt_first(&lc, env, T);
+		while (r == 0) {
+			uint64_t parent = lc.pgno[lc.depth - 2];
+			if (parent != last) {
+				const uint8_t *bp = mms_page_get(env, parent, &r);
+				for (unsigned j = 1; bp && j < mms_bt_page_count(bp); j++) {
+					const void *k, *v;
+					size_t kl, vl;
+					mms_bt_page_item(bp, j, &k, &kl, &v, &vl);
+					longest = kl > longest ? kl : longest;
+					seps++;
+				}
+				last = parent;
+			}
+			r = mms_bt_next(&lc);
+		}
+		is_int(r, MMS_NOTFOUND, "walked every leaf");
+	}
+	ok(seps > 50 && longest <= 8, "%zu separators of level 1, the longest %zu bytes of the keys' 200",
+	   seps, longest);
+	mms_bt_drop(env, T);
 	(void)base;
 	is_int(mms_commit(env), 0, "commit");
 	is_int(mms_close(env), 0, "close");
