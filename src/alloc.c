@@ -2,8 +2,9 @@
  * alloc.c - free space of the store file.
  *
  * Space is handed out in runs of pages, first fit by address, so live data
- * gathers at the front and vacuum has little to move.  Sets of runs (sorted,
- * coalesced arrays) track where every non-live page stands:
+ * gathers at the front and vacuum has little to move.  Sets of runs
+ * (runset.h: sorted, coalesced, in chunks, so that a change costs the same
+ * however many runs a set holds) track where every non-live page stands:
  *
  *   free     reusable now
  *   pending  freed, but the last synced meta may still reach it: reusable
@@ -51,21 +52,12 @@
 #define _GNU_SOURCE
 #include "mms_int.h"
 #include "io.h"
+#include "runset.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-struct mms_run {
-	uint64_t start, n;
-};
-
-struct mms_runset {
-	struct mms_run *r;
-	size_t n, cap;
-	uint64_t total;
-};
 
 /* One change to the free or pending set (see the top: persistence). */
 enum {
@@ -165,145 +157,6 @@ static unsigned mms_meta_inline_keep(const mms_env *env)
 	return MMS_TEST_INLINE_MAX && MMS_TEST_INLINE_MAX < max ? MMS_TEST_INLINE_MAX : max;
 }
 
-/* ---- run sets -------------------------------------------------------------- */
-
-/* Index of the first run whose end is > pgno (the run containing pgno, or the next). */
-static size_t rs_find(const struct mms_runset *s, uint64_t pgno)
-{
-	size_t lo = 0, hi = s->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (s->r[mid].start + s->r[mid].n <= pgno)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Does [start, start+n) overlap a run of s? */
-static bool rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
-{
-	size_t i = rs_find(s, start);
-	return i < s->n && s->r[i].start < start + n;
-}
-
-static int rs_reserve(struct mms_runset *s, size_t extra)
-{
-	if (s->n + extra <= s->cap)
-		return 0;
-	size_t ncap = s->cap ? s->cap * 2 : 16;
-	while (ncap < s->n + extra)
-		ncap *= 2;
-	struct mms_run *nr = realloc(s->r, ncap * sizeof(*nr));
-	if (!nr)
-		return ENOMEM;
-	s->r = nr;
-	s->cap = ncap;
-	return 0;
-}
-
-/* Add [start, start+n), which must not overlap the set; coalesces. */
-static int rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
-{
-	if (!n)
-		return 0;
-	size_t i = rs_find(s, start);
-	int join_prev = i > 0 && s->r[i - 1].start + s->r[i - 1].n == start;
-	int join_next = i < s->n && s->r[i].start == start + n;
-	if (join_prev && join_next) {
-		s->r[i - 1].n += n + s->r[i].n;
-		memmove(&s->r[i], &s->r[i + 1], (s->n - i - 1) * sizeof(*s->r));
-		s->n--;
-	} else if (join_prev) {
-		s->r[i - 1].n += n;
-	} else if (join_next) {
-		s->r[i].start = start;
-		s->r[i].n += n;
-	} else {
-		if (rs_reserve(s, 1))
-			return ENOMEM;
-		memmove(&s->r[i + 1], &s->r[i], (s->n - i) * sizeof(*s->r));
-		s->r[i].start = start;
-		s->r[i].n = n;
-		s->n++;
-	}
-	s->total += n;
-	return 0;
-}
-
-/* Remove whatever part of [start, start+n) the set holds. */
-static int rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
-{
-	uint64_t end = start + n;
-	size_t i = rs_find(s, start);
-	while (i < s->n && s->r[i].start < end) {
-		struct mms_run *r = &s->r[i];
-		uint64_t rend = r->start + r->n;
-		uint64_t cut_lo = r->start > start ? r->start : start;
-		uint64_t cut_hi = rend < end ? rend : end;
-		s->total -= cut_hi - cut_lo;
-		if (cut_lo == r->start && cut_hi == rend) {
-			memmove(r, r + 1, (s->n - i - 1) * sizeof(*r));
-			s->n--;
-			continue;
-		}
-		if (cut_lo == r->start) {
-			r->start = cut_hi;
-			r->n = rend - cut_hi;
-		} else if (cut_hi == rend) {
-			r->n = cut_lo - r->start;
-		} else {
-			if (rs_reserve(s, 1))
-				return ENOMEM;
-			r = &s->r[i];
-			memmove(r + 1, r, (s->n - i) * sizeof(*r));
-			s->n++;
-			r->n = cut_lo - r->start;
-			r[1].start = cut_hi;
-			r[1].n = rend - cut_hi;
-		}
-		i++;
-	}
-	return 0;
-}
-
-/* Call fn on each sub-range of [start, start+n) inside (in=1) or outside (in=0) the set. */
-static int rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
-                    int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
-{
-	uint64_t pos = start, end = start + n;
-	size_t i = rs_find(s, start);
-	int rc = 0;
-	while (pos < end && !rc) {
-		if (i < s->n && s->r[i].start <= pos) {
-			uint64_t e = s->r[i].start + s->r[i].n;
-			if (e > end)
-				e = end;
-			rc = fn(ctx, pos, e - pos, 1);
-			pos = e;
-			i++;
-		} else {
-			uint64_t e = (i < s->n && s->r[i].start < end) ? s->r[i].start : end;
-			rc = fn(ctx, pos, e - pos, 0);
-			pos = e;
-		}
-	}
-	return rc;
-}
-
-static void rs_clear(struct mms_runset *s)
-{
-	s->n = 0;
-	s->total = 0;
-}
-
-static void rs_fini(struct mms_runset *s)
-{
-	free(s->r);
-	memset(s, 0, sizeof(*s));
-}
-
 /* ---- the journal: every change to free and pending ------------------------- */
 
 /* A log page: crc32c of bytes 4.., "MMFL", its own number, the generation
@@ -355,7 +208,7 @@ static void jr_clear(struct mms_alloc_state *a)
 /* The only changes made to the persisted sets: each is journaled. */
 static int fl_free_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 {
-	int rc = rs_add(&a->free, start, n);
+	int rc = mms_rs_add(&a->free, start, n);
 	if (!rc && n)
 		jr_note(a, FL_FREE_ADD, start, n);
 	return rc;
@@ -363,7 +216,7 @@ static int fl_free_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 
 static int fl_free_del(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 {
-	int rc = rs_remove(&a->free, start, n);
+	int rc = mms_rs_remove(&a->free, start, n);
 	if (!rc && n)
 		jr_note(a, FL_FREE_DEL, start, n);
 	return rc;
@@ -371,7 +224,7 @@ static int fl_free_del(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 
 static int fl_pend_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 {
-	int rc = rs_add(&a->pending, start, n);
+	int rc = mms_rs_add(&a->pending, start, n);
 	if (!rc && n)
 		jr_note(a, FL_PEND_ADD, start, n);
 	return rc;
@@ -379,7 +232,7 @@ static int fl_pend_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 
 static int fl_pend_del(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 {
-	int rc = rs_remove(&a->pending, start, n);
+	int rc = mms_rs_remove(&a->pending, start, n);
 	if (!rc && n)
 		jr_note(a, FL_PEND_DEL, start, n);
 	return rc;
@@ -412,19 +265,19 @@ static void mms_punch(mms_env *env, uint64_t start, uint64_t n)
 static int mms_punch_later(mms_env *env, uint64_t start, uint64_t n)
 {
 	struct mms_alloc_state *a = env->alloc;
-	size_t i = rs_find(&a->punch, start);
 	uint64_t end = start + n;
-	for (; i < a->punch.n && a->punch.r[i].start < end; i++) {
-		uint64_t lo = a->punch.r[i].start > start ? a->punch.r[i].start : start;
-		uint64_t hi = a->punch.r[i].start + a->punch.r[i].n;
+	for (struct mms_rs_it it = mms_rs_seek(&a->punch, start); it.r && it.r->start < end;
+	     mms_rs_next(&it)) {
+		uint64_t lo = it.r->start > start ? it.r->start : start;
+		uint64_t hi = it.r->start + it.r->n;
 		if (hi > end)
 			hi = end;
 		/* not yet: the meta that stops reaching these pages may not be
 		 * written; mms_alloc_punch() runs after it is */
-		if (rs_add(&a->punch_now, lo, hi - lo))
+		if (mms_rs_add(&a->punch_now, lo, hi - lo))
 			break;
 	}
-	return rs_remove(&a->punch, start, n);
+	return mms_rs_remove(&a->punch, start, n);
 }
 
 /* Make [start, start+n) free, punching the parts that held data. */
@@ -441,20 +294,20 @@ static int mms_take(mms_env *env, uint64_t start, uint64_t n, unsigned kind)
 	struct mms_alloc_state *a = env->alloc;
 	int rc = fl_free_del(a, start, n);
 	if (!rc)
-		rc = rs_remove(&a->punch_now, start, n);
+		rc = mms_rs_remove(&a->punch_now, start, n);
 	if (!rc)
-		rc = rs_reserve(&a->fresh, 1);
+		rc = mms_rs_reserve(&a->fresh);
 	if (!rc)
-		rc = rs_reserve(&a->txn_alloc, 1);
+		rc = mms_rs_reserve(&a->txn_alloc);
 	if (rc)
 		return rc;
-	rs_add(&a->fresh, start, n);
-	rs_add(&a->txn_alloc, start, n);
+	mms_rs_add(&a->fresh, start, n);
+	mms_rs_add(&a->txn_alloc, start, n);
 	mms_count(env, kind, (int64_t)n);
 	/* only a cache to drop: not recorded if there is no memory for it */
 	if ((env->flags & MMS_CACHE_ONCE) && kind != MMS_ALLOC_TREE &&
-	    rs_reserve(&a->written, 1) == 0)
-		rs_add(&a->written, start, n);
+	    mms_rs_reserve(&a->written) == 0)
+		mms_rs_add(&a->written, start, n);
 	return 0;
 }
 
@@ -467,8 +320,9 @@ static int mms_grow(mms_env *env, uint64_t n)
 	if (a->limit)
 		return mms_fail(env, MMS_FULL, "no free run of %llu pages below page %llu",
 		                (unsigned long long)n, (unsigned long long)a->limit);
-	if (a->free.n && a->free.r[a->free.n - 1].start + a->free.r[a->free.n - 1].n == end)
-		have = a->free.r[a->free.n - 1].n;
+	const struct mms_run *last = mms_rs_last(&a->free);
+	if (last && last->start + last->n == end)
+		have = last->n;
 	uint64_t need = n - have;
 	uint64_t step = end / 4;
 	if (step < MMS_GROW_MIN)
@@ -485,7 +339,7 @@ static int mms_grow(mms_env *env, uint64_t n)
 		step = max - end;
 	if (end + step > MMS_FILE_PAGES_MAX)
 		return mms_fail(env, MMS_FULL, "the store file would exceed the largest supported size");
-	int rc = rs_reserve(&a->free, 1);
+	int rc = mms_rs_reserve(&a->free);
 	if (!rc)
 		rc = mms_file_grow(env, end + step);
 	if (rc)
@@ -496,15 +350,13 @@ static int mms_grow(mms_env *env, uint64_t n)
 static int mms_first_fit(mms_env *env, uint64_t n, uint64_t *pgno)
 {
 	struct mms_alloc_state *a = env->alloc;
-	for (size_t i = 0; i < a->free.n; i++) {
-		if (a->limit && a->free.r[i].start + n > a->limit)
-			return MMS_NOTFOUND;
-		if (a->free.r[i].n >= n) {
-			*pgno = a->free.r[i].start;
-			return 0;
-		}
-	}
-	return MMS_NOTFOUND;
+	struct mms_rs_it it = mms_rs_fit(&a->free, n);
+	/* (runs are in address order: if this one ends past the limit, any
+	 * before it that fits would too) */
+	if (!it.r || (a->limit && it.r->start + n > a->limit))
+		return MMS_NOTFOUND;
+	*pgno = it.r->start;
+	return 0;
 }
 
 int mms_alloc(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno)
@@ -549,12 +401,12 @@ int mms_alloc_at(mms_env *env, uint64_t at, uint64_t n, unsigned kind, uint64_t 
 		if (rc)
 			return rc;
 	}
-	size_t i = rs_find(&a->free, at);
-	if (i >= a->free.n || a->free.r[i].start > at) {
+	struct mms_rs_it it = mms_rs_seek(&a->free, at);
+	if (!it.r || it.r->start > at) {
 		*got = 0;
 		return 0;
 	}
-	uint64_t avail = a->free.r[i].start + a->free.r[i].n - at;
+	uint64_t avail = it.r->start + it.r->n - at;
 	if (a->limit && at + avail > a->limit)
 		avail = a->limit - at;
 	uint64_t take = n < avail ? n : avail;
@@ -587,22 +439,22 @@ int mms_alloc_some(mms_env *env, uint64_t n, unsigned kind, uint64_t *pgno, uint
 	if (rc != MMS_FULL)
 		return rc;
 	/* No room for all of it: take the largest run there is. */
-	size_t best = a->free.n;
-	for (size_t i = 0; i < a->free.n; i++) {
-		uint64_t len = a->free.r[i].n;
+	const struct mms_run *best = NULL;
+	for (struct mms_rs_it it = mms_rs_begin(&a->free); it.r; mms_rs_next(&it)) {
+		uint64_t len = it.r->n;
 		if (a->limit) {
-			if (a->free.r[i].start >= a->limit)
+			if (it.r->start >= a->limit)
 				break;
-			if (a->free.r[i].start + len > a->limit)
-				len = a->limit - a->free.r[i].start;
+			if (it.r->start + len > a->limit)
+				len = a->limit - it.r->start;
 		}
-		if (best == a->free.n || len > a->free.r[best].n)
-			best = i;
+		if (!best || len > best->n)
+			best = it.r;
 	}
-	if (best == a->free.n)
+	if (!best)
 		return rc;
-	p = a->free.r[best].start;
-	uint64_t len = a->free.r[best].n;
+	p = best->start;
+	uint64_t len = best->n;
 	if (a->limit && p + len > a->limit)
 		len = a->limit - p;
 	if (len > n)
@@ -627,13 +479,13 @@ static int mms_free_part(void *vctx, uint64_t start, uint64_t n, int in_txn)
 	int rc;
 	if (in_txn) {
 		/* allocated by this transaction: no meta reaches it */
-		rc = rs_remove(&a->txn_alloc, start, n);
+		rc = mms_rs_remove(&a->txn_alloc, start, n);
 		if (!rc)
-			rc = rs_remove(&a->fresh, start, n);
+			rc = mms_rs_remove(&a->fresh, start, n);
 		if (!rc)
 			rc = mms_make_free(ctx->env, start, n);
 	} else {
-		rc = rs_add(&a->txn_free, start, n);
+		rc = mms_rs_add(&a->txn_free, start, n);
 	}
 	if (rc && !ctx->rc)
 		ctx->rc = rc;
@@ -654,7 +506,7 @@ void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
 	 * is damaged: stop this transaction before the free list is. */
 	const struct mms_runset *sets[] = { &a->free, &a->pending, &a->txn_free };
 	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
-		if (rs_overlaps(sets[k], pgno, n)) {
+		if (mms_rs_overlaps(sets[k], pgno, n)) {
 			mms_damaged(env, "pages %llu+%llu are freed twice (a damaged %s or free list)",
 			            (unsigned long long)pgno, (unsigned long long)n,
 			            (kind & MMS_ALLOC_TREE) ? "tree" : (kind & MMS_ALLOC_DATA) ? "extent" : "blob");
@@ -663,8 +515,8 @@ void mms_free(mms_env *env, uint64_t pgno, uint64_t n, unsigned kind)
 	}
 	mms_count(env, kind, -(int64_t)n);
 	if (kind & (MMS_ALLOC_DATA | MMS_ALLOC_BLOB))
-		rs_add(&a->punch, pgno, n);  /* cannot overlap: the pages were live */
-	rs_split(&a->txn_alloc, pgno, n, mms_free_part, &ctx);
+		mms_rs_add(&a->punch, pgno, n);  /* cannot overlap: the pages were live */
+	mms_rs_split(&a->txn_alloc, pgno, n, mms_free_part, &ctx);
 	if (ctx.rc)
 		mms_txn_poison(env); /* out of memory: the free state is unknown */
 }
@@ -680,21 +532,20 @@ int mms_zero_pages(mms_env *env, uint64_t pgno, uint64_t n)
 
 int mms_alloc_writable(mms_env *env, uint64_t pgno, uint64_t n, uint64_t *run)
 {
-	const struct mms_runset *f = &env->alloc->fresh;
-	size_t i = rs_find(f, pgno);
-	if (i < f->n && f->r[i].start <= pgno) {
-		uint64_t end = f->r[i].start + f->r[i].n;
+	struct mms_rs_it it = mms_rs_seek(&env->alloc->fresh, pgno);
+	if (it.r && it.r->start <= pgno) {
+		uint64_t end = it.r->start + it.r->n;
 		*run = end - pgno < n ? end - pgno : n;
 		return 1;
 	}
-	uint64_t next = i < f->n ? f->r[i].start : UINT64_MAX;
+	uint64_t next = it.r ? it.r->start : UINT64_MAX;
 	*run = next - pgno < n ? next - pgno : n;
 	return 0;
 }
 
 int mms_alloc_settle(mms_env *env, uint64_t pgno, uint64_t n)
 {
-	if (rs_remove(&env->alloc->fresh, pgno, n))
+	if (mms_rs_remove(&env->alloc->fresh, pgno, n))
 		return mms_fail(env, ENOMEM, "out of memory for the allocator's sets");
 	return 0;
 }
@@ -720,8 +571,8 @@ static uint64_t mms_txn_free_parts(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t e = 0;
-	for (size_t i = 0; i < a->txn_free.n; i++)
-		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_count_part, &e);
+	for (struct mms_rs_it it = mms_rs_begin(&a->txn_free); it.r; mms_rs_next(&it))
+		mms_rs_split(&a->fresh, it.r->start, it.r->n, mms_count_part, &e);
 	return e;
 }
 
@@ -744,9 +595,9 @@ static uint64_t mms_commit_entries(mms_env *env, int exact, uint64_t parts)
 		       env->meta.free_blob_pages / MMS_RUN_MAXN + 4 * a->fresh.n + a->nlog;
 	e += parts;
 	if (env->meta.free_blob)
-		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_count_part, &e);
+		mms_rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_count_part, &e);
 	for (size_t i = 0; i < a->nlog; i++)
-		rs_split(&a->fresh, a->log[i], 1, mms_count_part, &e);
+		mms_rs_split(&a->fresh, a->log[i], 1, mms_count_part, &e);
 	return e;
 }
 
@@ -795,15 +646,15 @@ int mms_alloc_room(mms_env *env, uint64_t n, bool keep_floor, bool *sync_helps)
 static uint64_t rs_entries(const struct mms_runset *s)
 {
 	uint64_t e = 0;
-	for (size_t i = 0; i < s->n; i++)
-		e += (s->r[i].n + MMS_RUN_MAXN - 1) / MMS_RUN_MAXN;
+	for (struct mms_rs_it it = mms_rs_begin(s); it.r; mms_rs_next(&it))
+		e += (it.r->n + MMS_RUN_MAXN - 1) / MMS_RUN_MAXN;
 	return e;
 }
 
 static uint8_t *rs_write(const struct mms_runset *s, uint8_t *p)
 {
-	for (size_t i = 0; i < s->n; i++) {
-		uint64_t st = s->r[i].start, left = s->r[i].n;
+	for (struct mms_rs_it it = mms_rs_begin(s); it.r; mms_rs_next(&it)) {
+		uint64_t st = it.r->start, left = it.r->n;
 		while (left) {
 			uint64_t k = left > MMS_RUN_MAXN ? MMS_RUN_MAXN : left;
 			mms_put_le64(p, st);
@@ -828,7 +679,7 @@ static int mms_commit_part(void *vctx, uint64_t start, uint64_t n, int fresh)
 	int rc;
 	if (fresh) {
 		/* only the meta this commit replaces reaches it */
-		rc = rs_remove(&a->fresh, start, n);
+		rc = mms_rs_remove(&a->fresh, start, n);
 		if (!rc)
 			rc = mms_make_free(ctx->env, start, n);
 	} else {
@@ -882,9 +733,9 @@ static int mms_apply_txn_frees(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
 	struct mms_commit_ctx ctx = { env, 0 };
-	for (size_t i = 0; i < a->txn_free.n; i++)
-		rs_split(&a->fresh, a->txn_free.r[i].start, a->txn_free.r[i].n, mms_commit_part, &ctx);
-	rs_clear(&a->txn_free);
+	for (struct mms_rs_it it = mms_rs_begin(&a->txn_free); it.r; mms_rs_next(&it))
+		mms_rs_split(&a->fresh, it.r->start, it.r->n, mms_commit_part, &ctx);
+	mms_rs_clear(&a->txn_free);
 	return ctx.rc;
 }
 
@@ -949,7 +800,7 @@ static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 	}
 	jr_clear(a);
 	mms_meta_put_list(a, metapg);
-	rs_clear(&a->txn_alloc);
+	mms_rs_clear(&a->txn_alloc);
 	return 0;
 }
 
@@ -980,11 +831,11 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 	/* the previous free-list blob and log are replaced by this commit */
 	if (env->meta.free_blob) {
 		mms_count(env, MMS_ALLOC_BLOB, -(int64_t)env->meta.free_blob_pages);
-		rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_commit_part, &ctx);
+		mms_rs_split(&a->fresh, env->meta.free_blob, env->meta.free_blob_pages, mms_commit_part, &ctx);
 	}
 	for (size_t i = 0; i < a->nlog; i++) {
 		mms_count(env, MMS_ALLOC_BLOB, -1);
-		rs_split(&a->fresh, a->log[i], 1, mms_commit_part, &ctx);
+		mms_rs_split(&a->fresh, a->log[i], 1, mms_commit_part, &ctx);
 	}
 	a->nlog = 0;
 	a->log_crc = 0;
@@ -1026,7 +877,7 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 		a->journal_on = 0;
 	}
 	jr_clear(a);
-	rs_clear(&a->txn_alloc);
+	mms_rs_clear(&a->txn_alloc);
 	return 0;
 }
 
@@ -1051,22 +902,20 @@ int mms_alloc_commit(mms_env *env, uint8_t *metapg)
  * syscall for many small files deleted). */
 #define MMS_PUNCH_NOW 16u
 
+/* mms_rs_filter callback: punch a long run, which then leaves the set. */
+static bool mms_punch_long(void *vctx, const struct mms_run *r)
+{
+	if (r->n < MMS_PUNCH_NOW)
+		return false;
+	mms_punch(vctx, r->start, r->n);
+	return true;
+}
+
 void mms_alloc_punch(mms_env *env)
 {
 	if (mms_alloc_ready(env))
 		return;
-	struct mms_alloc_state *a = env->alloc;
-	size_t keep = 0;
-	for (size_t i = 0; i < a->punch_now.n; i++) {
-		struct mms_run r = a->punch_now.r[i];
-		if (r.n >= MMS_PUNCH_NOW) {
-			mms_punch(env, r.start, r.n);
-			a->punch_now.total -= r.n;
-		} else {
-			a->punch_now.r[keep++] = r;
-		}
-	}
-	a->punch_now.n = keep;
+	mms_rs_filter(&env->alloc->punch_now, mms_punch_long, env);
 }
 
 void mms_alloc_punch_free(mms_env *env)
@@ -1074,9 +923,9 @@ void mms_alloc_punch_free(mms_env *env)
 	if (mms_alloc_ready(env))
 		return;
 	struct mms_alloc_state *a = env->alloc;
-	for (size_t i = 0; i < a->free.n; i++)
-		mms_punch(env, a->free.r[i].start, a->free.r[i].n);
-	rs_clear(&a->punch_now);
+	for (struct mms_rs_it it = mms_rs_begin(&a->free); it.r; mms_rs_next(&it))
+		mms_punch(env, it.r->start, it.r->n);
+	mms_rs_clear(&a->punch_now);
 }
 
 /* Keep the held runs in pending (after a reload or a sync made them
@@ -1084,8 +933,8 @@ void mms_alloc_punch_free(mms_env *env)
 static int mms_rehold(struct mms_alloc_state *a)
 {
 	int rc = 0;
-	for (size_t i = 0; i < a->held.n && !rc; i++) {
-		struct mms_run r = a->held.r[i];
+	for (struct mms_rs_it it = mms_rs_begin(&a->held); it.r && !rc; mms_rs_next(&it)) {
+		struct mms_run r = *it.r;
 		rc = fl_free_del(a, r.start, r.n);
 		if (!rc)
 			rc = fl_pend_del(a, r.start, r.n);
@@ -1099,35 +948,41 @@ static int mms_rehold(struct mms_alloc_state *a)
 static int mms_hold_part(void *vctx, uint64_t start, uint64_t n, int in)
 {
 	struct mms_alloc_state *a = vctx;
-	return in ? rs_add(&a->held, start, n) : 0;
+	return in ? mms_rs_add(&a->held, start, n) : 0;
+}
+
+struct mms_hold_ctx {
+	struct mms_alloc_state *a;
+	int rc;
+};
+
+/* mms_rs_filter callback: a long run of punch_now is held (what of it is
+ * free), and leaves punch_now; after a failure, runs stay. */
+static bool mms_hold_run(void *vctx, const struct mms_run *r)
+{
+	struct mms_hold_ctx *ctx = vctx;
+	if (r->n < MMS_PUNCH_NOW || ctx->rc)
+		return false;
+	ctx->rc = mms_rs_split(&ctx->a->free, r->start, r->n, mms_hold_part, ctx->a);
+	return ctx->rc == 0;
 }
 
 /* The long runs of punch_now move to held (and back to pending): only
  * what is free of them (a trim may have cut the file under a run). */
 static int mms_hold_long(struct mms_alloc_state *a)
 {
-	size_t keep = 0;
-	int rc = 0;
-	for (size_t i = 0; i < a->punch_now.n; i++) {
-		struct mms_run r = a->punch_now.r[i];
-		if (r.n >= MMS_PUNCH_NOW && !rc &&
-		    (rc = rs_split(&a->free, r.start, r.n, mms_hold_part, a)) == 0) {
-			a->punch_now.total -= r.n;
-			continue;
-		}
-		a->punch_now.r[keep++] = r;
-	}
-	a->punch_now.n = keep;
-	return rc ? rc : mms_rehold(a);
+	struct mms_hold_ctx ctx = { a, 0 };
+	mms_rs_filter(&a->punch_now, mms_hold_run, &ctx);
+	return ctx.rc ? ctx.rc : mms_rehold(a);
 }
 
 int mms_alloc_punch_held(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
 	int rc = 0;
-	for (size_t i = 0; i < a->held.n && __atomic_load_n(&a->punch_ok, __ATOMIC_RELAXED); i++) {
-		rc = mms_io_punch(env->fd, a->held.r[i].start * MMS_PAGE_SIZE,
-		                  a->held.r[i].n * MMS_PAGE_SIZE);
+	for (struct mms_rs_it it = mms_rs_begin(&a->held);
+	     it.r && __atomic_load_n(&a->punch_ok, __ATOMIC_RELAXED); mms_rs_next(&it)) {
+		rc = mms_io_punch(env->fd, it.r->start * MMS_PAGE_SIZE, it.r->n * MMS_PAGE_SIZE);
 		if (rc)
 			__atomic_store_n(&a->punch_ok, 0, __ATOMIC_RELAXED);
 	}
@@ -1137,20 +992,20 @@ int mms_alloc_punch_held(mms_env *env)
 void mms_alloc_drop_later(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
-	for (size_t i = 0; i < a->drop_later.n; i++)
-		mms_file_drop(env, a->drop_later.r[i].start, a->drop_later.r[i].n);
-	rs_clear(&a->drop_later);
+	for (struct mms_rs_it it = mms_rs_begin(&a->drop_later); it.r; mms_rs_next(&it))
+		mms_file_drop(env, it.r->start, it.r->n);
+	mms_rs_clear(&a->drop_later);
 }
 
 void mms_alloc_release_held(mms_env *env)
 {
 	struct mms_alloc_state *a = env->alloc;
-	for (size_t i = 0; i < a->held.n; i++) {
-		struct mms_run r = a->held.r[i];
+	for (struct mms_rs_it it = mms_rs_begin(&a->held); it.r; mms_rs_next(&it)) {
+		struct mms_run r = *it.r;
 		if (fl_pend_del(a, r.start, r.n) || fl_free_add(a, r.start, r.n))
 			mms_txn_poison(env); /* out of memory: the free state is unknown */
 	}
-	rs_clear(&a->held);
+	mms_rs_clear(&a->held);
 }
 
 void mms_alloc_synced(mms_env *env, int keep)
@@ -1164,14 +1019,13 @@ void mms_alloc_synced(mms_env *env, int keep)
 	 * outside the caller's lock finish first (MMS_MAP_STABLE) */
 	if (env->reuse_hook && a->pending.n)
 		env->reuse_hook(env->reuse_ctx);
-	for (size_t i = 0; i < a->pending.n; i++)
-		if (mms_punch_later(env, a->pending.r[i].start, a->pending.r[i].n) ||
-		    rs_add(&a->free, a->pending.r[i].start, a->pending.r[i].n))
+	for (struct mms_rs_it it = mms_rs_begin(&a->pending); it.r; mms_rs_next(&it))
+		if (mms_punch_later(env, it.r->start, it.r->n) || mms_rs_add(&a->free, it.r->start, it.r->n))
 			mms_txn_poison(env);
 	if (a->pending.n)
 		jr_note(a, FL_PEND_FREED, 0, 0); /* one change for all of them */
-	rs_clear(&a->pending);
-	rs_clear(&a->fresh);
+	mms_rs_clear(&a->pending);
+	mms_rs_clear(&a->fresh);
 	/* what was written is clean now: the caller caches it (MMS_CACHE_ONCE);
 	 * a keep-sync leaves the drop to mms_alloc_drop_later */
 	if (keep && a->drop_later.n == 0) {
@@ -1179,10 +1033,10 @@ void mms_alloc_synced(mms_env *env, int keep)
 		a->drop_later = a->written;
 		a->written = t;
 	} else {
-		for (size_t i = 0; i < a->written.n; i++)
-			mms_file_drop(env, a->written.r[i].start, a->written.r[i].n);
+		for (struct mms_rs_it it = mms_rs_begin(&a->written); it.r; mms_rs_next(&it))
+			mms_file_drop(env, it.r->start, it.r->n);
 	}
-	rs_clear(&a->written);
+	mms_rs_clear(&a->written);
 	/* Long runs are punched now (or held for the caller to punch without
 	 * its lock); short ones (the old copies of pages overwritten since the
 	 * last sync, one syscall each) wait until they join others or the
@@ -1205,26 +1059,26 @@ static int mms_log_apply(mms_env *env, uint64_t pgno, size_t idx, unsigned op, u
 	switch (op) {
 	case FL_FREE_ADD:
 	case FL_PEND_ADD:
-		if (!n || st < MMS_META_PAGES || st > max || n > max - st || rs_overlaps(s, st, n))
+		if (!n || st < MMS_META_PAGES || st > max || n > max - st || mms_rs_overlaps(s, st, n))
 			break;
-		return rs_add(s, st, n);
+		return mms_rs_add(s, st, n);
 	case FL_FREE_DEL:
 	case FL_PEND_DEL:
 		if (!n || st > max || n > max - st)
 			break;
-		return rs_remove(s, st, n);
+		return mms_rs_remove(s, st, n);
 	case FL_PEND_FREED:
 		if (st || n)
 			break;
-		for (size_t j = 0; j < a->pending.n; j++) {
-			const struct mms_run *r = &a->pending.r[j];
-			if (rs_overlaps(&a->free, r->start, r->n))
+		for (struct mms_rs_it it = mms_rs_begin(&a->pending); it.r; mms_rs_next(&it)) {
+			const struct mms_run *r = it.r;
+			if (mms_rs_overlaps(&a->free, r->start, r->n))
 				goto bad;
-			int rc = rs_add(&a->free, r->start, r->n);
+			int rc = mms_rs_add(&a->free, r->start, r->n);
 			if (rc)
 				return rc;
 		}
-		rs_clear(&a->pending);
+		mms_rs_clear(&a->pending);
 		return 0;
 	}
 bad:
@@ -1341,20 +1195,20 @@ static int mms_sets_check(mms_env *env)
 	const struct mms_runset *sets[] = { &a->free, &a->pending };
 	for (int k = 0; k < 2; k++) {
 		const struct mms_runset *s = sets[k];
-		if (s->n && s->r[s->n - 1].start + s->r[s->n - 1].n > env->meta.file_pages)
+		const struct mms_run *last = mms_rs_last(s);
+		if (last && last->start + last->n > env->meta.file_pages)
 			return mms_fail(env, MMS_CORRUPT, "free list: %s run %llu+%llu past the end of the file",
-			                k ? "pending" : "free", (unsigned long long)s->r[s->n - 1].start,
-			                (unsigned long long)s->r[s->n - 1].n);
+			                k ? "pending" : "free", (unsigned long long)last->start,
+			                (unsigned long long)last->n);
 	}
-	for (size_t i = 0; i < a->pending.n; i++)
-		if (rs_overlaps(&a->free, a->pending.r[i].start, a->pending.r[i].n))
+	for (struct mms_rs_it it = mms_rs_begin(&a->pending); it.r; mms_rs_next(&it))
+		if (mms_rs_overlaps(&a->free, it.r->start, it.r->n))
 			return mms_fail(env, MMS_CORRUPT, "free list: pages %llu+%llu are both free and pending",
-			                (unsigned long long)a->pending.r[i].start,
-			                (unsigned long long)a->pending.r[i].n);
+			                (unsigned long long)it.r->start, (unsigned long long)it.r->n);
 	for (size_t i = 0; i <= a->nlog; i++) {
 		uint64_t st = i < a->nlog ? a->log[i] : env->meta.free_blob;
 		uint64_t n = i < a->nlog ? 1 : env->meta.free_blob_pages;
-		if (n && (rs_overlaps(&a->free, st, n) || rs_overlaps(&a->pending, st, n)))
+		if (n && (mms_rs_overlaps(&a->free, st, n) || mms_rs_overlaps(&a->pending, st, n)))
 			return mms_fail(env, MMS_CORRUPT, "free list: it counts its own pages %llu+%llu as free",
 			                (unsigned long long)st, (unsigned long long)n);
 	}
@@ -1414,7 +1268,7 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 			break;
 		}
 		prev_end = st + n;
-		rc = rs_add(i < nfree ? &a->free : &a->pending, st, n);
+		rc = mms_rs_add(i < nfree ? &a->free : &a->pending, st, n);
 	}
 	free(blob);
 	if (!rc && env->meta.free_blob && env->meta.version >= MMS_FORMAT_V4)
@@ -1424,11 +1278,11 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	if (!rc && synced && a->pending.n) {
 		/* the synced meta that reached the pending runs is superseded:
 		 * they are free, and punched */
-		for (size_t i = 0; i < a->pending.n && !rc; i++) {
-			rc = rs_add(&a->free, a->pending.r[i].start, a->pending.r[i].n);
-			mms_punch(env, a->pending.r[i].start, a->pending.r[i].n);
+		for (struct mms_rs_it it = mms_rs_begin(&a->pending); it.r && !rc; mms_rs_next(&it)) {
+			rc = mms_rs_add(&a->free, it.r->start, it.r->n);
+			mms_punch(env, it.r->start, it.r->n);
 		}
-		rs_clear(&a->pending);
+		mms_rs_clear(&a->pending);
 		jr_note(a, FL_PEND_FREED, 0, 0); /* the persisted sets still say pending */
 	}
 	return rc;
@@ -1453,16 +1307,16 @@ void mms_alloc_close(mms_env *env)
 	struct mms_alloc_state *a = env->alloc;
 	if (!a)
 		return;
-	rs_fini(&a->free);
-	rs_fini(&a->pending);
-	rs_fini(&a->fresh);
-	rs_fini(&a->written);
-	rs_fini(&a->txn_free);
-	rs_fini(&a->txn_alloc);
-	rs_fini(&a->punch);
-	rs_fini(&a->punch_now);
-	rs_fini(&a->held);
-	rs_fini(&a->drop_later);
+	mms_rs_fini(&a->free);
+	mms_rs_fini(&a->pending);
+	mms_rs_fini(&a->fresh);
+	mms_rs_fini(&a->written);
+	mms_rs_fini(&a->txn_free);
+	mms_rs_fini(&a->txn_alloc);
+	mms_rs_fini(&a->punch);
+	mms_rs_fini(&a->punch_now);
+	mms_rs_fini(&a->held);
+	mms_rs_fini(&a->drop_later);
 	free(a->jr.e);
 	free(a->log);
 	pthread_mutex_destroy(&a->load_lock);
@@ -1477,13 +1331,13 @@ int mms_alloc_rollback(mms_env *env, const uint8_t *metapg)
 	uint64_t limit = a->limit;
 	/* Runs punched earlier stay punched; fresh is forgotten, which only
 	 * delays reuse of some runs until the next sync. */
-	rs_clear(&a->free);
-	rs_clear(&a->pending);
-	rs_clear(&a->fresh);
-	rs_clear(&a->txn_free);
-	rs_clear(&a->txn_alloc);
-	rs_clear(&a->punch);
-	rs_clear(&a->punch_now);
+	mms_rs_clear(&a->free);
+	mms_rs_clear(&a->pending);
+	mms_rs_clear(&a->fresh);
+	mms_rs_clear(&a->txn_free);
+	mms_rs_clear(&a->txn_alloc);
+	mms_rs_clear(&a->punch);
+	mms_rs_clear(&a->punch_now);
 	a->punch_ok = punch_ok;
 	a->limit = limit;
 	/* pending runs of a synced meta are free: that meta superseded the one
@@ -1501,9 +1355,9 @@ void mms_alloc_totals(mms_env *env, uint64_t *freep, uint64_t *pendingp, uint64_
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t big = 0;
 	(void)mms_alloc_ready(env); /* on a damaged free list the sets stay empty */
-	for (size_t i = 0; i < a->free.n; i++)
-		if (a->free.r[i].n > big)
-			big = a->free.r[i].n;
+	for (struct mms_rs_it it = mms_rs_begin(&a->free); it.r; mms_rs_next(&it))
+		if (it.r->n > big)
+			big = it.r->n;
 	if (freep)
 		*freep = a->free.total;
 	if (pendingp)
@@ -1521,12 +1375,10 @@ int mms_alloc_walk(mms_env *env, int (*fn)(void *, uint64_t, uint64_t, int), voi
 		return lrc;
 	struct mms_alloc_state *a = env->alloc;
 	int rc = 0;
-	for (size_t i = 0; i < a->free.n && !rc; i++)
-		rc = fn(ctx, a->free.r[i].start, a->free.r[i].n, 0);
-	for (size_t i = 0; i < a->pending.n && !rc; i++)
-		rc = fn(ctx, a->pending.r[i].start, a->pending.r[i].n, 1);
-	for (size_t i = 0; i < a->txn_free.n && !rc; i++)
-		rc = fn(ctx, a->txn_free.r[i].start, a->txn_free.r[i].n, 1);
+	const struct mms_runset *sets[] = { &a->free, &a->pending, &a->txn_free };
+	for (int k = 0; k < 3; k++)
+		for (struct mms_rs_it it = mms_rs_begin(sets[k]); it.r && !rc; mms_rs_next(&it))
+			rc = fn(ctx, it.r->start, it.r->n, k > 0);
 	return rc;
 }
 
@@ -1550,18 +1402,10 @@ uint64_t mms_alloc_used_end(mms_env *env)
 		return env->meta.file_pages;
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t end = env->meta.file_pages;
-	if (a->free.n && a->free.r[a->free.n - 1].start + a->free.r[a->free.n - 1].n == end)
-		end = a->free.r[a->free.n - 1].start;
+	const struct mms_run *last = mms_rs_last(&a->free);
+	if (last && last->start + last->n == end)
+		end = last->start;
 	return end;
-}
-
-/* Pages of a run set at or past pgno. */
-static uint64_t rs_count_from(const struct mms_runset *s, uint64_t pgno)
-{
-	uint64_t n = 0;
-	for (size_t i = rs_find(s, pgno); i < s->n; i++)
-		n += s->r[i].n - (s->r[i].start < pgno ? pgno - s->r[i].start : 0);
-	return n;
 }
 
 uint64_t mms_alloc_used_from(mms_env *env, uint64_t pgno)
@@ -1572,8 +1416,8 @@ uint64_t mms_alloc_used_from(mms_env *env, uint64_t pgno)
 	if (mms_alloc_ready(env))
 		return end - pgno;
 	struct mms_alloc_state *a = env->alloc;
-	uint64_t unused = rs_count_from(&a->free, pgno) + rs_count_from(&a->pending, pgno) +
-	                  rs_count_from(&a->txn_free, pgno);
+	uint64_t unused = mms_rs_count_from(&a->free, pgno) + mms_rs_count_from(&a->pending, pgno) +
+	                  mms_rs_count_from(&a->txn_free, pgno);
 	return unused < end - pgno ? end - pgno - unused : 0;
 }
 
@@ -1595,8 +1439,8 @@ int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages)
 		int rc = fl_free_del(a, end, env->meta.file_pages - end);
 		if (rc)
 			return rc;
-		rs_remove(&a->punch, end, env->meta.file_pages - end);
-		rs_remove(&a->punch_now, end, env->meta.file_pages - end);
+		mms_rs_remove(&a->punch, end, env->meta.file_pages - end);
+		mms_rs_remove(&a->punch_now, end, env->meta.file_pages - end);
 		env->meta.file_pages = end;
 	}
 	*newpages = end;

@@ -1,0 +1,418 @@
+/*
+ * runset.c - sets of page runs in chunks (see runset.h).
+ */
+#include "runset.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CH MMS_RS_CHUNK
+
+static uint64_t run_end(const struct mms_run *r) { return r->start + r->n; }
+
+static void ch_maxn(struct mms_rs_chunk *ch)
+{
+	uint64_t m = 0;
+	for (unsigned j = 0; j < ch->n; j++)
+		if (ch->r[j].n > m)
+			m = ch->r[j].n;
+	ch->maxn = m;
+}
+
+/* A run of ch changed from old pages to its present length. */
+static void ch_changed(struct mms_rs_chunk *ch, uint64_t old, uint64_t now)
+{
+	if (now > ch->maxn)
+		ch->maxn = now;
+	else if (old == ch->maxn && now < old)
+		ch_maxn(ch);
+}
+
+static int ensure_slots(struct mms_runset *s, size_t need)
+{
+	if (s->capc >= need)
+		return 0;
+	size_t ncap = s->capc ? s->capc * 2 : 8;
+	if (ncap < need)
+		ncap = need;
+	struct mms_rs_chunk **nc = realloc(s->c, ncap * sizeof(*nc));
+	if (!nc)
+		return ENOMEM;
+	s->c = nc;
+	s->capc = ncap;
+	return 0;
+}
+
+static struct mms_rs_chunk *ch_take(struct mms_runset *s)
+{
+	struct mms_rs_chunk *ch = s->spare;
+	if (ch)
+		s->spare = NULL;
+	else
+		ch = malloc(sizeof(*ch));
+	if (ch) {
+		ch->n = 0;
+		ch->maxn = 0;
+	}
+	return ch;
+}
+
+static void ch_give(struct mms_runset *s, struct mms_rs_chunk *ch)
+{
+	if (!s->spare)
+		s->spare = ch;
+	else
+		free(ch);
+}
+
+int mms_rs_reserve(struct mms_runset *s)
+{
+	if (ensure_slots(s, s->nc + 1))
+		return ENOMEM;
+	if (!s->spare && !(s->spare = malloc(sizeof(*s->spare))))
+		return ENOMEM;
+	return 0;
+}
+
+/* The place of the first run that ends past pgno: chunk *c (nc: none), run *j. */
+static void find(const struct mms_runset *s, uint64_t pgno, size_t *c, unsigned *j)
+{
+	size_t lo = 0, hi = s->nc;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct mms_rs_chunk *ch = s->c[mid];
+		if (run_end(&ch->r[ch->n - 1]) <= pgno)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*c = lo;
+	*j = 0;
+	if (lo == s->nc)
+		return;
+	const struct mms_rs_chunk *ch = s->c[lo];
+	unsigned l = 0, h = ch->n;
+	while (l < h) {
+		unsigned mid = (l + h) / 2;
+		if (run_end(&ch->r[mid]) <= pgno)
+			l = mid + 1;
+		else
+			h = mid;
+	}
+	*j = l;
+}
+
+/* Put run at place (c, j) (j may be the chunk's count: after its last;
+ * c == nc: after the set's last run).  0 or ENOMEM, the set unchanged. */
+static int insert_at(struct mms_runset *s, size_t c, unsigned j, struct mms_run run)
+{
+	if (s->nc == 0) {
+		if (ensure_slots(s, 1))
+			return ENOMEM;
+		struct mms_rs_chunk *ch = ch_take(s);
+		if (!ch)
+			return ENOMEM;
+		s->c[0] = ch;
+		s->nc = 1;
+		c = 0;
+		j = 0;
+	} else if (c == s->nc) {
+		c = s->nc - 1;
+		j = s->c[c]->n;
+	}
+	struct mms_rs_chunk *ch = s->c[c];
+	if (ch->n == CH) {
+		/* split: the upper half goes to a new chunk after this one */
+		if (ensure_slots(s, s->nc + 1))
+			return ENOMEM;
+		struct mms_rs_chunk *nx = ch_take(s);
+		if (!nx)
+			return ENOMEM;
+		memcpy(nx->r, ch->r + CH / 2, (CH - CH / 2) * sizeof(*ch->r));
+		nx->n = CH - CH / 2;
+		ch->n = CH / 2;
+		ch_maxn(ch);
+		ch_maxn(nx);
+		memmove(s->c + c + 2, s->c + c + 1, (s->nc - c - 1) * sizeof(*s->c));
+		s->c[c + 1] = nx;
+		s->nc++;
+		if (j > ch->n) {
+			j -= ch->n;
+			ch = nx;
+		}
+	}
+	memmove(ch->r + j + 1, ch->r + j, (ch->n - j) * sizeof(*ch->r));
+	ch->r[j] = run;
+	ch->n++;
+	if (run.n > ch->maxn)
+		ch->maxn = run.n;
+	s->n++;
+	return 0;
+}
+
+/* Take chunk c out of the set (it is empty, or its runs moved). */
+static void drop_chunk(struct mms_runset *s, size_t c)
+{
+	ch_give(s, s->c[c]);
+	memmove(s->c + c, s->c + c + 1, (s->nc - c - 1) * sizeof(*s->c));
+	s->nc--;
+}
+
+/* Remove the run at (c, j).  Never allocates.  A chunk left under a
+ * quarter full joins a neighbour both fit in half of, so that chunks
+ * stay few. */
+static void remove_at(struct mms_runset *s, size_t c, unsigned j)
+{
+	struct mms_rs_chunk *ch = s->c[c];
+	uint64_t gone = ch->r[j].n;
+	memmove(ch->r + j, ch->r + j + 1, (ch->n - j - 1) * sizeof(*ch->r));
+	ch->n--;
+	s->n--;
+	if (ch->n == 0) {
+		drop_chunk(s, c);
+		return;
+	}
+	if (gone == ch->maxn)
+		ch_maxn(ch);
+	if (ch->n >= CH / 4)
+		return;
+	if (c + 1 < s->nc && ch->n + s->c[c + 1]->n <= CH / 2) {
+		struct mms_rs_chunk *nx = s->c[c + 1];
+		memcpy(ch->r + ch->n, nx->r, nx->n * sizeof(*nx->r));
+		ch->n += nx->n;
+		if (nx->maxn > ch->maxn)
+			ch->maxn = nx->maxn;
+		drop_chunk(s, c + 1);
+	} else if (c > 0 && s->c[c - 1]->n + ch->n <= CH / 2) {
+		struct mms_rs_chunk *pv = s->c[c - 1];
+		memcpy(pv->r + pv->n, ch->r, ch->n * sizeof(*ch->r));
+		pv->n += ch->n;
+		if (ch->maxn > pv->maxn)
+			pv->maxn = ch->maxn;
+		drop_chunk(s, c);
+	}
+}
+
+int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	if (!n)
+		return 0;
+	size_t c;
+	unsigned j;
+	find(s, start, &c, &j);
+	/* the run before the place, if any */
+	struct mms_rs_chunk *pch = NULL;
+	unsigned pj = 0;
+	if (j > 0) {
+		pch = s->c[c];
+		pj = j - 1;
+	} else if (c > 0) {
+		pch = s->c[c - 1];
+		pj = pch->n - 1;
+	}
+	struct mms_run *prev = pch ? &pch->r[pj] : NULL;
+	struct mms_run *next = c < s->nc ? &s->c[c]->r[j] : NULL;
+	int join_prev = prev && run_end(prev) == start;
+	int join_next = next && next->start == start + n;
+	if (join_prev && join_next) {
+		uint64_t old = prev->n;
+		prev->n += n + next->n;
+		ch_changed(pch, old, prev->n);
+		remove_at(s, c, j);
+	} else if (join_prev) {
+		uint64_t old = prev->n;
+		prev->n += n;
+		ch_changed(pch, old, prev->n);
+	} else if (join_next) {
+		uint64_t old = next->n;
+		next->start = start;
+		next->n += n;
+		ch_changed(s->c[c], old, next->n);
+	} else if (insert_at(s, c, j, (struct mms_run){ start, n })) {
+		return ENOMEM;
+	}
+	s->total += n;
+	return 0;
+}
+
+int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	uint64_t end = start + n;
+	size_t c;
+	unsigned j;
+	find(s, start, &c, &j);
+	while (c < s->nc) {
+		struct mms_rs_chunk *ch = s->c[c];
+		struct mms_run *r = &ch->r[j];
+		if (r->start >= end)
+			break;
+		uint64_t rend = run_end(r), old = r->n;
+		uint64_t cut_lo = r->start > start ? r->start : start;
+		uint64_t cut_hi = rend < end ? rend : end;
+		if (cut_lo == r->start && cut_hi == rend) {
+			remove_at(s, c, j);
+			s->total -= old;
+			find(s, cut_hi, &c, &j); /* chunks may have joined */
+			continue;
+		}
+		if (cut_lo == r->start) {
+			r->start = cut_hi;
+			r->n = rend - cut_hi;
+			ch_changed(ch, old, r->n);
+			s->total -= cut_hi - cut_lo;
+			break; /* it goes on past end */
+		}
+		if (cut_hi == rend) {
+			r->n = cut_lo - r->start;
+			ch_changed(ch, old, r->n);
+			s->total -= cut_hi - cut_lo;
+		} else {
+			/* a hole in the middle: the head stays, the tail is a new run */
+			r->n = cut_lo - r->start;
+			if (insert_at(s, c, j + 1, (struct mms_run){ cut_hi, rend - cut_hi })) {
+				r->n = old;
+				return ENOMEM;
+			}
+			/* (the insert may have split the chunk: find the head again) */
+			find(s, cut_lo - 1, &c, &j);
+			ch_maxn(s->c[c]);
+			s->total -= cut_hi - cut_lo;
+			break;
+		}
+		if (++j >= ch->n) {
+			c++;
+			j = 0;
+		}
+	}
+	return 0;
+}
+
+bool mms_rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	size_t c;
+	unsigned j;
+	find(s, start, &c, &j);
+	return c < s->nc && s->c[c]->r[j].start < start + n;
+}
+
+static struct mms_rs_it it_at(const struct mms_runset *s, size_t c, unsigned j)
+{
+	return (struct mms_rs_it){ s, c, j, c < s->nc ? &s->c[c]->r[j] : NULL };
+}
+
+struct mms_rs_it mms_rs_begin(const struct mms_runset *s)
+{
+	return it_at(s, 0, 0);
+}
+
+struct mms_rs_it mms_rs_seek(const struct mms_runset *s, uint64_t pgno)
+{
+	size_t c;
+	unsigned j;
+	find(s, pgno, &c, &j);
+	return it_at(s, c, j);
+}
+
+struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n)
+{
+	for (size_t c = 0; c < s->nc; c++) {
+		const struct mms_rs_chunk *ch = s->c[c];
+		if (ch->maxn < n)
+			continue;
+		for (unsigned j = 0; j < ch->n; j++)
+			if (ch->r[j].n >= n)
+				return it_at(s, c, j);
+	}
+	return it_at(s, s->nc, 0);
+}
+
+void mms_rs_next(struct mms_rs_it *it)
+{
+	if (++it->j >= it->s->c[it->c]->n) {
+		it->c++;
+		it->j = 0;
+	}
+	*it = it_at(it->s, it->c, it->j);
+}
+
+const struct mms_run *mms_rs_last(const struct mms_runset *s)
+{
+	if (!s->nc)
+		return NULL;
+	const struct mms_rs_chunk *ch = s->c[s->nc - 1];
+	return &ch->r[ch->n - 1];
+}
+
+int mms_rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
+                 int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
+{
+	uint64_t pos = start, end = start + n;
+	struct mms_rs_it it = mms_rs_seek(s, start);
+	int rc = 0;
+	while (pos < end && !rc) {
+		if (it.r && it.r->start <= pos) {
+			uint64_t e = run_end(it.r);
+			if (e > end)
+				e = end;
+			rc = fn(ctx, pos, e - pos, 1);
+			pos = e;
+			mms_rs_next(&it);
+		} else {
+			uint64_t e = (it.r && it.r->start < end) ? it.r->start : end;
+			rc = fn(ctx, pos, e - pos, 0);
+			pos = e;
+		}
+	}
+	return rc;
+}
+
+uint64_t mms_rs_count_from(const struct mms_runset *s, uint64_t pgno)
+{
+	uint64_t n = 0;
+	for (struct mms_rs_it it = mms_rs_seek(s, pgno); it.r; mms_rs_next(&it))
+		n += it.r->n - (it.r->start < pgno ? pgno - it.r->start : 0);
+	return n;
+}
+
+void mms_rs_filter(struct mms_runset *s, bool (*drop)(void *, const struct mms_run *), void *ctx)
+{
+	size_t kc = 0;
+	for (size_t c = 0; c < s->nc; c++) {
+		struct mms_rs_chunk *ch = s->c[c];
+		unsigned k = 0;
+		for (unsigned j = 0; j < ch->n; j++) {
+			if (drop(ctx, &ch->r[j])) {
+				s->n--;
+				s->total -= ch->r[j].n;
+			} else {
+				ch->r[k++] = ch->r[j];
+			}
+		}
+		ch->n = k;
+		if (k == 0) {
+			ch_give(s, ch);
+			continue;
+		}
+		ch_maxn(ch);
+		s->c[kc++] = ch;
+	}
+	s->nc = kc;
+}
+
+void mms_rs_clear(struct mms_runset *s)
+{
+	for (size_t c = 0; c < s->nc; c++)
+		ch_give(s, s->c[c]);
+	s->nc = 0;
+	s->n = 0;
+	s->total = 0;
+}
+
+void mms_rs_fini(struct mms_runset *s)
+{
+	mms_rs_clear(s);
+	free(s->spare);
+	free(s->c);
+	memset(s, 0, sizeof(*s));
+}
