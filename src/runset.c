@@ -9,7 +9,6 @@
 
 #define CH MMS_RS_CHUNK
 
-static uint64_t run_end(const struct mms_run *r) { return r->start + r->n; }
 
 static void ch_maxn(struct mms_rs_chunk *ch)
 {
@@ -46,10 +45,13 @@ static int ensure_slots(struct mms_runset *s, size_t need)
 
 static struct mms_rs_chunk *ch_take(struct mms_runset *s)
 {
-	struct mms_rs_chunk *ch = s->spare;
-	if (ch)
-		s->spare = NULL;
-	else
+	struct mms_rs_chunk *ch = NULL;
+	for (int k = 0; k < 2 && !ch; k++)
+		if (s->spare[k]) {
+			ch = s->spare[k];
+			s->spare[k] = NULL;
+		}
+	if (!ch)
 		ch = malloc(sizeof(*ch));
 	if (ch) {
 		ch->n = 0;
@@ -58,49 +60,25 @@ static struct mms_rs_chunk *ch_take(struct mms_runset *s)
 	return ch;
 }
 
+/* A chunk the set no longer uses: kept (two at most: a set emptied at
+ * every commit and refilled allocates nothing), or freed. */
 static void ch_give(struct mms_runset *s, struct mms_rs_chunk *ch)
 {
-	if (!s->spare)
-		s->spare = ch;
-	else
-		free(ch);
+	for (int k = 0; k < 2; k++)
+		if (!s->spare[k]) {
+			s->spare[k] = ch;
+			return;
+		}
+	free(ch);
 }
 
 int mms_rs_reserve(struct mms_runset *s)
 {
 	if (ensure_slots(s, s->nc + 1))
 		return ENOMEM;
-	if (!s->spare && !(s->spare = malloc(sizeof(*s->spare))))
+	if (!s->spare[0] && !s->spare[1] && !(s->spare[0] = malloc(sizeof(*s->spare[0]))))
 		return ENOMEM;
 	return 0;
-}
-
-/* The place of the first run that ends past pgno: chunk *c (nc: none), run *j. */
-static void find(const struct mms_runset *s, uint64_t pgno, size_t *c, unsigned *j)
-{
-	size_t lo = 0, hi = s->nc;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct mms_rs_chunk *ch = s->c[mid];
-		if (run_end(&ch->r[ch->n - 1]) <= pgno)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*c = lo;
-	*j = 0;
-	if (lo == s->nc)
-		return;
-	const struct mms_rs_chunk *ch = s->c[lo];
-	unsigned l = 0, h = ch->n;
-	while (l < h) {
-		unsigned mid = (l + h) / 2;
-		if (run_end(&ch->r[mid]) <= pgno)
-			l = mid + 1;
-		else
-			h = mid;
-	}
-	*j = l;
 }
 
 /* Put run at place (c, j) (j may be the chunk's count: after its last;
@@ -161,8 +139,9 @@ static void drop_chunk(struct mms_runset *s, size_t c)
 
 /* Remove the run at (c, j).  Never allocates.  A chunk left under a
  * quarter full joins a neighbour both fit in half of, so that chunks
- * stay few. */
-static void remove_at(struct mms_runset *s, size_t c, unsigned j)
+ * stay few.  1 if chunks went or joined (places after (c, j) moved), else
+ * 0: (c, j) is then the next run's place, or the chunk's end. */
+static int remove_at(struct mms_runset *s, size_t c, unsigned j)
 {
 	struct mms_rs_chunk *ch = s->c[c];
 	uint64_t gone = ch->r[j].n;
@@ -171,12 +150,12 @@ static void remove_at(struct mms_runset *s, size_t c, unsigned j)
 	s->n--;
 	if (ch->n == 0) {
 		drop_chunk(s, c);
-		return;
+		return 1;
 	}
 	if (gone == ch->maxn)
 		ch_maxn(ch);
 	if (ch->n >= CH / 4)
-		return;
+		return 0;
 	if (c + 1 < s->nc && ch->n + s->c[c + 1]->n <= CH / 2) {
 		struct mms_rs_chunk *nx = s->c[c + 1];
 		memcpy(ch->r + ch->n, nx->r, nx->n * sizeof(*nx->r));
@@ -184,14 +163,18 @@ static void remove_at(struct mms_runset *s, size_t c, unsigned j)
 		if (nx->maxn > ch->maxn)
 			ch->maxn = nx->maxn;
 		drop_chunk(s, c + 1);
-	} else if (c > 0 && s->c[c - 1]->n + ch->n <= CH / 2) {
+		return 1;
+	}
+	if (c > 0 && s->c[c - 1]->n + ch->n <= CH / 2) {
 		struct mms_rs_chunk *pv = s->c[c - 1];
 		memcpy(pv->r + pv->n, ch->r, ch->n * sizeof(*ch->r));
 		pv->n += ch->n;
 		if (ch->maxn > pv->maxn)
 			pv->maxn = ch->maxn;
 		drop_chunk(s, c);
+		return 1;
 	}
+	return 0;
 }
 
 int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
@@ -200,7 +183,7 @@ int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
 		return 0;
 	size_t c;
 	unsigned j;
-	find(s, start, &c, &j);
+	mms_rs_find_(s, start, &c, &j);
 	/* the run before the place, if any */
 	struct mms_rs_chunk *pch = NULL;
 	unsigned pj = 0;
@@ -213,7 +196,7 @@ int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
 	}
 	struct mms_run *prev = pch ? &pch->r[pj] : NULL;
 	struct mms_run *next = c < s->nc ? &s->c[c]->r[j] : NULL;
-	int join_prev = prev && run_end(prev) == start;
+	int join_prev = prev && mms_rs_end_(prev) == start;
 	int join_next = next && next->start == start + n;
 	if (join_prev && join_next) {
 		uint64_t old = prev->n;
@@ -238,22 +221,26 @@ int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
 
 int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
 {
+	if (!s->n)
+		return 0;
 	uint64_t end = start + n;
 	size_t c;
 	unsigned j;
-	find(s, start, &c, &j);
+	mms_rs_find_(s, start, &c, &j);
 	while (c < s->nc) {
 		struct mms_rs_chunk *ch = s->c[c];
 		struct mms_run *r = &ch->r[j];
 		if (r->start >= end)
 			break;
-		uint64_t rend = run_end(r), old = r->n;
+		uint64_t rend = mms_rs_end_(r), old = r->n;
 		uint64_t cut_lo = r->start > start ? r->start : start;
 		uint64_t cut_hi = rend < end ? rend : end;
 		if (cut_lo == r->start && cut_hi == rend) {
-			remove_at(s, c, j);
 			s->total -= old;
-			find(s, cut_hi, &c, &j); /* chunks may have joined */
+			if (remove_at(s, c, j))
+				mms_rs_find_(s, cut_hi, &c, &j); /* chunks went or joined */
+			else if (j >= s->c[c]->n)
+				c++, j = 0;
 			continue;
 		}
 		if (cut_lo == r->start) {
@@ -275,7 +262,7 @@ int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
 				return ENOMEM;
 			}
 			/* (the insert may have split the chunk: find the head again) */
-			find(s, cut_lo - 1, &c, &j);
+			mms_rs_find_(s, cut_lo - 1, &c, &j);
 			ch_maxn(s->c[c]);
 			s->total -= cut_hi - cut_lo;
 			break;
@@ -288,30 +275,9 @@ int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
 	return 0;
 }
 
-bool mms_rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
-{
-	size_t c;
-	unsigned j;
-	find(s, start, &c, &j);
-	return c < s->nc && s->c[c]->r[j].start < start + n;
-}
-
 static struct mms_rs_it it_at(const struct mms_runset *s, size_t c, unsigned j)
 {
 	return (struct mms_rs_it){ s, c, j, c < s->nc ? &s->c[c]->r[j] : NULL };
-}
-
-struct mms_rs_it mms_rs_begin(const struct mms_runset *s)
-{
-	return it_at(s, 0, 0);
-}
-
-struct mms_rs_it mms_rs_seek(const struct mms_runset *s, uint64_t pgno)
-{
-	size_t c;
-	unsigned j;
-	find(s, pgno, &c, &j);
-	return it_at(s, c, j);
 }
 
 struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n)
@@ -325,15 +291,6 @@ struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n)
 				return it_at(s, c, j);
 	}
 	return it_at(s, s->nc, 0);
-}
-
-void mms_rs_next(struct mms_rs_it *it)
-{
-	if (++it->j >= it->s->c[it->c]->n) {
-		it->c++;
-		it->j = 0;
-	}
-	*it = it_at(it->s, it->c, it->j);
 }
 
 const struct mms_run *mms_rs_last(const struct mms_runset *s)
@@ -352,7 +309,7 @@ int mms_rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
 	int rc = 0;
 	while (pos < end && !rc) {
 		if (it.r && it.r->start <= pos) {
-			uint64_t e = run_end(it.r);
+			uint64_t e = mms_rs_end_(it.r);
 			if (e > end)
 				e = end;
 			rc = fn(ctx, pos, e - pos, 1);
@@ -412,7 +369,8 @@ void mms_rs_clear(struct mms_runset *s)
 void mms_rs_fini(struct mms_runset *s)
 {
 	mms_rs_clear(s);
-	free(s->spare);
+	free(s->spare[0]);
+	free(s->spare[1]);
 	free(s->c);
 	memset(s, 0, sizeof(*s));
 }

@@ -41,7 +41,8 @@ struct mms_rs_chunk {
 struct mms_runset {
 	struct mms_rs_chunk **c;    /* chunks in address order */
 	size_t nc, capc;
-	struct mms_rs_chunk *spare; /* for the next split (mms_rs_reserve) */
+	struct mms_rs_chunk *spare[2]; /* for the next splits (mms_rs_reserve),
+	                                * and a cleared set's first chunk */
 	size_t n;                   /* runs */
 	uint64_t total;             /* pages */
 };
@@ -54,6 +55,59 @@ struct mms_rs_it {
 	const struct mms_run *r;
 };
 
+/* (inline: the allocator looks runs up several times per page it takes or
+ * gives back) */
+static inline uint64_t mms_rs_end_(const struct mms_run *r) { return r->start + r->n; }
+
+/* The place of the first run that ends past pgno: chunk *c (nc: none),
+ * run *j. */
+static inline void mms_rs_find_(const struct mms_runset *s, uint64_t pgno, size_t *c, unsigned *j)
+{
+	size_t lo = 0, hi = s->nc;
+	if (hi == 1 && mms_rs_end_(&s->c[0]->r[s->c[0]->n - 1]) > pgno)
+		hi = 0; /* one chunk (most sets): no search among chunks */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct mms_rs_chunk *ch = s->c[mid];
+		if (mms_rs_end_(&ch->r[ch->n - 1]) <= pgno)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*c = lo;
+	*j = 0;
+	if (lo == s->nc)
+		return;
+	const struct mms_rs_chunk *ch = s->c[lo];
+	unsigned l = 0, h = ch->n;
+	while (l < h) {
+		unsigned mid = (l + h) / 2;
+		if (mms_rs_end_(&ch->r[mid]) <= pgno)
+			l = mid + 1;
+		else
+			h = mid;
+	}
+	*j = l;
+}
+
+/* Does [start, start+n) overlap a run of s? */
+static inline bool mms_rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n)
+{
+	size_t c;
+	unsigned j;
+	mms_rs_find_(s, start, &c, &j);
+	return c < s->nc && s->c[c]->r[j].start < start + n;
+}
+
+/* The first run that ends past pgno (holds it, or comes after it). */
+static inline struct mms_rs_it mms_rs_seek(const struct mms_runset *s, uint64_t pgno)
+{
+	size_t c;
+	unsigned j;
+	mms_rs_find_(s, pgno, &c, &j);
+	return (struct mms_rs_it){ s, c, j, c < s->nc ? &s->c[c]->r[j] : NULL };
+}
+
 /* Make the next mms_rs_add of a run that touches none of the set succeed
  * without allocating.  0 or ENOMEM. */
 int mms_rs_reserve(struct mms_runset *s);
@@ -64,8 +118,6 @@ int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n);
  * (cutting a run in two may need a chunk; the set then holds what it
  * held). */
 int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n);
-/* Does [start, start+n) overlap a run of s? */
-bool mms_rs_overlaps(const struct mms_runset *s, uint64_t start, uint64_t n);
 /* Call fn(ctx, start, n, in) on each sub-range of [start, start+n), in
  * order: in = 1 inside the set, 0 outside.  fn must not change s.  Stops
  * at fn's first non-zero return, which it returns. */
@@ -80,14 +132,25 @@ void mms_rs_clear(struct mms_runset *s);
 void mms_rs_fini(struct mms_runset *s);
 
 /* Iteration, in address order; the set must not change meanwhile:
- *   for (struct mms_rs_it it = mms_rs_begin(s); it.r; mms_rs_next(&it)) */
-struct mms_rs_it mms_rs_begin(const struct mms_runset *s);
-/* The first run that ends past pgno (holds it, or comes after it). */
-struct mms_rs_it mms_rs_seek(const struct mms_runset *s, uint64_t pgno);
+ *   for (struct mms_rs_it it = mms_rs_begin(s); it.r; mms_rs_next(&it))
+ * (begin and next are inline: the allocator walks sets on every commit) */
+static inline struct mms_rs_it mms_rs_begin(const struct mms_runset *s)
+{
+	return (struct mms_rs_it){ s, 0, 0, s->nc ? &s->c[0]->r[0] : NULL };
+}
+
+static inline void mms_rs_next(struct mms_rs_it *it)
+{
+	const struct mms_runset *s = it->s;
+	if (++it->j >= s->c[it->c]->n) {
+		it->c++;
+		it->j = 0;
+	}
+	it->r = it->c < s->nc ? &s->c[it->c]->r[it->j] : NULL;
+}
 /* The first run of at least n pages, by address (chunks without one are
  * skipped whole). */
 struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n);
-void mms_rs_next(struct mms_rs_it *it);
 /* The last run, or NULL. */
 const struct mms_run *mms_rs_last(const struct mms_runset *s);
 
