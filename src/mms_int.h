@@ -4,6 +4,8 @@
  * Module map (one job each):
  *   io.c      every write, truncate, punch and fdatasync of the store file
  *   crc32c.c  checksums of pages and blobs
+ *   runset.c  sets of page runs, in chunks (runset.h): the allocator's
+ *             free, pending, fresh... sets
  *   err.c     the transaction's error state (mms_fail, poison, txn_enter)
  *   node.c    the layout of a tree page and its validation (node.h)
  *   file.c    the file map (read-only mmap of the store), growth, shrink,

@@ -305,21 +305,16 @@ int mms_rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
                  int (*fn)(void *, uint64_t, uint64_t, int), void *ctx)
 {
 	uint64_t pos = start, end = start + n;
-	struct mms_rs_it it = mms_rs_seek(s, start);
 	int rc = 0;
 	while (pos < end && !rc) {
-		if (it.r && it.r->start <= pos) {
-			uint64_t e = mms_rs_end_(it.r);
-			if (e > end)
-				e = end;
-			rc = fn(ctx, pos, e - pos, 1);
-			pos = e;
-			mms_rs_next(&it);
-		} else {
-			uint64_t e = (it.r && it.r->start < end) ? it.r->start : end;
-			rc = fn(ctx, pos, e - pos, 0);
-			pos = e;
-		}
+		/* looked up again after each part: fn may change s */
+		struct mms_rs_it it = mms_rs_seek(s, pos);
+		int in = it.r && it.r->start <= pos;
+		uint64_t e = in ? mms_rs_end_(it.r) : it.r ? it.r->start : end;
+		if (e > end)
+			e = end;
+		rc = fn(ctx, pos, e - pos, in);
+		pos = e;
 	}
 	return rc;
 }

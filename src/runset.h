@@ -119,7 +119,8 @@ int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n);
  * held). */
 int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n);
 /* Call fn(ctx, start, n, in) on each sub-range of [start, start+n), in
- * order: in = 1 inside the set, 0 outside.  fn must not change s.  Stops
+ * order: in = 1 inside the set, 0 outside.  fn may change s in the part
+ * it is given (the allocator's callbacks take that part out of s).  Stops
  * at fn's first non-zero return, which it returns. */
 int mms_rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
                  int (*fn)(void *, uint64_t, uint64_t, int), void *ctx);

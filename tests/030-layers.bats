@@ -4,7 +4,7 @@
 # test sees every call the compiler kept, not what the code seems to say.
 #
 # The order, bottom first (src/mms_int.h describes each module):
-#   crc32c err io node file alloc pager btree share txn record data inode
+#   crc32c runset err io node file alloc pager btree share txn record data inode
 #   vacuum check env json
 # err (the transaction's error state) and io (the store file's I/O, which
 # the crash simulator records) are beneath the allocator and the tree; the
@@ -13,7 +13,7 @@
 
 load helpers/common
 
-LAYERS=(crc32c err io node file alloc pager btree share txn record data inode vacuum check env json)
+LAYERS=(crc32c runset err io node file alloc pager btree share txn record data inode vacuum check env json)
 
 # objdir: where the build keeps libmms's objects (libtool's .libs, else
 # the objects beside the library).

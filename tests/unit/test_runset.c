@@ -127,6 +127,32 @@ static int queries(const struct mms_runset *s, uint64_t start, uint64_t n)
 	return 1;
 }
 
+/* A split whose callback takes each inside part out of the set it splits
+ * (as the allocator's frees do) and records the parts. */
+struct take_ctx {
+	struct mms_runset *s;
+	uint64_t pos, taken;
+	int bad;
+};
+
+static int take_inside(void *vctx, uint64_t start, uint64_t n, int inside)
+{
+	struct take_ctx *ctx = vctx;
+	if (start != ctx->pos || n == 0)
+		ctx->bad = 1;
+	for (uint64_t p = start; p < start + n; p++)
+		if (in[p] != inside)
+			ctx->bad = 1;
+	if (inside) {
+		if (mms_rs_remove(ctx->s, start, n))
+			ctx->bad = 1;
+		memset(in + start, 0, n);
+		ctx->taken += n;
+	}
+	ctx->pos = start + n;
+	return 0;
+}
+
 static bool drop_odd(void *ctx, const struct mms_run *r)
 {
 	(void)ctx;
@@ -213,6 +239,27 @@ int main(void)
 		}
 	}
 	ok(ok_wide && ok_rc, "removes across hundreds of runs leave exactly the model's runs");
+	/* splits whose callback removes what it is given from the set */
+	int ok_take = 1;
+	for (int k = 0; k < 300 && ok_take; k++) {
+		uint64_t st = tap_xorshift(&rng) % PAGES, n = 1 + tap_xorshift(&rng) % 2000;
+		if (st + n > PAGES)
+			n = PAGES - st;
+		uint64_t had = 0;
+		for (uint64_t p = st; p < st + n; p++)
+			had += in[p];
+		struct take_ctx ctx = { &s, st, 0, 0 };
+		mms_rs_split(&s, st, n, take_inside, &ctx);
+		ok_take = !ctx.bad && ctx.pos == st + n && ctx.taken == had && same(&s, "split and take");
+		for (int a = 0; a < 40; a++) { /* fragment again */
+			uint64_t p = tap_xorshift(&rng) % PAGES;
+			if (!in[p] && !(p && in[p - 1]) && !(p + 1 < PAGES && in[p + 1])) {
+				mms_rs_add(&s, p, 1);
+				in[p] = 1;
+			}
+		}
+	}
+	ok(ok_take, "a split whose callback removes each part it is given from the set sees every part");
 	/* filter: odd-length runs go */
 	size_t nw = model_runs(want);
 	for (size_t i = 0; i < nw; i++)
