@@ -128,28 +128,23 @@ static int queries(const struct mms_runset *s, uint64_t start, uint64_t n)
 }
 
 /* A split whose callback takes each inside part out of the set it splits
- * (as the allocator's frees do) and records the parts. */
+ * (as the allocator's frees do), after split_check has looked at it. */
 struct take_ctx {
+	struct split_ctx sc;
 	struct mms_runset *s;
-	uint64_t pos, taken;
-	int bad;
+	uint64_t taken;
 };
 
 static int take_inside(void *vctx, uint64_t start, uint64_t n, int inside)
 {
 	struct take_ctx *ctx = vctx;
-	if (start != ctx->pos || n == 0)
-		ctx->bad = 1;
-	for (uint64_t p = start; p < start + n; p++)
-		if (in[p] != inside)
-			ctx->bad = 1;
+	split_check(&ctx->sc, start, n, inside);
 	if (inside) {
 		if (mms_rs_remove(ctx->s, start, n))
-			ctx->bad = 1;
+			ctx->sc.bad = 1;
 		memset(in + start, 0, n);
 		ctx->taken += n;
 	}
-	ctx->pos = start + n;
 	return 0;
 }
 
@@ -248,9 +243,9 @@ int main(void)
 		uint64_t had = 0;
 		for (uint64_t p = st; p < st + n; p++)
 			had += in[p];
-		struct take_ctx ctx = { &s, st, 0, 0 };
+		struct take_ctx ctx = { { st, 0 }, &s, 0 };
 		mms_rs_split(&s, st, n, take_inside, &ctx);
-		ok_take = !ctx.bad && ctx.pos == st + n && ctx.taken == had && same(&s, "split and take");
+		ok_take = !ctx.sc.bad && ctx.sc.pos == st + n && ctx.taken == had && same(&s, "split and take");
 		for (int a = 0; a < 40; a++) { /* fragment again */
 			uint64_t p = tap_xorshift(&rng) % PAGES;
 			if (!in[p] && !(p && in[p - 1]) && !(p + 1 < PAGES && in[p + 1])) {
