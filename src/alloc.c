@@ -311,18 +311,23 @@ static int mms_take(mms_env *env, uint64_t start, uint64_t n, unsigned kind)
 	return 0;
 }
 
+/* The free run that ends where the file does, or NULL. */
+static const struct mms_run *mms_free_tail(mms_env *env)
+{
+	const struct mms_run *last = mms_rs_last(&env->alloc->free);
+	return last && last->start + last->n == env->meta.file_pages ? last : NULL;
+}
+
 /* Grow the file so that a run of n pages is free at its end. */
 static int mms_grow(mms_env *env, uint64_t n)
 {
 	struct mms_alloc_state *a = env->alloc;
 	uint64_t end = env->meta.file_pages;
-	uint64_t have = 0;
+	const struct mms_run *tail = mms_free_tail(env);
+	uint64_t have = tail ? tail->n : 0;
 	if (a->limit)
 		return mms_fail(env, MMS_FULL, "no free run of %llu pages below page %llu",
 		                (unsigned long long)n, (unsigned long long)a->limit);
-	const struct mms_run *last = mms_rs_last(&a->free);
-	if (last && last->start + last->n == end)
-		have = last->n;
 	uint64_t need = n - have;
 	uint64_t step = end / 4;
 	if (step < MMS_GROW_MIN)
@@ -1400,12 +1405,8 @@ uint64_t mms_alloc_used_end(mms_env *env)
 {
 	if (mms_alloc_ready(env))
 		return env->meta.file_pages;
-	struct mms_alloc_state *a = env->alloc;
-	uint64_t end = env->meta.file_pages;
-	const struct mms_run *last = mms_rs_last(&a->free);
-	if (last && last->start + last->n == end)
-		end = last->start;
-	return end;
+	const struct mms_run *tail = mms_free_tail(env);
+	return tail ? tail->start : env->meta.file_pages;
 }
 
 uint64_t mms_alloc_used_from(mms_env *env, uint64_t pgno)

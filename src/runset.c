@@ -275,11 +275,6 @@ int mms_rs_remove(struct mms_runset *s, uint64_t start, uint64_t n)
 	return 0;
 }
 
-static struct mms_rs_it it_at(const struct mms_runset *s, size_t c, unsigned j)
-{
-	return (struct mms_rs_it){ s, c, j, c < s->nc ? &s->c[c]->r[j] : NULL };
-}
-
 struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n)
 {
 	for (size_t c = 0; c < s->nc; c++) {
@@ -288,9 +283,9 @@ struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n)
 			continue;
 		for (unsigned j = 0; j < ch->n; j++)
 			if (ch->r[j].n >= n)
-				return it_at(s, c, j);
+				return mms_rs_at_(s, c, j);
 	}
-	return it_at(s, s->nc, 0);
+	return mms_rs_at_(s, s->nc, 0);
 }
 
 const struct mms_run *mms_rs_last(const struct mms_runset *s)

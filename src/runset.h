@@ -59,6 +59,12 @@ struct mms_rs_it {
  * gives back) */
 static inline uint64_t mms_rs_end_(const struct mms_run *r) { return r->start + r->n; }
 
+/* The place (c, j) as an iterator (c == nc: past the last run). */
+static inline struct mms_rs_it mms_rs_at_(const struct mms_runset *s, size_t c, unsigned j)
+{
+	return (struct mms_rs_it){ s, c, j, c < s->nc ? &s->c[c]->r[j] : NULL };
+}
+
 /* The place of the first run that ends past pgno: chunk *c (nc: none),
  * run *j. */
 static inline void mms_rs_find_(const struct mms_runset *s, uint64_t pgno, size_t *c, unsigned *j)
@@ -105,7 +111,7 @@ static inline struct mms_rs_it mms_rs_seek(const struct mms_runset *s, uint64_t 
 	size_t c;
 	unsigned j;
 	mms_rs_find_(s, pgno, &c, &j);
-	return (struct mms_rs_it){ s, c, j, c < s->nc ? &s->c[c]->r[j] : NULL };
+	return mms_rs_at_(s, c, j);
 }
 
 /* Make the next mms_rs_add of a run that touches none of the set succeed
@@ -128,7 +134,8 @@ int mms_rs_split(const struct mms_runset *s, uint64_t start, uint64_t n,
 uint64_t mms_rs_count_from(const struct mms_runset *s, uint64_t pgno);
 /* Remove every run for which drop(ctx, run) is true; never allocates. */
 void mms_rs_filter(struct mms_runset *s, bool (*drop)(void *, const struct mms_run *), void *ctx);
-/* Empty the set (its memory is kept); mms_rs_fini frees it. */
+/* Empty the set, keeping its chunk pointers and two chunks for refilling
+ * it; mms_rs_fini frees it all. */
 void mms_rs_clear(struct mms_runset *s);
 void mms_rs_fini(struct mms_runset *s);
 
@@ -137,18 +144,17 @@ void mms_rs_fini(struct mms_runset *s);
  * (begin and next are inline: the allocator walks sets on every commit) */
 static inline struct mms_rs_it mms_rs_begin(const struct mms_runset *s)
 {
-	return (struct mms_rs_it){ s, 0, 0, s->nc ? &s->c[0]->r[0] : NULL };
+	return mms_rs_at_(s, 0, 0);
 }
 
 static inline void mms_rs_next(struct mms_rs_it *it)
 {
-	const struct mms_runset *s = it->s;
-	if (++it->j >= s->c[it->c]->n) {
-		it->c++;
-		it->j = 0;
-	}
-	it->r = it->c < s->nc ? &s->c[it->c]->r[it->j] : NULL;
+	if (it->j + 1 < it->s->c[it->c]->n)
+		*it = mms_rs_at_(it->s, it->c, it->j + 1);
+	else
+		*it = mms_rs_at_(it->s, it->c + 1, 0);
 }
+
 /* The first run of at least n pages, by address (chunks without one are
  * skipped whole). */
 struct mms_rs_it mms_rs_fit(const struct mms_runset *s, uint64_t n);
