@@ -36,8 +36,13 @@
  *
  * Every change to either set between two commits is noted in a journal
  * (fl_free_add ... below: nothing else may touch the two sets), and a
- * commit writes the journal as log pages, so its cost follows what it
- * changed, not the store's fragmentation.  Replaying the log over the base
+ * commit writes the journal to the log, so its cost follows what it
+ * changed, not the store's fragmentation.  From format 5 the log's newest
+ * changes, up to 319, stay in the meta page itself (its *tail*, after the
+ * log pages in replay order): a commit whose changes still fit there writes
+ * no log page at all, and one that overflows it writes the tail and its
+ * own changes to log pages and leaves the tail empty.  A commit of a few
+ * changes (a put: a dozen) so writes a log page about once in twenty.  Replaying the log over the base
  * gives the sets exactly, since the same operations run on the same state.
  * The base is rewritten (and the log dropped) when the log would outgrow
  * the pages the whole list takes now (at least MMS_LOG_MIN_PAGES), when one
@@ -98,6 +103,10 @@ struct mms_alloc_state {
 	uint64_t *log;         /* log pages, oldest first */
 	size_t nlog, caplog;
 	uint32_t log_crc;      /* crc of the newest log page */
+	/* the log's tail (format 5): changes after the newest log page, kept
+	 * in the meta page, oldest first */
+	struct mms_jop *tail;
+	size_t ntail, captail;
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 	/* The free list is read on first use, not at open: open stays two page
@@ -150,6 +159,13 @@ unsigned mms_alloc_test_inline_max;
 #define MMS_TEST_INLINE_MAX 0u
 #endif
 
+#ifdef MMS_TEST_HOOKS
+unsigned mms_alloc_test_tail_max;
+#define MMS_TEST_TAIL_MAX mms_alloc_test_tail_max
+#else
+#define MMS_TEST_TAIL_MAX 0u
+#endif
+
 /* Entries a commit keeps inline at most. */
 static unsigned mms_meta_inline_keep(const mms_env *env)
 {
@@ -168,6 +184,27 @@ static unsigned mms_meta_inline_keep(const mms_env *env)
 #define MMS_LOG_MIN_PAGES 4u /* log pages allowed over a base of fewer pages */
 #define MMS_JOURNAL_MAX (8u * MMS_LOG_PER_PAGE) /* one log commit's most changes */
 static const uint8_t mms_log_magic[4] = { 'M', 'M', 'F', 'L' };
+
+/* The log's tail in the meta page (format 5, with a base): le32 number of
+ * changes at 240, then the changes as in a log page, up to the SHARE root. */
+#define MMS_META_TAIL 240u
+#define MMS_META_TAIL_MAX ((MMS_META_SHARE_ROOT - MMS_META_TAIL - 4u) / 12u)
+
+/* Changes a commit leaves in the meta's tail at most (0: it keeps none). */
+static unsigned mms_meta_tail_keep(const mms_env *env)
+{
+	if (env->meta.version < MMS_FORMAT_V5)
+		return 0;
+	return MMS_TEST_TAIL_MAX && MMS_TEST_TAIL_MAX < MMS_META_TAIL_MAX ? MMS_TEST_TAIL_MAX
+	                                                                  : MMS_META_TAIL_MAX;
+}
+
+/* Encode one change (a journal entry) where a log page or the tail keeps it. */
+static void mms_jop_put(uint8_t *p, const struct mms_jop *o)
+{
+	mms_put_le64(p, (uint64_t)o->op << 56 | o->start);
+	mms_put_le32(p + 8, o->n);
+}
 
 static void jr_note(struct mms_alloc_state *a, unsigned op, uint64_t start, uint64_t n)
 {
@@ -707,10 +744,15 @@ static void mms_meta_put_list(const struct mms_alloc_state *a, uint8_t *metapg)
 	mms_put_le64(metapg + MMS_META_LOG, a->nlog ? a->log[a->nlog - 1] : 0);
 	mms_put_le32(metapg + MMS_META_LOG + 8, (uint32_t)a->nlog);
 	mms_put_le32(metapg + MMS_META_LOG + 12, a->log_crc);
+	/* (a meta of format 4 has no tail: mms_log_plan kept it empty) */
+	mms_put_le32(metapg + MMS_META_TAIL, (uint32_t)a->ntail);
+	for (size_t i = 0; i < a->ntail; i++)
+		mms_jop_put(metapg + MMS_META_TAIL + 4 + i * 12, &a->tail[i]);
 }
 
-/* Log pages this commit adds (0: nothing changed), or -1: it rewrites the
- * base instead (see the top).  parts: mms_txn_free_parts(). */
+/* Log pages this commit adds (0: its changes fit in the meta's tail, or
+ * there are none), or -1: it rewrites the base instead (see the top).
+ * parts: mms_txn_free_parts(). */
 static int64_t mms_log_plan(mms_env *env, uint64_t parts)
 {
 	struct mms_alloc_state *a = env->alloc;
@@ -722,8 +764,13 @@ static int64_t mms_log_plan(mms_env *env, uint64_t parts)
 		return 0;
 	if (changes + 2 > MMS_JOURNAL_MAX)
 		return -1; /* the journal could not note them all */
-	/* + the log pages' own allocation, and a growth of the file for it */
-	uint64_t k = (changes + 2 + MMS_LOG_PER_PAGE - 1) / MMS_LOG_PER_PAGE;
+	/* without log pages to allocate, the changes are the journal's and
+	 * the parts of the frees, exactly */
+	if (a->ntail + changes <= mms_meta_tail_keep(env))
+		return 0;
+	/* the tail moves to the new pages with the changes, + the log pages'
+	 * own allocation and a growth of the file for it */
+	uint64_t k = (a->ntail + changes + 2 + MMS_LOG_PER_PAGE - 1) / MMS_LOG_PER_PAGE;
 	/* the log stays within what a new base would take */
 	uint64_t max = ((uint64_t)(a->free.n + a->pending.n) * 12 + MMS_PAGE_SIZE - 1) / MMS_PAGE_SIZE;
 	if (max < MMS_LOG_MIN_PAGES)
@@ -744,7 +791,26 @@ static int mms_apply_txn_frees(mms_env *env)
 	return ctx.rc;
 }
 
-/* A commit that appends k log pages to the persisted free list. */
+/* Keep the journal in the tail (a log commit of no pages). */
+static int mms_tail_append(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	if (a->ntail + a->jr.n > MMS_META_TAIL_MAX || (a->jr.n && env->meta.version < MMS_FORMAT_V5))
+		return mms_fail(env, EOVERFLOW, "free-list log outgrew its bound");
+	if (a->ntail + a->jr.n > a->captail) {
+		struct mms_jop *nt = realloc(a->tail, MMS_META_TAIL_MAX * sizeof(*nt));
+		if (!nt)
+			return ENOMEM;
+		a->tail = nt;
+		a->captail = MMS_META_TAIL_MAX;
+	}
+	memcpy(a->tail + a->ntail, a->jr.e, a->jr.n * sizeof(*a->tail));
+	a->ntail += a->jr.n;
+	return 0;
+}
+
+/* A commit that appends k log pages to the persisted free list, holding
+ * the tail and this commit's changes (k = 0: the changes join the tail). */
 static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 {
 	struct mms_alloc_state *a = env->alloc;
@@ -768,29 +834,30 @@ static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 		return rc;
 	if ((rc = mms_apply_txn_frees(env)))
 		return rc;
-	if (a->jr.over || a->jr.n > k * MMS_LOG_PER_PAGE)
+	if (a->jr.over || (k && a->ntail + a->jr.n > k * MMS_LOG_PER_PAGE))
 		return mms_fail(env, EOVERFLOW, "free-list log outgrew its bound");
+	if (!k && (rc = mms_tail_append(env)))
+		return rc;
 	if (k) {
 		if (posix_memalign((void **)&buf, MMS_PAGE_SIZE, k * MMS_PAGE_SIZE))
 			return ENOMEM;
 		memset(buf, 0, k * MMS_PAGE_SIZE);
 		uint64_t prev = a->nlog ? a->log[a->nlog - 1] : 0;
 		uint32_t prev_crc = a->log_crc;
-		size_t at = 0;
+		/* the tail's changes first: they are older */
+		size_t at = 0, all = a->ntail + a->jr.n;
 		for (uint64_t j = 0; j < k; j++) {
 			uint8_t *p = buf + j * MMS_PAGE_SIZE;
-			size_t cnt = a->jr.n - at < MMS_LOG_PER_PAGE ? a->jr.n - at : MMS_LOG_PER_PAGE;
+			size_t cnt = all - at < MMS_LOG_PER_PAGE ? all - at : MMS_LOG_PER_PAGE;
 			memcpy(p + 4, mms_log_magic, 4);
 			mms_put_le64(p + 8, pg + j);
 			mms_put_le64(p + 16, env->meta.generation + 1);
 			mms_put_le64(p + 24, prev);
 			mms_put_le32(p + 32, prev_crc);
 			mms_put_le32(p + 36, (uint32_t)cnt);
-			for (size_t i = 0; i < cnt; i++, at++) {
-				const struct mms_jop *o = &a->jr.e[at];
-				mms_put_le64(p + MMS_LOG_HDR + i * 12, (uint64_t)o->op << 56 | o->start);
-				mms_put_le32(p + MMS_LOG_HDR + i * 12 + 8, o->n);
-			}
+			for (size_t i = 0; i < cnt; i++, at++)
+				mms_jop_put(p + MMS_LOG_HDR + i * 12,
+				            at < a->ntail ? &a->tail[at] : &a->jr.e[at - a->ntail]);
 			prev_crc = mms_crc32c(0, p + 4, MMS_PAGE_SIZE - 4);
 			mms_put_le32(p, prev_crc);
 			prev = pg + j;
@@ -802,6 +869,7 @@ static int mms_log_commit(mms_env *env, uint8_t *metapg, uint64_t k)
 		for (uint64_t j = 0; j < k; j++)
 			a->log[a->nlog++] = pg + j;
 		a->log_crc = prev_crc;
+		a->ntail = 0;
 	}
 	jr_clear(a);
 	mms_meta_put_list(a, metapg);
@@ -844,6 +912,7 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 	}
 	a->nlog = 0;
 	a->log_crc = 0;
+	a->ntail = 0;
 	if (ctx.rc)
 		return ctx.rc;
 	env->meta.free_blob = blob_pg;
@@ -1052,8 +1121,9 @@ void mms_alloc_synced(mms_env *env, int keep)
 		mms_alloc_punch(env);
 }
 
-/* Apply one logged change (entry idx of log page pgno) to the sets being
- * loaded: a change the writer could not have made means a damaged log. */
+/* Apply one logged change (entry idx of log page pgno; pgno 0: of the
+ * meta's tail) to the sets being loaded: a change the writer could not
+ * have made means a damaged log. */
 static int mms_log_apply(mms_env *env, uint64_t pgno, size_t idx, unsigned op, uint64_t st,
                          uint64_t n)
 {
@@ -1087,6 +1157,10 @@ static int mms_log_apply(mms_env *env, uint64_t pgno, size_t idx, unsigned op, u
 		return 0;
 	}
 bad:
+	if (!pgno)
+		return mms_fail(env, MMS_CORRUPT, "meta: free-list log tail, entry %zu (change %u, "
+		                "pages %llu+%llu): not a change the free list allows", idx, op,
+		                (unsigned long long)st, (unsigned long long)n);
 	return mms_fail(env, MMS_CORRUPT, "free-list log page %llu, entry %zu (change %u, pages %llu+%llu): "
 	                "not a change the free list allows", (unsigned long long)pgno, idx, op,
 	                (unsigned long long)st, (unsigned long long)n);
@@ -1192,6 +1266,35 @@ out:
 	return rc;
 }
 
+/* Replay the meta's tail of the log (format 5) and keep it for the next
+ * commits, which write it again. */
+static int mms_tail_load(mms_env *env, const uint8_t *metapg)
+{
+	struct mms_alloc_state *a = env->alloc;
+	uint32_t n = mms_get_le32(metapg + MMS_META_TAIL);
+	if (n > MMS_META_TAIL_MAX)
+		return mms_fail(env, MMS_CORRUPT, "meta: a free-list log tail of %u changes (at most %u fit)",
+		                n, (unsigned)MMS_META_TAIL_MAX);
+	if (n && !a->tail) {
+		a->tail = malloc(MMS_META_TAIL_MAX * sizeof(*a->tail));
+		if (!a->tail)
+			return ENOMEM;
+		a->captail = MMS_META_TAIL_MAX;
+	}
+	for (uint32_t e = 0; e < n; e++) {
+		const uint8_t *p = metapg + MMS_META_TAIL + 4 + e * 12;
+		uint64_t v = mms_get_le64(p);
+		struct mms_jop o = { .start = v & ((1ull << 56) - 1), .n = mms_get_le32(p + 8),
+		                     .op = (uint8_t)(v >> 56) };
+		int rc = mms_log_apply(env, 0, e, o.op, o.start, o.n);
+		if (rc)
+			return rc;
+		a->tail[e] = o;
+	}
+	a->ntail = n;
+	return 0;
+}
+
 /* The loaded sets: inside the file, apart from each other and from the
  * pages that hold the free list itself. */
 static int mms_sets_check(mms_env *env)
@@ -1232,6 +1335,7 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	jr_clear(a);
 	a->nlog = 0;
 	a->log_crc = 0;
+	a->ntail = 0;
 	a->base_nfree = a->base_npend = a->base_crc = 0;
 	a->journal_on = env->meta.free_blob != 0;
 	if (env->meta.free_blob) {
@@ -1278,6 +1382,8 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	free(blob);
 	if (!rc && env->meta.free_blob && env->meta.version >= MMS_FORMAT_V4)
 		rc = mms_log_load(env, metapg);
+	if (!rc && env->meta.free_blob && env->meta.version >= MMS_FORMAT_V5)
+		rc = mms_tail_load(env, metapg);
 	if (!rc)
 		rc = mms_sets_check(env);
 	if (!rc && synced && a->pending.n) {
@@ -1324,6 +1430,7 @@ void mms_alloc_close(mms_env *env)
 	mms_rs_fini(&a->drop_later);
 	free(a->jr.e);
 	free(a->log);
+	free(a->tail);
 	pthread_mutex_destroy(&a->load_lock);
 	free(a);
 	env->alloc = NULL;
@@ -1436,6 +1543,16 @@ int mms_alloc_trim_tail(mms_env *env, uint64_t *newpages)
 	uint64_t end = mms_alloc_used_end(env);
 	if (end < MMS_META_PAGES)
 		end = MMS_META_PAGES;
+	/* The commit that records the shorter file writes its free list
+	 * first fit (log pages, or a new base).  If no free run below the new
+	 * end holds that, the pages it may need stay at the end: else that
+	 * commit would grow the file again, by a whole segment. */
+	uint64_t keep = mms_commit_need(env);
+	if (keep && end < env->meta.file_pages) {
+		struct mms_rs_it it = mms_rs_fit(&a->free, keep);
+		if (!it.r || it.r->start + keep > end)
+			end = env->meta.file_pages - end > keep ? end + keep : env->meta.file_pages;
+	}
 	if (end < env->meta.file_pages) {
 		int rc = fl_free_del(a, end, env->meta.file_pages - end);
 		if (rc)

@@ -1702,13 +1702,14 @@ int mms_upgrade(mms_env *env)
 	if (env->meta.version == MMS_FORMAT_VERSION)
 		return 0;
 	if (env->meta.version != MMS_FORMAT_V1 && env->meta.version != MMS_FORMAT_V2 &&
-	    env->meta.version != MMS_FORMAT_V3)
+	    env->meta.version != MMS_FORMAT_V3 && env->meta.version != MMS_FORMAT_V4)
 		return mms_fail(env, MMS_VERSION, "no upgrade from format version %u",
 		                env->meta.version);
 	env->upgrading = 1;
 	rc = mms_txn_enter(env);
-	/* version 2 to 3 adds the SHARE tree, empty, and 3 to 4 the free-list
-	 * log, empty: only the meta changes */
+	/* version 2 to 3 adds the SHARE tree, empty, 3 to 4 the free-list
+	 * log, empty, and 4 to 5 the log's tail in the meta, empty: only the
+	 * meta changes */
 	if (!rc && env->meta.version == MMS_FORMAT_V1)
 		rc = mms_count_subdirs(env, &v, &n);
 	for (size_t i = 0; !rc && i < n; i++) {

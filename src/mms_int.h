@@ -104,17 +104,19 @@ static inline void mms_put_be64(void *p, uint64_t v)
 }
 
 /* ---- Constants of the format ------------------------------------------- */
-#define MMS_FORMAT_VERSION 4u
+#define MMS_FORMAT_VERSION 5u
 /* Older versions are opened only by mms_upgrade's open (MMS_UPGRADE): see
  * doc/FORMAT.md.  Version 1: no link counts, no LINK tree, no device
  * numbers; version 2: no SHARE tree (its meta's inline free list held one
  * entry more, where version 3 keeps the SHARE root); version 3: a free list
  * past the meta is one blob, rewritten whole by every commit (version 4
- * adds the log: alloc.c). */
+ * adds the log: alloc.c); version 4: the log is all in log pages (version 5
+ * keeps its newest changes in the meta page). */
 #define MMS_FORMAT_V1 1u
 #define MMS_FORMAT_V2 2u
 #define MMS_FORMAT_V3 3u /* the first with the SHARE tree */
 #define MMS_FORMAT_V4 4u /* the first with the free-list log */
+#define MMS_FORMAT_V5 5u /* the first whose meta holds the log's newest changes */
 #define MMS_PAGE_SHIFT 12
 /* The most pages a store file may have: four times the largest value. */
 #define MMS_FILE_PAGES_MAX ((MMS_SIZE_MAX >> MMS_PAGE_SHIFT) * 4)
@@ -623,6 +625,9 @@ extern int mms_file_test_tight_map;
 /* alloc.c, test builds: commits keep at most this many free runs inline
  * (0: as many as fit), so small stores write a base and a log. */
 extern unsigned mms_alloc_test_inline_max;
+/* alloc.c, test builds: a log commit keeps at most this many changes in
+ * the meta page before it writes them to a log page (0: as many as fit). */
+extern unsigned mms_alloc_test_tail_max;
 #endif
 
 

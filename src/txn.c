@@ -120,7 +120,8 @@ int mms_meta_decode(const uint8_t *pg, struct mms_meta *m, int old_ok, char *why
 		return MMS_CORRUPT;
 	}
 	uint32_t version = mms_get_le32(pg + 12);
-	bool old = version == MMS_FORMAT_V1 || version == MMS_FORMAT_V2 || version == MMS_FORMAT_V3;
+	bool old = version == MMS_FORMAT_V1 || version == MMS_FORMAT_V2 || version == MMS_FORMAT_V3 ||
+	           version == MMS_FORMAT_V4;
 	if (old && !old_ok) {
 		snprintf(why, whylen, "format version %u, older than this build's %u: convert it "
 		         "in place with 'mmstore upgrade' (it keeps every key)", version,

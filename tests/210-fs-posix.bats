@@ -258,12 +258,12 @@ print("failed syncfs:", fails)
 	cmp "$d/old.mms" "$SRCDIR/tests/data/format1.mms"
 	t "$MMSTORE" upgrade "$d/old.mms"
 	assert_success
-	assert_output "$d/old.mms: upgraded from format version 1 to 4"
+	assert_output "$d/old.mms: upgraded from format version 1 to 5"
 	t "$MMSTORE" check "$d/old.mms"
 	assert_success
 	t "$MMSTORE" upgrade "$d/old.mms"
 	assert_success
-	assert_output --partial "already format version 4"
+	assert_output --partial "already format version 5"
 	mount_store "$d/old.mms" "$d/mnt"
 	[[ $(sha256sum <"$d/mnt/a/b/big") == "6251e5743b6fd6a7d606130bdf7c15077ce85ebd3a0fdee284d15a46df199e38  -" ]]
 	[[ $(cat "$d/mnt/a/hello") == hello ]]
@@ -297,11 +297,11 @@ $d/mnt/a/b/c 2"
 	cmp "$d/old.mms" "$SRCDIR/tests/data/format2.mms"
 	t "$MMSTORE" upgrade "$d/old.mms"
 	assert_success
-	assert_output "$d/old.mms: upgraded from format version 2 to 4"
+	assert_output "$d/old.mms: upgraded from format version 2 to 5"
 	t "$MMSTORE" check "$d/old.mms"
 	assert_success
 	t "$MMSTORE" info "$d/old.mms"
-	assert_output --partial "format version:    4"
+	assert_output --partial "format version:    5"
 	mount_store "$d/old.mms" "$d/mnt"
 	[[ $(sha256sum <"$d/mnt/a/b/big") == "36448423706f2615337e33296446b27a5f945e8074bddc8fdd8956da61dcca89  -" ]]
 	[[ $(stat -c %h:%i "$d/mnt/a/b/big") == "2:$(stat -c %i "$d/mnt/a/d/big2")" ]]
@@ -334,11 +334,11 @@ $d/mnt/a/b/c 2"
 	cmp "$d/old.mms" "$SRCDIR/tests/data/format3.mms"
 	t "$MMSTORE" upgrade "$d/old.mms"
 	assert_success
-	assert_output "$d/old.mms: upgraded from format version 3 to 4"
+	assert_output "$d/old.mms: upgraded from format version 3 to 5"
 	t "$MMSTORE" check "$d/old.mms"
 	assert_success
 	t "$MMSTORE" info "$d/old.mms"
-	assert_output --partial "format version:    4"
+	assert_output --partial "format version:    5"
 	local runs
 	runs=$(sed -n 's/^free: .* in \([0-9]*\) runs$/\1/p' <<<"$output")
 	[[ $runs -gt 321 ]]
@@ -359,6 +359,49 @@ $d/mnt/a/b/c 2"
 	[[ "$output" == "$(yes new5 | head -c 5000)" ]]
 	t "$MMSTORE" get "$d/old.mms" a/k2copy
 	[[ "$output" == "$(yes k2 | head -c 4096)" ]]
+}
+
+@test "a store of format 4 is refused with how to move it; mmstore upgrade keeps its free-list log" {
+	local d
+	d=$(mk_tmp)
+	mkdir "$d/mnt"
+	# tests/data/format4.mms: a/hello, a/k2..a/k800 (even) of 4,096 bytes
+	# ('yes kN'), but a/k10 removed and a/k12 'changed', a/k2copy a shared
+	# copy of a/k2: 340 free runs in a base and a log of 2 and 3 pages (the
+	# two metas); made by the last build of format 4 (eb6cde0)
+	cp "$SRCDIR/tests/data/format4.mms" "$d/old.mms"
+	t "$MMFS" -f "$d/old.mms" "$d/mnt"
+	assert_failure
+	assert_output --partial "$d/old.mms"
+	assert_output --partial "format version 4"
+	assert_output --partial "mmstore upgrade"
+	cmp "$d/old.mms" "$SRCDIR/tests/data/format4.mms"
+	t "$MMSTORE" upgrade "$d/old.mms"
+	assert_success
+	assert_output "$d/old.mms: upgraded from format version 4 to 5"
+	t "$MMSTORE" check "$d/old.mms"
+	assert_success
+	t "$MMSTORE" info "$d/old.mms"
+	assert_output --partial "format version:    5"
+	assert_output --partial "in 340 runs"
+	mount_store "$d/old.mms" "$d/mnt"
+	[[ $(cat "$d/mnt/a/hello") == hello && $(cat "$d/mnt/a/k12") == changed ]]
+	[[ $(ls "$d/mnt/a" | wc -l) == 401 ]]
+	cmp "$d/mnt/a/k2copy" <(yes k2 | head -c 4096)
+	cmp "$d/mnt/a/k800" <(yes k800 | head -c 4096)
+	[[ ! -e "$d/mnt/a/k10" && ! -e "$d/mnt/a/k1" ]]
+	# small commits on top of the old log: their changes go to the meta
+	for i in 1 3 5 7 9; do yes "new$i" | head -c 5000 >"$d/mnt/a/k$i"; done
+	rm "$d/mnt/a/k2" "$d/mnt/a/k4"
+	unmount_store "$d/mnt"
+	t "$MMSTORE" check "$d/old.mms"
+	assert_success
+	t "$MMSTORE" get "$d/old.mms" a/k5
+	[[ "$output" == "$(yes new5 | head -c 5000)" ]]
+	t "$MMSTORE" get "$d/old.mms" a/k2copy
+	[[ "$output" == "$(yes k2 | head -c 4096)" ]]
+	t "$MMSTORE" get "$d/old.mms" a/k6
+	[[ "$output" == "$(yes k6 | head -c 4096)" ]]
 }
 
 @test "fallocate --zero-range zeroes and allocates; collapse and insert say EOPNOTSUPP" {

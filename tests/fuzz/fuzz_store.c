@@ -9,7 +9,9 @@
  *   0x02  skip the read-write part;
  *   0x04  vacuum after the writes;
  *   0x08  the writes keep at most 2 free runs inline, so that their commits
- *         write a free-list base and log (format 4) even in a small store.
+ *         write a free-list base and log (format 4) even in a small store;
+ *   0x10  and at most 2 changes in the log's tail in the meta (format 5),
+ *         so that their commits move the tail to log pages.
  * The image is opened read-only: mms_check, a walk of every directory
  * (lookups, attributes, reads, mapping, seeking, symlinks, xattrs) and a
  * dump; then read-write: a put, a shared copy of a key's pages into it, an
@@ -231,10 +233,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mms_close(env);
 	}
 	mms_alloc_test_inline_max = (ctl & 8) ? 2 : 0;
+	mms_alloc_test_tail_max = (ctl & 16) ? 2 : 0;
 	if (!(ctl & 2) && mms_open(path, NULL, &env) == 0) {
 		fz_write(env, (ctl & 4) != 0);
 		mms_close(env);
 	}
 	mms_alloc_test_inline_max = 0;
+	mms_alloc_test_tail_max = 0;
 	return 0;
 }

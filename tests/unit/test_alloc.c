@@ -2,6 +2,7 @@
  * test_alloc.c - free space: reuse rules around commit and sync, growth,
  * max_size, persistence of the free list (inline and blob), rollback.
  */
+#define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la: mms_alloc_test_tail_max */
 #include "mms_int.h"
 #include "tap.h"
 
@@ -187,11 +188,16 @@ static uint64_t rnd(void)
 	return tap_xorshift(&rnd_state);
 }
 
-static void test_log(const char *dir)
+/* tail_max: the changes a commit keeps in the meta's tail at most (1: a
+ * commit of more than one change writes a log page; 0: as many as fit). */
+static void test_log(const char *dir, unsigned tail_max)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/log.mms", dir);
-	mms_env *env = open_new(dir, "log.mms", 0);
+	char path[512], name[32];
+	snprintf(name, sizeof name, "log-%u.mms", tail_max);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	mms_alloc_test_tail_max = tail_max;
+	tap_diag("free-list log, a tail of %u changes at most in the meta", tail_max ? tail_max : 319);
+	mms_env *env = open_new(dir, name, 0);
 	enum { N = 4000 };
 	static uint64_t pg[N];
 	static int live[N];
@@ -212,9 +218,10 @@ static void test_log(const char *dir)
 	ok(base && log_pages(env) == 0, "log: a new base of %llu pages, no log",
 	   (unsigned long long)base_pages);
 
-	/* small commits: a log page each; frees, allocations, syncs and
-	 * rolled-back transactions between them */
-	int same = 1, one_page = 1, rebased = 0;
+	/* small commits (a log page each with a tail of 1, one in many with a
+	 * whole tail); frees, allocations, syncs and rolled-back transactions
+	 * between them */
+	int same = 1, one_page = 1, rebased = 0, paged = 0, commits = 0;
 	uint64_t max_log = 0;
 	for (int c = 0; c < 400 && same; c++) {
 		uint64_t before = log_pages(env), b0 = env->meta.free_blob;
@@ -269,10 +276,13 @@ static void test_log(const char *dir)
 			break;
 		}
 		uint64_t after = log_pages(env);
+		commits++;
 		if (env->meta.free_blob != b0 || after < before)
 			rebased++;
 		else if (after > before + 1)
 			one_page = 0;
+		else
+			paged += after > before;
 		if (after > max_log)
 			max_log = after;
 		char what[64];
@@ -280,10 +290,18 @@ static void test_log(const char *dir)
 		same = reload_same(env, what);
 	}
 	ok(same, "log: after each of 400 commits the reloaded free list equals the one in memory");
-	ok(one_page, "log: a commit of a few changes adds one log page");
-	ok(rebased > 0 && max_log <= base_pages + 4, "log: the base was rewritten %d times; the log "
-	   "never outgrew it (at most %llu pages over a base of %llu)", rebased,
-	   (unsigned long long)max_log, (unsigned long long)base_pages);
+	ok(one_page, "log: a commit of a few changes adds at most one log page");
+	if (tail_max == 1) {
+		ok(rebased > 0 && max_log <= base_pages + 4, "log: the base was rewritten %d times; the log "
+		   "never outgrew it (at most %llu pages over a base of %llu)", rebased,
+		   (unsigned long long)max_log, (unsigned long long)base_pages);
+	} else {
+		/* a commit here makes about 6 changes: one in ~50 fills the tail */
+		ok(paged * 10 < commits, "log: %d of %d commits wrote a log page (the rest only the meta)",
+		   paged, commits);
+		ok(max_log <= base_pages + 4, "log: the log never outgrew the base (at most %llu pages "
+		   "over a base of %llu)", (unsigned long long)max_log, (unsigned long long)base_pages);
+	}
 	ok(log_pages(env) > 0 || env->meta.free_blob != base, "log: the store ends with a log or a new base");
 
 	/* one commit of more changes than a log commit takes (2,704): a new base */
@@ -322,6 +340,48 @@ static void test_log(const char *dir)
 	}
 }
 
+/*
+ * A trim of the file's free end (vacuum, close) commits the shorter size;
+ * that commit's free-list pages come first fit.  With nothing free below
+ * the new end, they must not grow the file again by a whole segment: the
+ * trim leaves them room at the end.  (A vacuum once left a store 22 pages
+ * larger than before it: test_model, seed 10.)
+ */
+static void test_trim_room(const char *dir)
+{
+	mms_env *env = open_new(dir, "trim.mms", 0);
+	enum { N = 64 };
+	uint64_t pg[N], p, end;
+	mms_alloc_test_inline_max = 2; /* a base for a few runs */
+	mms_alloc_test_tail_max = 1;   /* a commit of two changes writes a log page */
+	/* every page in use, synced */
+	mms_txn_enter(env);
+	while (free_pages(env) && mms_alloc(env, 1, MMS_ALLOC_DATA, &p) == 0)
+		;
+	for (int i = 0; i < N; i++)
+		mms_alloc(env, 1, MMS_ALLOC_DATA, &pg[i]); /* the file grows: a free end */
+	is_int(mms_sync(env), 0, "trim: sync a full file and a free end");
+	/* pending runs only below the free end (the base holds them) */
+	mms_txn_enter(env);
+	for (uint64_t q = 10; q < 30; q += 2)
+		mms_free(env, q, 1, MMS_ALLOC_DATA);
+	is_int(mms_commit(env), 0, "trim: commit ten pending runs");
+	ok(env->meta.free_blob != 0, "trim: the free list is a base");
+	mms_txn_enter(env);
+	mms_free(env, pg[N - 1], 1, MMS_ALLOC_DATA);
+	uint64_t before = env->meta.file_pages;
+	is_int(mms_alloc_trim_tail(env, &end), 0, "trim: cut the free end");
+	is_int(mms_commit(env), 0, "trim: commit it");
+	ok(end < before && env->meta.file_pages == end, "trim: the commit kept the file at %llu pages "
+	   "(%llu before the trim; it has %llu)", (unsigned long long)end, (unsigned long long)before,
+	   (unsigned long long)env->meta.file_pages);
+	ok(end <= pg[N - 1] + 1 + 8, "trim: the end keeps only the few pages the commit may need "
+	   "(last used page %llu, end %llu)", (unsigned long long)pg[N - 1], (unsigned long long)end);
+	mms_alloc_test_inline_max = 0;
+	mms_alloc_test_tail_max = 0;
+	is_int(mms_close(env), 0, "trim: close");
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -329,6 +389,9 @@ int main(void)
 	test_reuse_rules(dir);
 	test_growth_and_full(dir);
 	test_persistence(dir);
-	test_log(dir);
+	test_log(dir, 1);
+	test_log(dir, 0);
+	mms_alloc_test_tail_max = 0;
+	test_trim_room(dir);
 	return tap_done();
 }

@@ -1106,12 +1106,17 @@ int main(int argc, char **argv)
 		char why[2048] = "";
 		rng = seed + (uint64_t)run * 0x632BE59BD9B4E019ull;
 		/* odd runs keep a few free runs inline at most: the free list
-		 * goes to a base and a log at once */
+		 * goes to a base and a log at once; and of those, half keep a
+		 * few changes in the meta's tail of the log (the other half as
+		 * many as fit), so that commits move the tail to log pages */
 		mms_alloc_test_inline_max = (run & 1) ? 1 + (unsigned)(run / 2 % 6) : 0;
+		mms_alloc_test_tail_max = (run & 3) == 1 ? 1 + (unsigned)(run / 4 % 8) : 0;
 		int rc = run_workload(path, steps, why, sizeof why);
-		if (!ok(rc == 0, "run %ld: the workload ran (%zu records, %zu generations, inline free list %s%u)%s%s",
-		        run, nrecs, nstates, mms_alloc_test_inline_max ? "up to " : "default ",
-		        mms_alloc_test_inline_max, rc ? ": " : "", why))
+		if (!ok(rc == 0, "run %ld: the workload ran (%zu records, %zu generations, inline free list "
+		        "%s%u, log tail %s%u)%s%s", run, nrecs, nstates,
+		        mms_alloc_test_inline_max ? "up to " : "default ", mms_alloc_test_inline_max,
+		        mms_alloc_test_tail_max ? "up to " : "default ", mms_alloc_test_tail_max,
+		        rc ? ": " : "", why))
 			continue;
 		long m0 = t.machine, p0 = t.process;
 		bool good = check_record(img, images, &t, why, sizeof why);
@@ -1122,6 +1127,7 @@ int main(int argc, char **argv)
 		char why[2048] = "";
 		rng = seed ^ 0xfeedull;
 		mms_alloc_test_inline_max = (seed & 1) ? 3 : 0; /* a vacuum over a log, or not */
+		mms_alloc_test_tail_max = (seed & 2) ? 2 : 0;   /* with a short tail, or not */
 		int rc = run_vacuum_workload(path, why, sizeof why);
 		if (ok(rc == 0, "vacuum of a fragmented store: ran (%zu records)%s%s", nrecs, rc ? ": " : "", why)) {
 			uint64_t len = 0, need = 0;

@@ -144,9 +144,12 @@ static int make_seeds(const char *dir)
 	rc |= mms_close(env);
 	rc |= write_seed(dir, "seed-shared", tmp);
 
-	/* the free list in a base and a log (format 4): few runs inline */
+	/* the free list in a base and a log (format 4): few runs inline; the
+	 * first commits write log pages, the last ones keep their changes in
+	 * the log's tail in the meta (format 5) */
 	unlink(tmp);
 	mms_alloc_test_inline_max = 2;
+	mms_alloc_test_tail_max = 2;
 	rc |= mms_open(tmp, &(struct mms_options){ .flags = MMS_CREATE }, &env);
 	for (int i = 0; i < 12 && !rc; i++) {
 		char name[32];
@@ -155,6 +158,7 @@ static int make_seeds(const char *dir)
 		rc |= mms_commit(env);
 	}
 	rc |= mms_sync(env);
+	mms_alloc_test_tail_max = 0;
 	for (int i = 0; i < 12 && !rc; i += 3) {
 		char name[32];
 		int l = snprintf(name, sizeof name, "log-%02d", i);
@@ -163,8 +167,9 @@ static int make_seeds(const char *dir)
 	}
 	rc |= mms_close(env);
 	mms_alloc_test_inline_max = 0;
-	/* and the harness's writes to it keep few runs inline too (0x08) */
-	rc |= write_seed_as(dir, "seed-log", tmp, 0x09);
+	/* and the harness's writes to it keep few runs inline and few
+	 * changes in the tail too (0x18) */
+	rc |= write_seed_as(dir, "seed-log", tmp, 0x19);
 	unlink(tmp);
 	unlink(crash);
 	return rc;

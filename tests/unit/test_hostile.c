@@ -460,8 +460,10 @@ static void put_refused(const char *path, const char *label, const char *what)
 
 /*
  * The free-list log (format 4): a log page with a flipped byte, and one
- * whose checksums are right but that counts itself as free.  Both refuse
- * writes with a detail naming what is wrong, check reports them, and every
+ * whose checksums are right but that counts itself as free; and its tail
+ * in the meta (format 5), checksum right: a change that frees the base, a
+ * change of no known kind, more changes than the meta holds.  Each refuses
+ * writes with a detail naming what is wrong, check reports it, and every
  * key still reads.
  */
 static void test_free_log(const char *dir)
@@ -473,6 +475,7 @@ static void test_free_log(const char *dir)
 	memset(val, 'v', sizeof val);
 	snprintf(path, sizeof path, "%s/log.mms", dir);
 	mms_alloc_test_inline_max = 2; /* a base and a log for a small store */
+	mms_alloc_test_tail_max = 1;   /* and log pages, not only a tail */
 	if (mms_open(path, &(struct mms_options){ .flags = MMS_CREATE }, &env))
 		abort();
 	char name[16];
@@ -486,12 +489,23 @@ static void test_free_log(const char *dir)
 		mms_unlink(env, MMS_ROOT_INO, name, strlen(name));
 		mms_commit(env);
 	}
+	/* (a commit may just have rewritten the base: one more starts a log) */
+	for (int i = 0; i < 8 && !mms_get_le32(env->meta_page + 232); i++) {
+		mms_put(env, MMS_ROOT_INO, "k0", 2, val, 9000, 0644, 0, 0, NULL);
+		mms_commit(env);
+	}
+	mms_alloc_test_tail_max = 0; /* the last commit's changes stay in the meta */
+	mms_put(env, MMS_ROOT_INO, "t", 1, val, 10, 0644, 0, 0, NULL);
+	mms_commit(env);
 	mms_close(env);
 	mms_alloc_test_inline_max = 0;
 	uint64_t m = newest_meta(path, pg);
-	uint64_t head = mms_get_le64(pg + 224);
-	uint32_t nlog = mms_get_le32(pg + 232);
-	if (!ok(mms_get_le64(pg + 192) && head && nlog, "log: the store has a base and %u log pages", nlog))
+	uint8_t meta0[4096]; /* (the cases below patch pg) */
+	memcpy(meta0, pg, sizeof meta0);
+	uint64_t head = mms_get_le64(pg + 224), base = mms_get_le64(pg + 192);
+	uint32_t nlog = mms_get_le32(pg + 232), ntail = mms_get_le32(pg + 240);
+	if (!ok(base && head && nlog && ntail, "log: the store has a base, %u log pages and %u changes "
+	        "in the meta", nlog, ntail))
 		return;
 	ok(check_store(path) == 0, "log: check is clean before the damage (%.200s)", problems);
 
@@ -536,6 +550,41 @@ static void test_free_log(const char *dir)
 	   "log page freeing itself: check reports it (%.200s)", problems);
 	ok(key_reads(bad, "k1", 9000) && key_reads(bad, "k29", 9000),
 	   "log page freeing itself: every key still reads");
+
+	/* the meta's tail, its checksum made right: a change freeing the
+	 * base, one of no known kind, and more changes than fit */
+	static const struct {
+		const char *label, *what;
+		uint64_t op;  /* the change added (0: the count is set instead) */
+		uint32_t count;
+	} tails[] = {
+		{ "log tail freeing the base", "counts its own pages", 1, 0 },
+		{ "log tail with an unknown change", "free-list log tail, entry", 9, 0 },
+		{ "log tail past the meta", "a free-list log tail of 400 changes", 0, 400 },
+	};
+	for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+		uint8_t mp[4096];
+		memcpy(mp, meta0, sizeof mp);
+		snprintf(bad, sizeof bad, "%s/log-tail-%zu.mms", dir, t);
+		snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, bad);
+		if (system(cmd))
+			abort();
+		if (tails[t].op) {
+			if (ntail >= 319)
+				abort();
+			mms_put_le64(mp + 244 + 12 * ntail, tails[t].op << 56 | base);
+			mms_put_le32(mp + 244 + 12 * ntail + 8, 1);
+			mms_put_le32(mp + 240, ntail + 1);
+		} else {
+			mms_put_le32(mp + 240, tails[t].count);
+		}
+		write_meta_page(bad, m, mp);
+		put_refused(bad, tails[t].label, tails[t].what);
+		ok(check_store(bad) > 0 && strstr(problems, tails[t].what), "%s: check reports it (%.200s)",
+		   tails[t].label, problems);
+		ok(key_reads(bad, "k1", 9000) && key_reads(bad, "k29", 9000) && key_reads(bad, "t", 10),
+		   "%s: every key still reads", tails[t].label);
+	}
 }
 
 int main(void)

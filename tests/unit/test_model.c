@@ -2340,6 +2340,7 @@ extern int64_t mms_test_clock_ns;        /* tests/libmms_test.la: the engine's c
 extern int64_t mms_test_clock_step_ns;   /* and its step per reading */
 extern int mms_file_test_tight_map;      /* tests/libmms_test.la: map exactly the file */
 extern unsigned mms_alloc_test_inline_max; /* tests/libmms_test.la: few free runs inline */
+extern unsigned mms_alloc_test_tail_max;   /* and few changes in the log's tail */
 /* tests/libmms_test.la (src/mms_int.h): the pager's spill limit, its count */
 void mms_pager_set_spill(mms_env *env, size_t pages);
 uint64_t mms_pager_spills(mms_env *env);
@@ -2645,9 +2646,13 @@ int main(void)
 	mms_file_test_tight_map = 1;
 	/* seeds with bit 1 set keep few free runs inline: a base and a log */
 	mms_alloc_test_inline_max = (seed & 2) ? 1 + (unsigned)(seed / 4 % 9) : 0;
+	/* and of those, seeds with bit 3 set few changes in the log's tail */
+	mms_alloc_test_tail_max = (seed & 10) == 10 ? 1 + (unsigned)(seed / 16 % 5) : 0;
 	tap_diag("seed %" PRIu64 " (replay with MMS_SEED=%" PRIu64 "), %ld operations, spill %s%zu, "
-	         "inline free list %s%u, clock %s", seed, seed, nops, spill_pages ? "past " : "default ",
-	         spill_pages, mms_alloc_test_inline_max ? "up to " : "default ", mms_alloc_test_inline_max,
+	         "inline free list %s%u, log tail %s%u, clock %s", seed, seed, nops,
+	         spill_pages ? "past " : "default ", spill_pages,
+	         mms_alloc_test_inline_max ? "up to " : "default ", mms_alloc_test_inline_max,
+	         mms_alloc_test_tail_max ? "up to " : "default ", mms_alloc_test_tail_max,
 	         mms_test_clock_step_ns ? "moving" : "within one tick");
 	memset(longname, 'L', sizeof longname);
 	memset(longxattr, 'x', sizeof longxattr);
