@@ -804,7 +804,8 @@ static int mms_tail_append(mms_env *env)
 		a->tail = nt;
 		a->captail = MMS_META_TAIL_MAX;
 	}
-	memcpy(a->tail + a->ntail, a->jr.e, a->jr.n * sizeof(*a->tail));
+	if (a->jr.n) /* (a commit of no changes: no journal, maybe no tail yet) */
+		memcpy(a->tail + a->ntail, a->jr.e, a->jr.n * sizeof(*a->tail));
 	a->ntail += a->jr.n;
 	return 0;
 }
