@@ -942,8 +942,7 @@ static int mms_base_commit(mms_env *env, uint8_t *metapg, uint64_t bound)
 	} else {
 		if (nfree + npend > mms_meta_inline_max(env))
 			return mms_fail(env, EOVERFLOW, "free list outgrew its bound");
-		memset(metapg + MMS_META_INLINE_OFF, 0,
-		       mms_meta_inline_end(env->meta.version) - MMS_META_INLINE_OFF);
+		/* (metapg is all zero: the rest of the inline area stays so) */
 		rs_write(&a->pending, rs_write(&a->free, metapg + MMS_META_INLINE_OFF));
 		mms_put_le32(metapg + 208, (uint32_t)nfree);
 		mms_put_le32(metapg + 212, (uint32_t)npend);

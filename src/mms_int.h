@@ -570,7 +570,8 @@ int mms_alloc_open(mms_env *env, const uint8_t *metapg, int synced); /* load the
 void mms_alloc_close(mms_env *env);
 /* Commit step 1: apply this transaction's frees, then choose where the free
  * list goes (inline in the meta page or a blob) and serialize it into the
- * meta page `metapg` / the blob.  Sets meta.free_blob*. */
+ * meta page `metapg` (all zero: the commit's new page) / the blob.  Sets
+ * meta.free_blob*. */
 int mms_alloc_commit(mms_env *env, uint8_t *metapg);
 /* Punch every free run (tree pages too): the disk holds live pages only. */
 void mms_alloc_punch_free(mms_env *env);

@@ -181,6 +181,28 @@ int mms_rs_add(struct mms_runset *s, uint64_t start, uint64_t n)
 {
 	if (!n)
 		return 0;
+	/* at or past the end (the allocator's sets grow mostly there): no
+	 * search */
+	if (s->nc) {
+		struct mms_rs_chunk *lc = s->c[s->nc - 1];
+		struct mms_run *last = &lc->r[lc->n - 1];
+		uint64_t le = mms_rs_end_(last);
+		if (start == le) {
+			last->n += n;
+			if (last->n > lc->maxn)
+				lc->maxn = last->n;
+			s->total += n;
+			return 0;
+		}
+		if (start > le && lc->n < CH) {
+			lc->r[lc->n++] = (struct mms_run){ start, n };
+			if (n > lc->maxn)
+				lc->maxn = n;
+			s->n++;
+			s->total += n;
+			return 0;
+		}
+	}
 	size_t c;
 	unsigned j;
 	mms_rs_find_(s, start, &c, &j);

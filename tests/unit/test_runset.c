@@ -273,5 +273,34 @@ int main(void)
 	ok(same(&s, "hole"), "two runs around the hole");
 	mms_rs_fini(&s);
 	ok(s.c == NULL && s.n == 0, "fini frees it");
+	/* adds at and past the end, as the allocator's fresh and transaction
+	 * sets grow (mms_rs_add's path without a search): runs that join the
+	 * last one, new last runs, through full chunks, longer and shorter
+	 * than the chunk's longest */
+	{
+		struct mms_runset e;
+		memset(&e, 0, sizeof e);
+		memset(in, 0, sizeof in);
+		uint64_t at = 5;
+		int ok_end = 1;
+		for (int k = 0; k < 5000 && ok_end && at < PAGES - 40; k++) {
+			uint64_t r = tap_xorshift(&rng), n = 1 + r % ((r >> 8) % 8 == 0 ? 30 : 3);
+			uint64_t gap = (r >> 16) % 3; /* 0: joins the last run */
+			if (at + gap + n > PAGES)
+				break;
+			if (mms_rs_add(&e, at + gap, n))
+				ok_rc = 0;
+			memset(in + at + gap, 1, n);
+			at += gap + n;
+			if (k % 7 == 0 || k > 4990) {
+				char when[64];
+				snprintf(when, sizeof when, "append %d", k);
+				ok_end = same(&e, when);
+			}
+		}
+		ok(ok_end && ok_rc && e.nc > 3, "adds at the end keep the model's runs and every chunk's "
+		   "longest (%zu runs in %zu chunks)", e.n, e.nc);
+		mms_rs_fini(&e);
+	}
 	return tap_done();
 }
