@@ -74,6 +74,7 @@ static void mms_env_free(mms_env *env)
 	pthread_mutex_destroy(&env->detail_lock);
 	free(env->meta_page);
 	free(env->sync_page);
+	free(env->commit_page);
 	free(env->path);
 	free(env);
 }

@@ -229,6 +229,8 @@ struct mms_env {
 	/* mms_sync_io's result, for mms_sync_end: the synced meta page written
 	 * to the commit slot, and the generation it holds (0: none) */
 	uint8_t *sync_page;
+	uint8_t *commit_page;         /* the next commit's meta page: it and
+	                               * meta_page trade places at each commit */
 	uint64_t sync_gen;
 	uint64_t file_pages;          /* the file's real length in pages: it may
 	                               * pass meta.file_pages after a trim */

@@ -210,9 +210,9 @@ int mms_commit(mms_env *env)
 		return mms_fail(env, MMS_CORRUPT,
 		                "the store is damaged (%s): nothing more is written; roll back",
 		                env->damage);
-	uint8_t *pg = NULL;
-	if (posix_memalign((void **)&pg, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
+	if (!env->commit_page && posix_memalign((void **)&env->commit_page, MMS_PAGE_SIZE, MMS_PAGE_SIZE))
 		return ENOMEM;
+	uint8_t *pg = env->commit_page;
 	memset(pg, 0, MMS_PAGE_SIZE);
 	/* what the upper layers keep back for the commit (record.c: a
 	 * directory's deferred record) goes in first */
@@ -235,12 +235,13 @@ int mms_commit(mms_env *env)
 		mms_txn_poison(env);
 		goto out;
 	}
-	memcpy(env->meta_page, pg, MMS_PAGE_SIZE);
+	/* the new page is the committed one; the old one takes the next commit */
+	env->commit_page = env->meta_page;
+	env->meta_page = pg;
 	env->committed = env->meta;
 	env->txn_active = 0;
 	mms_alloc_punch(env);
 out:
-	free(pg);
 	return rc;
 }
 
