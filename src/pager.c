@@ -331,6 +331,8 @@ static void mms_dirty_clear(struct mms_pager_state *pg)
 	pg->nmem = 0;
 }
 
+#define MMS_FEW_DIRTY 32u
+
 static int mms_cmp_dirty(const void *a, const void *b)
 {
 	const struct mms_dirty *x = a, *y = b;
@@ -346,14 +348,27 @@ static int mms_cmp_dirty(const void *a, const void *b)
 static int mms_pager_write(mms_env *env, int keep)
 {
 	struct mms_pager_state *pg = env->pager;
-	struct mms_dirty *list = malloc((pg->nmem ? pg->nmem : 1) * sizeof(*list));
+	/* a commit of a few pages (a put) sorts them on the stack */
+	struct mms_dirty few[MMS_FEW_DIRTY];
+	struct mms_dirty *list = pg->nmem <= MMS_FEW_DIRTY ? few
+	                                                   : malloc(pg->nmem * sizeof(*list));
 	if (!list)
 		return ENOMEM;
 	size_t n = 0;
 	for (size_t i = 0; i < pg->dirty_cap; i++)
 		if (pg->dirty[i].pgno && pg->dirty[i].buf)
 			list[n++] = pg->dirty[i];
-	qsort(list, n, sizeof(*list), mms_cmp_dirty);
+	if (n > MMS_FEW_DIRTY) {
+		qsort(list, n, sizeof(*list), mms_cmp_dirty);
+	} else {
+		for (size_t i = 1; i < n; i++) { /* insertion sort */
+			struct mms_dirty d = list[i];
+			size_t j = i;
+			for (; j > 0 && list[j - 1].pgno > d.pgno; j--)
+				list[j] = list[j - 1];
+			list[j] = d;
+		}
+	}
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *b = list[i].buf;
@@ -374,7 +389,8 @@ static int mms_pager_write(mms_env *env, int keep)
 			              (unsigned long long)list[i].pgno, strerror(rc));
 		i += k;
 	}
-	free(list);
+	if (list != few)
+		free(list);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < pg->dirty_cap; i++) {
