@@ -318,6 +318,22 @@ $d/mnt/a/b/c 2"
 	assert_success
 }
 
+# Writes and removes on an upgraded store of 4 KiB keys a/kN ('yes kN',
+# a/k2copy a shared copy of a/k2) mounted at $1/mnt: new a/k1..a/k9 (odd),
+# a/k2 and a/k4 removed; then unmount, check and read back.
+write_on_upgraded() {
+	local d=$1
+	for i in 1 3 5 7 9; do yes "new$i" | head -c 5000 >"$d/mnt/a/k$i"; done
+	rm "$d/mnt/a/k2" "$d/mnt/a/k4"
+	unmount_store "$d/mnt"
+	t "$MMSTORE" check "$d/old.mms"
+	assert_success
+	t "$MMSTORE" get "$d/old.mms" a/k5
+	[[ "$output" == "$(yes new5 | head -c 5000)" ]]
+	t "$MMSTORE" get "$d/old.mms" a/k2copy
+	[[ "$output" == "$(yes k2 | head -c 4096)" ]]
+}
+
 @test "a store of format 3 is refused with how to move it; mmstore upgrade keeps its free list" {
 	local d
 	d=$(mk_tmp)
@@ -350,15 +366,7 @@ $d/mnt/a/b/c 2"
 	cmp "$d/mnt/a/k800" <(yes k800 | head -c 4096)
 	[[ ! -e "$d/mnt/a/k1" ]]
 	# writes on top of the old free list: small commits go to its log
-	for i in 1 3 5 7 9; do yes "new$i" | head -c 5000 >"$d/mnt/a/k$i"; done
-	rm "$d/mnt/a/k2" "$d/mnt/a/k4"
-	unmount_store "$d/mnt"
-	t "$MMSTORE" check "$d/old.mms"
-	assert_success
-	t "$MMSTORE" get "$d/old.mms" a/k5
-	[[ "$output" == "$(yes new5 | head -c 5000)" ]]
-	t "$MMSTORE" get "$d/old.mms" a/k2copy
-	[[ "$output" == "$(yes k2 | head -c 4096)" ]]
+	write_on_upgraded "$d"
 }
 
 @test "a store of format 4 is refused with how to move it; mmstore upgrade keeps its free-list log" {
@@ -391,15 +399,7 @@ $d/mnt/a/b/c 2"
 	cmp "$d/mnt/a/k800" <(yes k800 | head -c 4096)
 	[[ ! -e "$d/mnt/a/k10" && ! -e "$d/mnt/a/k1" ]]
 	# small commits on top of the old log: their changes go to the meta
-	for i in 1 3 5 7 9; do yes "new$i" | head -c 5000 >"$d/mnt/a/k$i"; done
-	rm "$d/mnt/a/k2" "$d/mnt/a/k4"
-	unmount_store "$d/mnt"
-	t "$MMSTORE" check "$d/old.mms"
-	assert_success
-	t "$MMSTORE" get "$d/old.mms" a/k5
-	[[ "$output" == "$(yes new5 | head -c 5000)" ]]
-	t "$MMSTORE" get "$d/old.mms" a/k2copy
-	[[ "$output" == "$(yes k2 | head -c 4096)" ]]
+	write_on_upgraded "$d"
 	t "$MMSTORE" get "$d/old.mms" a/k6
 	[[ "$output" == "$(yes k6 | head -c 4096)" ]]
 }
