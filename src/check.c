@@ -58,6 +58,7 @@ struct ck {
 	uint64_t pages;
 	struct ck_inode *inodes;
 	size_t icap, icount;
+	int direct;            /* inodes[ino] is inode ino (dense numbers), else a hash table */
 	uint64_t tree_pages, data_pages, blob_pages;
 	uint64_t visited, total;
 	uint64_t prev_ino, prev_end; /* last extent seen: its inode, logical end page */
@@ -167,6 +168,12 @@ static void ck_claim(struct ck *ck, uint64_t pg, uint64_t n, int what, const cha
 
 /* ---- inode table ------------------------------------------------------------- */
 
+/*
+ * Inode numbers are handed out in order and never reused, so in most
+ * stores they are dense: the table is then an array indexed by inode
+ * number (mms_check sizes it from the meta), else (many numbers deleted,
+ * or a damaged number past the array) a hash table with linear probing.
+ */
 static size_t ck_slot(struct ck *ck, uint64_t ino)
 {
 	size_t i = (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 17) & (ck->icap - 1);
@@ -179,27 +186,46 @@ static struct ck_inode *ck_find(struct ck *ck, uint64_t ino)
 {
 	if (!ck->icap)
 		return NULL;
+	if (ck->direct)
+		return ino && ino < ck->icap && ck->inodes[ino].ino == ino ? &ck->inodes[ino] : NULL;
 	struct ck_inode *in = &ck->inodes[ck_slot(ck, ino)];
 	return in->ino ? in : NULL;
 }
 
+/* Move the table into a hash table of ncap slots.  0, or -1 out of memory. */
+static int ck_rehash(struct ck *ck, size_t ncap)
+{
+	struct ck_inode *old = ck->inodes, *nw = calloc(ncap, sizeof(*nw));
+	size_t ocap = ck->icap;
+	if (!nw)
+		return -1;
+	ck->inodes = nw;
+	ck->icap = ncap;
+	ck->direct = 0;
+	for (size_t i = 0; i < ocap; i++)
+		if (old[i].ino)
+			ck->inodes[ck_slot(ck, old[i].ino)] = old[i];
+	free(old);
+	return 0;
+}
+
 static struct ck_inode *ck_add(struct ck *ck, uint64_t ino)
 {
-	if ((ck->icount + 1) * 2 > ck->icap) {
-		size_t ncap = ck->icap ? ck->icap * 2 : 1024;
-		struct ck_inode *old = ck->inodes;
-		size_t ocap = ck->icap;
-		ck->inodes = calloc(ncap, sizeof(*ck->inodes));
-		if (!ck->inodes) {
-			ck->inodes = old;
+	if (ck->direct && (ino == 0 || ino >= ck->icap)) {
+		size_t ncap = 1024;
+		while (ncap < 2 * (ck->icount + 1))
+			ncap *= 2;
+		if (ck_rehash(ck, ncap))
 			return NULL;
-		}
-		ck->icap = ncap;
-		for (size_t i = 0; i < ocap; i++)
-			if (old[i].ino)
-				ck->inodes[ck_slot(ck, old[i].ino)] = old[i];
-		free(old);
 	}
+	if (ck->direct) {
+		struct ck_inode *in = &ck->inodes[ino];
+		ck->icount += !in->ino;
+		in->ino = ino;
+		return in;
+	}
+	if ((ck->icount + 1) * 2 > ck->icap && ck_rehash(ck, ck->icap ? ck->icap * 2 : 1024))
+		return NULL;
 	struct ck_inode *in = &ck->inodes[ck_slot(ck, ino)];
 	in->ino = ino;
 	ck->icount++;
@@ -754,6 +780,26 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 	ck.owner = calloc(ck.pages ? ck.pages : 1, 1);
 	if (!ck.owner)
 		return ENOMEM;
+	/* The inode table at its final size at once: grown by doubling, a
+	 * hash table rehashed every entry at each step and had the kernel zero
+	 * four times its final size (a third of a check of 10M keys).  The
+	 * meta's counts are a hint, bounded by what the tree pages could hold
+	 * (an inode item takes more than 32 bytes); a wrong one only costs
+	 * growth.  Dense numbers (at most twice the inodes): an array. */
+	uint64_t want = env->meta.keys + env->meta.dirs + env->meta.orphans + 1;
+	uint64_t most = env->meta.tree_pages * (MMS_PAGE_SIZE / 32) + 1;
+	if (want > most)
+		want = most;
+	size_t cap = 1024;
+	while (cap < 2 * want)
+		cap *= 2;
+	int direct = env->meta.next_ino <= 2 * want + 1024;
+	if (direct)
+		cap = (size_t)env->meta.next_ino + 1;
+	if ((ck.inodes = calloc(cap, sizeof(*ck.inodes)))) {
+		ck.icap = cap;
+		ck.direct = direct;
+	}
 	for (int s = 0; s < 2; s++) {
 		char where[32];
 		snprintf(where, sizeof(where), "meta %d", s);
