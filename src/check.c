@@ -286,6 +286,19 @@ static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint
 	const void *pk = NULL;
 	size_t pkl = 0;
 	if (p[4] == MMS_PG_LEAF) {
+		if (tree == MMS_TREE_NAME && ck->direct) {
+			/* the inodes a leaf of names points at lie all over the
+			 * table: ask for them all at once, so that their cache
+			 * misses overlap (a check of 10M keys waited on them) */
+			for (unsigned i = 0; i < n; i++) {
+				const void *k, *v;
+				size_t kl, vl;
+				mms_bt_page_item(p, i, &k, &kl, &v, &vl);
+				uint64_t ino = vl >= 8 ? mms_get_le64(v) : 0;
+				if (ino < ck->icap)
+					__builtin_prefetch(&ck->inodes[ino]);
+			}
+		}
 		for (unsigned i = 0; i < n; i++) {
 			const void *k, *v;
 			size_t kl, vl;
@@ -337,38 +350,75 @@ static void ck_where_item(char *buf, size_t len, uint64_t pgno, const char *tree
 	         (unsigned long long)ino);
 }
 
+/* Where an inode or name item is, formatted only when a problem there is
+ * reported: the trees of a big store are mostly these items, and
+ * formatting each one's label was a quarter of a check. */
+struct ck_at {
+	uint64_t pgno, ino, dir;
+	const char *name; /* a NAME item's name (nl bytes), else NULL: an inode item */
+	size_t nl;
+	int done;
+	char buf[400];
+};
+
+/* (not an initializer: that would clear buf for every item) */
+static inline void ck_at_set(struct ck_at *a, uint64_t pgno, uint64_t ino, uint64_t dir,
+                             const char *name, size_t nl)
+{
+	a->pgno = pgno;
+	a->ino = ino;
+	a->dir = dir;
+	a->name = name;
+	a->nl = nl;
+	a->done = 0;
+}
+
+static const char *ck_at(struct ck_at *a)
+{
+	if (!a->done) {
+		if (a->name)
+			snprintf(a->buf, sizeof(a->buf), "page %llu (name tree), entry '%.*s' in directory %llu",
+			         (unsigned long long)a->pgno, (int)(a->nl > 200 ? 200 : a->nl), a->name,
+			         (unsigned long long)a->dir);
+		else
+			ck_where_item(a->buf, sizeof(a->buf), a->pgno, "inode", a->ino);
+		a->done = 1;
+	}
+	return a->buf;
+}
+
 static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
                           uint64_t pgno)
 {
-	char where[128];
 	uint64_t ino = kl == 8 ? mms_get_be64(k) : 0;
-	ck_where_item(where, sizeof(where), pgno, "inode", ino);
+	struct ck_at at;
+	ck_at_set(&at, pgno, ino, 0, NULL, 0);
 	struct mms_inode in;
 	size_t reclen;
 	if (kl != 8 || mms_inode_decode(ino, v, vl, &in, &reclen)) {
-		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
+		ck_problem(ck, ck_at(&at), "malformed item (key %zu, value %zu bytes)", kl, vl);
 		return;
 	}
 	if (ino == 0 || ino >= ck->env->meta.next_ino)
-		ck_problem(ck, where, "inode number beyond the next one to allocate (%llu)",
+		ck_problem(ck, ck_at(&at), "inode number beyond the next one to allocate (%llu)",
 		           (unsigned long long)ck->env->meta.next_ino);
 	uint32_t type = in.mode & S_IFMT;
 	if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK && type != S_IFIFO &&
 	    type != S_IFSOCK && type != S_IFCHR && type != S_IFBLK)
-		ck_problem(ck, where, "unknown type in mode %o", in.mode);
+		ck_problem(ck, ck_at(&at), "unknown type in mode %o", in.mode);
 	if (in.rdev && type != S_IFCHR && type != S_IFBLK)
-		ck_problem(ck, where, "device number %llu on a node of mode %o, not a device",
+		ck_problem(ck, ck_at(&at), "device number %llu on a node of mode %o, not a device",
 		           (unsigned long long)in.rdev, in.mode);
 	size_t inl = vl - reclen;
 	if (in.flags & MMS_INO_INLINE) {
 		if (inl > MMS_INLINE_MAX || inl != in.size)
-			ck_problem(ck, where, "inline value of %zu bytes for size %llu", inl,
+			ck_problem(ck, ck_at(&at), "inline value of %zu bytes for size %llu", inl,
 			           (unsigned long long)in.size);
 	} else if (inl) {
-		ck_problem(ck, where, "%zu stray bytes after the record", inl);
+		ck_problem(ck, ck_at(&at), "%zu stray bytes after the record", inl);
 	}
 	if (in.size > MMS_SIZE_MAX)
-		ck_problem(ck, where, "size %llu beyond the limit", (unsigned long long)in.size);
+		ck_problem(ck, ck_at(&at), "size %llu beyond the limit", (unsigned long long)in.size);
 	struct ck_inode *c = ck_add(ck, ino);
 	if (!c)
 		return;
@@ -383,8 +433,8 @@ static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint
 static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
                          uint64_t pgno)
 {
-	char where[400];
 	if (kl < 17 || vl < 12) {
+		char where[64];
 		snprintf(where, sizeof(where), "page %llu (name tree)", (unsigned long long)pgno);
 		ck_problem(ck, where, "malformed item (key %zu, value %zu bytes)", kl, vl);
 		return;
@@ -392,31 +442,31 @@ static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8
 	uint64_t parent = mms_get_be64(k), hash = mms_get_be64(k + 8), ino = mms_get_le64(v);
 	const char *name = (const char *)k + 16;
 	size_t nl = kl - 16;
-	snprintf(where, sizeof(where), "page %llu (name tree), entry '%.*s' in directory %llu",
-	         (unsigned long long)pgno, (int)(nl > 200 ? 200 : nl), name, (unsigned long long)parent);
+	struct ck_at at;
+	ck_at_set(&at, pgno, 0, parent, name, nl);
 	if (mms_name_valid(name, nl))
-		ck_problem(ck, where, "invalid name");
+		ck_problem(ck, ck_at(&at), "invalid name");
 	if (mms_name_hash(name, nl) != hash)
-		ck_problem(ck, where, "stored hash does not match the name");
+		ck_problem(ck, ck_at(&at), "stored hash does not match the name");
 	struct ck_inode *p = ck_find(ck, parent), *c = ck_find(ck, ino);
 	if (!p)
-		ck_problem(ck, where, "the directory does not exist");
+		ck_problem(ck, ck_at(&at), "the directory does not exist");
 	else if ((p->mode & S_IFMT) != S_IFDIR)
-		ck_problem(ck, where, "the parent is not a directory");
+		ck_problem(ck, ck_at(&at), "the parent is not a directory");
 	if (!c) {
-		ck_problem(ck, where, "points at inode %llu, which does not exist", (unsigned long long)ino);
+		ck_problem(ck, ck_at(&at), "points at inode %llu, which does not exist", (unsigned long long)ino);
 		return;
 	}
 	c->names++;
 	if (c->parent == parent)
 		c->in_parent++;
 	else if (S_ISDIR(c->mode) || c->nlink <= 1)
-		ck_problem(ck, where, "inode %llu records parent %llu", (unsigned long long)ino,
+		ck_problem(ck, ck_at(&at), "inode %llu records parent %llu", (unsigned long long)ino,
 		           (unsigned long long)c->parent);
 	if (p && S_ISDIR(c->mode))
 		p->subdirs++;
 	if ((mms_get_le32(v + 8) & S_IFMT) != (c->mode & S_IFMT))
-		ck_problem(ck, where, "entry type %o differs from inode %llu's %o", mms_get_le32(v + 8) & S_IFMT,
+		ck_problem(ck, ck_at(&at), "entry type %o differs from inode %llu's %o", mms_get_le32(v + 8) & S_IFMT,
 		           (unsigned long long)ino, c->mode & S_IFMT);
 }
 
