@@ -109,6 +109,15 @@ struct mms_alloc_state {
 	size_t ntail, captail;
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
+	/* Free runs that may still hold bytes on disk, for the punching at
+	 * close (mms_alloc_punch_free): every free run when punch_all (the
+	 * meta loaded did not say MMS_META_HOLES, or too many were noted),
+	 * else the runs noted in unp since (appended unsorted: a note costs
+	 * a store, on the path of every commit). */
+	int punch_all;
+	struct mms_run *unp;
+	size_t nunp, capunp;
+	size_t load_pending;   /* pending runs the meta loaded listed (a synced one: now free) */
 	/* The free list is read on first use, not at open: open stays two page
 	 * reads however fragmented the store is. */
 	int loaded, load_synced, load_rc;
@@ -242,12 +251,36 @@ static void jr_clear(struct mms_alloc_state *a)
 	a->jr.over = 0;
 }
 
+/* Past this many noted runs, the close punches every free run instead. */
+#define MMS_UNP_MAX 65536u
+
+/* [start, start+n) became free and may hold bytes on disk. */
+static void unp_note(struct mms_alloc_state *a, uint64_t start, uint64_t n)
+{
+	if (a->punch_all || !n)
+		return;
+	if (a->nunp == a->capunp) {
+		size_t ncap = a->capunp ? a->capunp * 2 : 256;
+		struct mms_run *nu = ncap <= MMS_UNP_MAX ? realloc(a->unp, ncap * sizeof(*nu)) : NULL;
+		if (!nu) {
+			a->punch_all = 1; /* (no memory, or many runs: punch them all) */
+			a->nunp = 0;
+			return;
+		}
+		a->unp = nu;
+		a->capunp = ncap;
+	}
+	a->unp[a->nunp++] = (struct mms_run){ start, n };
+}
+
 /* The only changes made to the persisted sets: each is journaled. */
 static int fl_free_add(struct mms_alloc_state *a, uint64_t start, uint64_t n)
 {
 	int rc = mms_rs_add(&a->free, start, n);
-	if (!rc && n)
+	if (!rc && n) {
 		jr_note(a, FL_FREE_ADD, start, n);
+		unp_note(a, start, n);
+	}
 	return rc;
 }
 
@@ -992,14 +1025,57 @@ void mms_alloc_punch(mms_env *env)
 	mms_rs_filter(&env->alloc->punch_now, mms_punch_long, env);
 }
 
+static int mms_run_cmp(const void *x, const void *y)
+{
+	const struct mms_run *a = x, *b = y;
+	return a->start < b->start ? -1 : a->start > b->start;
+}
+
+/* mms_rs_split callback: punch the parts of a noted run that are free. */
+static int mms_punch_part(void *vctx, uint64_t start, uint64_t n, int in)
+{
+	if (in)
+		mms_punch(vctx, start, n);
+	return 0;
+}
+
 void mms_alloc_punch_free(mms_env *env)
 {
 	if (mms_alloc_ready(env))
 		return;
 	struct mms_alloc_state *a = env->alloc;
-	for (struct mms_rs_it it = mms_rs_begin(&a->free); it.r; mms_rs_next(&it))
-		mms_punch(env, it.r->start, it.r->n);
+	if (a->punch_all) {
+		for (struct mms_rs_it it = mms_rs_begin(&a->free); it.r; mms_rs_next(&it))
+			mms_punch(env, it.r->start, it.r->n);
+	} else {
+		/* only what became free since the free list was known to be
+		 * holes: the noted runs, joined where they touch, and of them
+		 * what is still free */
+		if (a->nunp)
+			qsort(a->unp, a->nunp, sizeof(*a->unp), mms_run_cmp);
+		for (size_t i = 0; i < a->nunp;) {
+			uint64_t st = a->unp[i].start, end = st + a->unp[i].n;
+			for (i++; i < a->nunp && a->unp[i].start <= end; i++)
+				if (a->unp[i].start + a->unp[i].n > end)
+					end = a->unp[i].start + a->unp[i].n;
+			mms_rs_split(&a->free, st, end - st, mms_punch_part, env);
+		}
+	}
+	/* (a host that cannot punch: nothing is a hole) */
+	a->punch_all = !__atomic_load_n(&a->punch_ok, __ATOMIC_RELAXED);
+	a->nunp = 0;
 	mms_rs_clear(&a->punch_now);
+}
+
+bool mms_alloc_free_punched(mms_env *env)
+{
+	struct mms_alloc_state *a = env->alloc;
+	return a && a->loaded && !a->load_rc && !a->punch_all && a->nunp == 0;
+}
+
+size_t mms_alloc_loaded_pending(mms_env *env)
+{
+	return env->alloc ? env->alloc->load_pending : 0;
 }
 
 /* Keep the held runs in pending (after a reload or a sync made them
@@ -1093,9 +1169,11 @@ void mms_alloc_synced(mms_env *env, int keep)
 	 * outside the caller's lock finish first (MMS_MAP_STABLE) */
 	if (env->reuse_hook && a->pending.n)
 		env->reuse_hook(env->reuse_ctx);
-	for (struct mms_rs_it it = mms_rs_begin(&a->pending); it.r; mms_rs_next(&it))
+	for (struct mms_rs_it it = mms_rs_begin(&a->pending); it.r; mms_rs_next(&it)) {
 		if (mms_punch_later(env, it.r->start, it.r->n) || mms_rs_add(&a->free, it.r->start, it.r->n))
 			mms_txn_poison(env);
+		unp_note(a, it.r->start, it.r->n);
+	}
 	if (a->pending.n)
 		jr_note(a, FL_PEND_FREED, 0, 0); /* one change for all of them */
 	mms_rs_clear(&a->pending);
@@ -1336,6 +1414,9 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 	a->nlog = 0;
 	a->log_crc = 0;
 	a->ntail = 0;
+	/* free runs are holes only if the meta says so (a close punched them) */
+	a->punch_all = !(mms_get_le32(metapg + 20) & MMS_META_HOLES);
+	a->nunp = 0;
 	a->base_nfree = a->base_npend = a->base_crc = 0;
 	a->journal_on = env->meta.free_blob != 0;
 	if (env->meta.free_blob) {
@@ -1386,6 +1467,7 @@ static int mms_alloc_load(mms_env *env, const uint8_t *metapg, int synced)
 		rc = mms_tail_load(env, metapg);
 	if (!rc)
 		rc = mms_sets_check(env);
+	a->load_pending = a->pending.n;
 	if (!rc && synced && a->pending.n) {
 		/* the synced meta that reached the pending runs is superseded:
 		 * they are free, and punched */
@@ -1431,6 +1513,7 @@ void mms_alloc_close(mms_env *env)
 	free(a->jr.e);
 	free(a->log);
 	free(a->tail);
+	free(a->unp);
 	pthread_mutex_destroy(&a->load_lock);
 	free(a);
 	env->alloc = NULL;

@@ -353,6 +353,11 @@ fail:
 	return rc;
 }
 
+/* A close punches this many free runs or more: it writes one more meta,
+ * saying they are holes (MMS_META_HOLES), so that the next close of the
+ * store, if nothing changed, punches none of them again. */
+#define MMS_CLOSE_HOLES_RUNS 64u
+
 int mms_close(mms_env *env)
 {
 	int rc = 0;
@@ -372,8 +377,33 @@ int mms_close(mms_env *env)
 		uint64_t end = mms_alloc_used_end(env);
 		if (!rc && env->meta.file_pages - end >= 64 && env->meta.file_pages - end >= env->meta.file_pages / 16)
 			rc = mms_trim(env);
-		if (!rc)
+		/* Punch what may still hold bytes: every free run, or (the meta
+		 * said they were holes) what became free since.  With many runs,
+		 * one more sync writes a meta that says they are all holes now,
+		 * so that the next close (of a store that did not change: none)
+		 * need not punch them again. */
+		int clean = (mms_get_le32(env->meta_page + 20) & MMS_META_HOLES) &&
+		            mms_alloc_free_punched(env) && !mms_alloc_loaded_pending(env);
+		uint64_t runs = 0;
+		if (!rc) {
 			mms_alloc_punch_free(env);
+			mms_alloc_totals(env, NULL, NULL, &runs, NULL);
+		}
+		/* (that sync's commit may free pages itself, a free-list blob it
+		 * replaces: they are punched, and one more sync says so; three
+		 * rounds at most, else the next close punches every run again) */
+		for (int round = 0; !rc && !clean && round < 3 && runs >= MMS_CLOSE_HOLES_RUNS &&
+		                    mms_alloc_free_punched(env);
+		     round++) {
+			env->closing = 1;
+			rc = mms_txn_enter(env);
+			if (!rc)
+				rc = mms_sync(env);
+			env->closing = 0;
+			clean = (mms_get_le32(env->meta_page + 20) & MMS_META_HOLES) != 0;
+			if (!rc && !clean)
+				mms_alloc_punch_free(env);
+		}
 	}
 	mms_env_free(env);
 	return rc;

@@ -231,6 +231,8 @@ struct mms_env {
 	uint8_t *sync_page;
 	uint8_t *commit_page;         /* the next commit's meta page: it and
 	                               * meta_page trade places at each commit */
+	int closing;                  /* mms_close's last sync: a synced meta
+	                               * may say MMS_META_HOLES */
 	uint64_t sync_gen;
 	uint64_t file_pages;          /* the file's real length in pages: it may
 	                               * pass meta.file_pages after a trim */
@@ -280,6 +282,10 @@ extern int64_t mms_test_clock_step_ns;
 /* ---- txn.c: meta pages, commit, sync, rollback ------------------------------ */
 extern const char mms_magic[8]; /* bytes 0..7 of a meta page */
 #define MMS_META_SYNCED 0x1u    /* meta flags: written by a sync */
+/* meta flags (format 5): every run of this meta's free list is a hole (the
+ * close that wrote it punched them), so the next close punches only what
+ * became free since */
+#define MMS_META_HOLES 0x2u
 /* Encode the env's meta (env->meta) into page pg. */
 void mms_meta_encode(mms_env *env, uint8_t *pg, int synced);
 /* Decode and validate a meta page; old_ok: accept an older format version.
@@ -577,6 +583,11 @@ void mms_alloc_close(mms_env *env);
 int mms_alloc_commit(mms_env *env, uint8_t *metapg);
 /* Punch every free run (tree pages too): the disk holds live pages only. */
 void mms_alloc_punch_free(mms_env *env);
+/* Whether every free run is known to be a hole: the free list loaded from a
+ * meta that said so, and whatever became free since has been punched. */
+bool mms_alloc_free_punched(mms_env *env);
+/* Pending runs the meta the free list was loaded from listed. */
+size_t mms_alloc_loaded_pending(mms_env *env);
 /* After a commit's meta is written: punch the data runs it freed. */
 void mms_alloc_punch(mms_env *env);
 /* After a sync is durable: pending runs become free (punched; keep: the

@@ -68,12 +68,12 @@ static bool mms_meta_has_root(uint32_t version, int tree)
 
 /* Encode env->meta into bytes 0..215 and the LINK root of pg, and checksum
  * the page. */
-static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *pg, int synced)
+static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *pg, uint32_t flags)
 {
 	memcpy(pg, mms_magic, 8);
 	mms_put_le32(pg + 12, m->version);
 	mms_put_le32(pg + 16, MMS_PAGE_SIZE);
-	mms_put_le32(pg + 20, synced ? MMS_META_SYNCED : 0);
+	mms_put_le32(pg + 20, flags);
 	mms_put_le64(pg + 24, m->generation);
 	mms_put_le64(pg + 32, m->synced_generation);
 	memcpy(pg + 40, env->boot_id, 16);
@@ -99,7 +99,7 @@ static void mms_meta_encode_of(mms_env *env, const struct mms_meta *m, uint8_t *
 
 void mms_meta_encode(mms_env *env, uint8_t *pg, int synced)
 {
-	mms_meta_encode_of(env, &env->meta, pg, synced);
+	mms_meta_encode_of(env, &env->meta, pg, synced ? MMS_META_SYNCED : 0);
 }
 
 /* Validate a meta page; on success fill *m.  Writes a reason into why.
@@ -281,9 +281,11 @@ int mms_sync_io(mms_env *env)
 		return rc;
 	struct mms_meta m = env->meta;
 	m.synced_generation = m.generation;
-	/* the committed page with its inline free list, marked synced */
+	/* the committed page with its inline free list, marked synced (and,
+	 * at a close that punched every free run, holes: MMS_META_HOLES) */
 	memcpy(env->sync_page, env->meta_page, MMS_PAGE_SIZE);
-	mms_meta_encode_of(env, &m, env->sync_page, 1);
+	mms_meta_encode_of(env, &m, env->sync_page,
+	                   MMS_META_SYNCED | (env->closing && mms_alloc_free_punched(env) ? MMS_META_HOLES : 0));
 	rc = mms_pwrite_page(env, env->sync_page, (uint64_t)env->commit_slot);
 	if (!rc)
 		rc = mms_datasync(env);

@@ -2,13 +2,18 @@
  * test_alloc.c - free space: reuse rules around commit and sync, growth,
  * max_size, persistence of the free list (inline and blob), rollback.
  */
+#define _GNU_SOURCE /* SEEK_DATA */
 #define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la: mms_alloc_test_tail_max */
 #include "mms_int.h"
+#include "io.h"
 #include "tap.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static mms_env *open_new(const char *dir, const char *name, uint64_t max)
 {
@@ -382,6 +387,151 @@ static void test_trim_room(const char *dir)
 	is_int(mms_close(env), 0, "trim: close");
 }
 
+/* ---- punching free space at close ------------------------------------------ */
+
+static long punches, syncs;
+static uint64_t runs_open; /* free runs of the store close_counted closed, before the close */
+static void count_io(void *ctx, int fd, enum mms_io_op op, const void *buf, uint64_t len, uint64_t off)
+{
+	(void)ctx;
+	(void)fd;
+	(void)buf;
+	(void)len;
+	(void)off;
+	punches += op == MMS_IO_PUNCH;
+	syncs += op == MMS_IO_SYNC;
+}
+static struct mms_io_hooks count_hooks = { count_io, NULL };
+
+struct hole_ctx {
+	int fd;
+	uint64_t runs, bad;
+};
+
+static int hole_run(void *vctx, uint64_t pg, uint64_t n, int pending)
+{
+	struct hole_ctx *h = vctx;
+	if (pending)
+		return 0;
+	h->runs++;
+	off_t d = lseek(h->fd, (off_t)(pg * MMS_PAGE_SIZE), SEEK_DATA);
+	if (d >= 0 && (uint64_t)d < (pg + n) * MMS_PAGE_SIZE)
+		h->bad++;
+	return 0;
+}
+
+/* Free runs of the closed store at path that hold data on disk (and, in
+ * *runs, how many free runs it has), as a read-write open finds them: the
+ * runs its synced meta lists as pending (freed by its last commit) are
+ * punched as they load, the rest must be holes already. */
+static uint64_t data_in_free(const char *path, uint64_t *runs)
+{
+	mms_env *env;
+	struct hole_ctx h = { open(path, O_RDONLY), 0, 0 };
+	if (h.fd < 0 || mms_open(path, NULL, &env))
+		abort();
+	mms_alloc_walk(env, hole_run, &h);
+	mms_close(env);
+	close(h.fd);
+	*runs = h.runs;
+	return h.bad;
+}
+
+/* Open path read-write, run `change` (if any), close; count the punches
+ * and syncs of the close. */
+static void close_counted(const char *path, void (*change)(mms_env *), const char *what)
+{
+	mms_env *env;
+	if (mms_open(path, NULL, &env))
+		abort();
+	if (change)
+		change(env);
+	mms_alloc_totals(env, NULL, NULL, &runs_open, NULL);
+	punches = syncs = 0;
+	mms_io_hooks = &count_hooks;
+	int rc = mms_close(env);
+	mms_io_hooks = NULL;
+	if (rc)
+		ok(0, "punch: %s: close: %s", what, mms_strerror(rc));
+}
+
+static void rm_some(mms_env *env)
+{
+	char name[32];
+	for (int i = 1; i < 40; i += 4) {
+		int l = snprintf(name, sizeof name, "k%d", i);
+		mms_unlink(env, MMS_ROOT_INO, name, (size_t)l);
+		mms_commit(env);
+	}
+}
+
+/*
+ * A close punches the free runs that may hold bytes, and then writes a
+ * meta saying that every free run is a hole (MMS_META_HOLES), so that the
+ * next close punches only what became free since: none if nothing
+ * changed (a store of 20,941 free runs took 191 ms and 41,876 fallocate
+ * calls to open and close unchanged).  After a crash the newest meta does
+ * not say so, and the close punches every free run again.  After every
+ * close, no free page of the file holds data.
+ */
+static void test_punch_at_close(const char *dir)
+{
+	char path[512], name[32];
+	uint8_t val[5000];
+	memset(val, 'p', sizeof val);
+	snprintf(path, sizeof path, "%s/punch.mms", dir);
+	mms_env *env = open_new(dir, "punch.mms", 0);
+	for (int i = 0; i < 600; i++) {
+		int l = snprintf(name, sizeof name, "k%d", i);
+		mms_put(env, MMS_ROOT_INO, name, (size_t)l, val, sizeof val, 0644, 0, 0, NULL);
+		mms_commit(env);
+	}
+	for (int i = 0; i < 600; i += 2) {
+		int l = snprintf(name, sizeof name, "k%d", i);
+		mms_unlink(env, MMS_ROOT_INO, name, (size_t)l);
+		mms_commit(env);
+	}
+	punches = syncs = 0;
+	mms_io_hooks = &count_hooks;
+	is_int(mms_close(env), 0, "punch: close a store of many free runs");
+	mms_io_hooks = NULL;
+	uint64_t runs, bad = data_in_free(path, &runs);
+	ok(runs >= 64 && bad == 0 && punches > 0, "punch: the first close punched (%ld calls): %llu of %llu "
+	   "free runs hold data", punches, (unsigned long long)bad, (unsigned long long)runs);
+
+	close_counted(path, NULL, "unchanged");
+	ok(punches == 0 && syncs == 0, "punch: open and close of the unchanged store: %ld punches, %ld syncs",
+	   punches, syncs);
+	close_counted(path, rm_some, "ten keys removed");
+	bad = data_in_free(path, &runs);
+	ok(punches > 0 && (uint64_t)punches < runs && bad == 0, "punch: ten keys removed: %ld punches for %llu "
+	   "free runs, %llu of them hold data", punches, (unsigned long long)runs, (unsigned long long)bad);
+
+	/* a process that dies with its changes committed: its frees were never
+	 * punched, and the newest meta does not say holes */
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (mms_open(path, NULL, &env))
+			_exit(1);
+		for (int i = 3; i < 300; i += 4) {
+			int l = snprintf(name, sizeof name, "k%d", i);
+			mms_unlink(env, MMS_ROOT_INO, name, (size_t)l);
+			mms_commit(env);
+		}
+		_exit(0);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "punch: a process removed keys and died");
+	close_counted(path, NULL, "after the crash");
+	bad = data_in_free(path, &runs);
+	ok((uint64_t)punches >= runs_open && bad == 0, "punch: after the crash the close punched every free run "
+	   "(%ld calls, %llu runs), %llu hold data", punches, (unsigned long long)runs_open,
+	   (unsigned long long)bad);
+	close_counted(path, NULL, "unchanged again");
+	ok(punches == 0 && syncs == 0, "punch: and the next close none (%ld, %ld syncs)", punches, syncs);
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -393,5 +543,6 @@ int main(void)
 	test_log(dir, 0);
 	mms_alloc_test_tail_max = 0;
 	test_trim_room(dir);
+	test_punch_at_close(dir);
 	return tap_done();
 }
