@@ -393,7 +393,7 @@ int mms_close(mms_env *env)
 		 * replaces: they are punched, and one more sync says so; three
 		 * rounds at most, else the next close punches every run again) */
 		for (int round = 0; !rc && !clean && round < 3 && runs >= MMS_CLOSE_HOLES_RUNS &&
-		                    mms_alloc_free_punched(env);
+		                    env->meta.version == MMS_FORMAT_VERSION && mms_alloc_free_punched(env);
 		     round++) {
 			env->closing = 1;
 			rc = mms_txn_enter(env);
