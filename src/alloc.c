@@ -85,6 +85,11 @@ struct mms_journal {
 	int over; /* more changes than a log commit takes: rewrite the base */
 };
 
+/* The log's tail in the meta page (format 5, with a base): le32 number of
+ * changes at 240, then the changes as in a log page, up to the SHARE root. */
+#define MMS_META_TAIL 240u
+#define MMS_META_TAIL_MAX ((MMS_META_SHARE_ROOT - MMS_META_TAIL - 4u) / 12u)
+
 struct mms_alloc_state {
 	struct mms_runset free, pending, fresh, txn_free, txn_alloc, punch;
 	struct mms_runset punch_now; /* became free: punch once the meta is written */
@@ -105,8 +110,8 @@ struct mms_alloc_state {
 	uint32_t log_crc;      /* crc of the newest log page */
 	/* the log's tail (format 5): changes after the newest log page, kept
 	 * in the meta page, oldest first */
-	struct mms_jop *tail;
-	size_t ntail, captail;
+	struct mms_jop tail[MMS_META_TAIL_MAX];
+	size_t ntail;
 	uint64_t limit;        /* vacuum: allocate below this page only */
 	int punch_ok;          /* the host filesystem punches holes */
 	/* Free runs that may still hold bytes on disk, for the punching at
@@ -194,11 +199,6 @@ static unsigned mms_meta_inline_keep(const mms_env *env)
 #define MMS_JOURNAL_MAX (8u * MMS_LOG_PER_PAGE) /* one log commit's most changes */
 static const uint8_t mms_log_magic[4] = { 'M', 'M', 'F', 'L' };
 
-/* The log's tail in the meta page (format 5, with a base): le32 number of
- * changes at 240, then the changes as in a log page, up to the SHARE root. */
-#define MMS_META_TAIL 240u
-#define MMS_META_TAIL_MAX ((MMS_META_SHARE_ROOT - MMS_META_TAIL - 4u) / 12u)
-
 /* Changes a commit leaves in the meta's tail at most (0: it keeps none). */
 static unsigned mms_meta_tail_keep(const mms_env *env)
 {
@@ -208,11 +208,19 @@ static unsigned mms_meta_tail_keep(const mms_env *env)
 	                                                                  : MMS_META_TAIL_MAX;
 }
 
-/* Encode one change (a journal entry) where a log page or the tail keeps it. */
+/* Encode one change (a journal entry) where a log page or the tail keeps
+ * it, and decode it back. */
 static void mms_jop_put(uint8_t *p, const struct mms_jop *o)
 {
 	mms_put_le64(p, (uint64_t)o->op << 56 | o->start);
 	mms_put_le32(p + 8, o->n);
+}
+
+static struct mms_jop mms_jop_get(const uint8_t *p)
+{
+	uint64_t v = mms_get_le64(p);
+	return (struct mms_jop){ .start = v & ((1ull << 56) - 1), .n = mms_get_le32(p + 8),
+	                         .op = (uint8_t)(v >> 56) };
 }
 
 static void jr_note(struct mms_alloc_state *a, unsigned op, uint64_t start, uint64_t n)
@@ -830,14 +838,7 @@ static int mms_tail_append(mms_env *env)
 	struct mms_alloc_state *a = env->alloc;
 	if (a->ntail + a->jr.n > MMS_META_TAIL_MAX || (a->jr.n && env->meta.version < MMS_FORMAT_V5))
 		return mms_fail(env, EOVERFLOW, "free-list log outgrew its bound");
-	if (a->ntail + a->jr.n > a->captail) {
-		struct mms_jop *nt = realloc(a->tail, MMS_META_TAIL_MAX * sizeof(*nt));
-		if (!nt)
-			return ENOMEM;
-		a->tail = nt;
-		a->captail = MMS_META_TAIL_MAX;
-	}
-	if (a->jr.n) /* (a commit of no changes: no journal, maybe no tail yet) */
+	if (a->jr.n) /* (a commit of no changes may have no journal yet) */
 		memcpy(a->tail + a->ntail, a->jr.e, a->jr.n * sizeof(*a->tail));
 	a->ntail += a->jr.n;
 	return 0;
@@ -1328,9 +1329,8 @@ static int mms_log_load(mms_env *env, const uint8_t *metapg)
 		rc = mms_log_read(env, log[i], crcs[i], buf);
 		uint32_t cnt = rc ? 0 : mms_get_le32(buf + 36);
 		for (uint32_t e = 0; e < cnt && !rc; e++) {
-			uint64_t v = mms_get_le64(buf + MMS_LOG_HDR + e * 12);
-			rc = mms_log_apply(env, log[i], e, (unsigned)(v >> 56), v & ((1ull << 56) - 1),
-			                   mms_get_le32(buf + MMS_LOG_HDR + e * 12 + 8));
+			struct mms_jop o = mms_jop_get(buf + MMS_LOG_HDR + e * 12);
+			rc = mms_log_apply(env, log[i], e, o.op, o.start, o.n);
 		}
 	}
 	if (!rc) {
@@ -1353,17 +1353,8 @@ static int mms_tail_load(mms_env *env, const uint8_t *metapg)
 	if (n > MMS_META_TAIL_MAX)
 		return mms_fail(env, MMS_CORRUPT, "meta: a free-list log tail of %u changes (at most %u fit)",
 		                n, (unsigned)MMS_META_TAIL_MAX);
-	if (n && !a->tail) {
-		a->tail = malloc(MMS_META_TAIL_MAX * sizeof(*a->tail));
-		if (!a->tail)
-			return ENOMEM;
-		a->captail = MMS_META_TAIL_MAX;
-	}
 	for (uint32_t e = 0; e < n; e++) {
-		const uint8_t *p = metapg + MMS_META_TAIL + 4 + e * 12;
-		uint64_t v = mms_get_le64(p);
-		struct mms_jop o = { .start = v & ((1ull << 56) - 1), .n = mms_get_le32(p + 8),
-		                     .op = (uint8_t)(v >> 56) };
+		struct mms_jop o = mms_jop_get(metapg + MMS_META_TAIL + 4 + e * 12);
 		int rc = mms_log_apply(env, 0, e, o.op, o.start, o.n);
 		if (rc)
 			return rc;
@@ -1512,7 +1503,6 @@ void mms_alloc_close(mms_env *env)
 	mms_rs_fini(&a->drop_later);
 	free(a->jr.e);
 	free(a->log);
-	free(a->tail);
 	free(a->unp);
 	pthread_mutex_destroy(&a->load_lock);
 	free(a);

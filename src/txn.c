@@ -225,7 +225,7 @@ int mms_commit(mms_env *env)
 		/* the in-memory free state already moved on: only a rollback,
 		 * which reloads it from the committed meta, is safe now */
 		mms_txn_poison(env);
-		goto out;
+		return rc;
 	}
 	env->meta.generation++;
 	mms_meta_encode(env, pg, 0);
@@ -233,7 +233,7 @@ int mms_commit(mms_env *env)
 	if (rc) {
 		env->meta.generation--;
 		mms_txn_poison(env);
-		goto out;
+		return rc;
 	}
 	/* the new page is the committed one; the old one takes the next commit */
 	env->commit_page = env->meta_page;
@@ -241,8 +241,7 @@ int mms_commit(mms_env *env)
 	env->committed = env->meta;
 	env->txn_active = 0;
 	mms_alloc_punch(env);
-out:
-	return rc;
+	return 0;
 }
 
 /*
