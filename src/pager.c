@@ -21,11 +21,13 @@
  * the start of a modifying call, where no caller holds a pointer into a
  * dirty page) writes them all, checksummed as a commit would, and frees
  * their buffers; the table keeps them with a NULL buffer.  A spilled page
- * is read through the map, and copied back into a buffer (same page
- * number: still the transaction's own) when it changes again.  So a
- * transaction of any size (mmstore load of millions of keys) holds at most
- * spill_max pages in memory; a rollback only forgets them (the allocator
- * frees their pages).  While pages come back, the map's resident pages are
+ * that is used again is read back into a buffer with pread (same page
+ * number: still the transaction's own), not through the map, whose faults
+ * would map the cached pages around it too.  So a transaction of any size
+ * (mmstore load of millions of keys) holds at most spill_max pages in
+ * memory, plus one call's (reads alone: twice that); a rollback only
+ * forgets them (the allocator frees their pages).  Past that until the
+ * next spill, a read goes through the map, whose resident pages are then
  * dropped now and then (MADV_DONTNEED: a shared file mapping keeps its
  * bytes in the page cache), which bounds the resident set as well as the
  * heap.
@@ -54,7 +56,7 @@ struct mms_pager_state {
 	size_t nmem;            /* entries with a buffer */
 	size_t spill_max;       /* spill past this many (MMS_SPILL_MAX) */
 	uint64_t spills;        /* spills since open */
-	uint64_t back;          /* spilled pages copied back since the map's last drop */
+	uint64_t back;          /* spilled pages read through the map since its last drop */
 	uint8_t *spare[64];     /* page buffers kept for reuse */
 	size_t nspare;
 };
@@ -84,7 +86,7 @@ static void mms_buf_put(struct mms_pager_state *pg, uint8_t *buf)
  * transaction: the table is freed, so that later commits stay cheap). */
 #define MMS_DIRTY_KEEP 4096u
 
-/* Spilled pages copied back between two drops of the map's pages. */
+/* Spilled pages read through the map between two drops of its pages. */
 #define MMS_SPILL_DROP 256u
 
 static size_t mms_dirty_hash(uint64_t pgno, size_t cap)
@@ -181,14 +183,62 @@ void mms_pager_close(mms_env *env)
 	env->pager = NULL;
 }
 
+/*
+ * A spilled page back into a buffer (same page number: still the
+ * transaction's own), read with pread rather than through the map: a fault
+ * on the map would also map the cached pages around it, and a transaction
+ * that brings back thousands of pages would grow the resident set by
+ * sixteen pages for each (until the map's next drop: mms_pager_spill).
+ *
+ * Read-only calls may run concurrently (mms.h), and mms_page_get calls this
+ * too: the buffer comes from malloc, not the spare pool, and is published
+ * with a compare-and-swap; a reader that loses the race frees its copy and
+ * takes the winner's.  (Nothing else changes a dirty entry while readers
+ * run: the calls that do are exclusive.)
+ */
+static uint8_t *mms_unspill(mms_env *env, struct mms_dirty *d, int *rc)
+{
+	struct mms_pager_state *pg = env->pager;
+	uint8_t *buf, *none = NULL;
+	size_t got = 0;
+	if (posix_memalign((void **)&buf, MMS_PAGE_SIZE, MMS_PAGE_SIZE)) {
+		*rc = ENOMEM;
+		return NULL;
+	}
+	int err = mms_io_pread(env->fd, buf, MMS_PAGE_SIZE, d->pgno * MMS_PAGE_SIZE, &got);
+	if (err || got != MMS_PAGE_SIZE) {
+		free(buf);
+		*rc = mms_fail(env, err ? err : EIO, "cannot read back tree page %llu of the open "
+		               "transaction: %s", (unsigned long long)d->pgno,
+		               err ? strerror(err) : "the store file is shorter");
+		return NULL;
+	}
+	if (!__atomic_compare_exchange_n(&d->buf, &none, buf, false, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE)) {
+		free(buf);
+		return none;
+	}
+	__atomic_add_fetch(&pg->nmem, 1, __ATOMIC_RELAXED);
+	return buf;
+}
+
 const uint8_t *mms_page_get(mms_env *env, uint64_t pgno, int *rc)
 {
 	struct mms_pager_state *pg = env->pager;
 	struct mms_dirty *d = mms_dirty_find(pg, pgno);
-	if (d && d->buf)
-		return d->buf;
-	if (d) /* spilled: the transaction wrote it itself */
+	if (d) {
+		uint8_t *buf = __atomic_load_n(&d->buf, __ATOMIC_ACQUIRE);
+		if (buf)
+			return buf;
+		/* spilled: the transaction wrote it itself.  Reads bring it back
+		 * up to twice the budget (a call that reads past the budget
+		 * spills only when the next modifying call starts); past that,
+		 * until the next spill, through the map */
+		if (__atomic_load_n(&pg->nmem, __ATOMIC_RELAXED) < 2 * pg->spill_max)
+			return mms_unspill(env, d, rc);
+		__atomic_add_fetch(&pg->back, 1, __ATOMIC_RELAXED);
 		return mms_file_page(env, pgno);
+	}
 	if (pgno < MMS_META_PAGES || pgno >= env->meta.file_pages) {
 		*rc = mms_fail(env, MMS_CORRUPT, "page %llu: tree pointer out of bounds (file has %llu pages)",
 		               (unsigned long long)pgno, (unsigned long long)env->meta.file_pages);
@@ -273,17 +323,8 @@ uint8_t *mms_page_cow(mms_env *env, uint64_t pgno, uint64_t *newpgno, int *rc)
 {
 	struct mms_pager_state *pg = env->pager;
 	struct mms_dirty *d = mms_dirty_find(pg, pgno);
-	if (d && !d->buf) { /* spilled: back into a buffer, same page */
-		uint8_t *buf = mms_buf_get(pg);
-		if (!buf) {
-			*rc = ENOMEM;
-			return NULL;
-		}
-		memcpy(buf, mms_file_page(env, pgno), MMS_PAGE_SIZE);
-		d->buf = buf;
-		pg->nmem++;
-		pg->back++;
-	}
+	if (d && !d->buf && !mms_unspill(env, d, rc)) /* spilled: back into a buffer, same page */
+		return NULL;
 	if (d) {
 		*newpgno = pgno;
 		return d->buf;
@@ -418,11 +459,11 @@ int mms_pager_flush(mms_env *env)
 int mms_pager_spill(mms_env *env)
 {
 	struct mms_pager_state *pg = env->pager;
-	/* A transaction this big also reads its spilled pages back through the
-	 * map, and each fault maps the cached pages around it too: let go of
-	 * the map's pages (they stay in the page cache; a later use maps them
-	 * again) every MMS_SPILL_DROP pages brought back, so that the process's
-	 * resident set stays bounded, not only its heap. */
+	/* Spilled pages read through the map (past the budget: mms_page_get)
+	 * map the cached pages around them too: let go of the map's pages
+	 * (they stay in the page cache; a later use maps them again) every
+	 * MMS_SPILL_DROP of them, so that the process's resident set stays
+	 * bounded, not only its heap. */
 	if (pg->back >= MMS_SPILL_DROP) {
 		mms_file_release(env);
 		pg->back = 0;

@@ -10,6 +10,7 @@
 #include "tap.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,6 +64,41 @@ static unsigned wrong_values(mms_env *env, unsigned round, unsigned step)
 	return bad;
 }
 
+/* Resident kB of this process's mappings of the file at path (the engine's
+ * map of the store), from /proc/self/smaps; -1 if it cannot be read. */
+static long map_rss_kb(const char *path)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[4096];
+	long kb = 0, v;
+	int ours = 0;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f)) {
+		size_t l = strlen(line), pl = strlen(path);
+		if (l && line[l - 1] == '\n')
+			line[--l] = 0;
+		if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && strchr(line, ' '))
+			ours = l >= pl && !strcmp(line + l - pl, path); /* a mapping's first line */
+		else if (ours && sscanf(line, "Rss: %ld kB", &v) == 1)
+			kb += v;
+	}
+	fclose(f);
+	return kb;
+}
+
+struct reader {
+	mms_env *env;
+	unsigned round, bad;
+};
+
+static void *reader_run(void *arg)
+{
+	struct reader *r = arg;
+	r->bad = wrong_values(r->env, r->round, 1);
+	return NULL;
+}
+
 static void no_problem(void *ctx, const char *where, const char *what)
 {
 	(*(unsigned *)ctx)++;
@@ -87,7 +123,28 @@ int main(void)
 	ok(spills > 10, "the transaction spilled (%" PRIu64 " times past %u pages)", spills, SPILL);
 	ok(most <= SPILL + 32, "at most the limit and one call's pages were in memory (%zu, limit %u)",
 	   most, SPILL);
+	/* Spilled pages come back with pread: the map holds no page of them
+	 * (it did when they were read through it: each fault maps the cached
+	 * pages around it too, up to 16 pages for each of the 256 brought
+	 * back between two drops of the map). */
+	long rss = map_rss_kb(path);
+	ok(rss >= 0 && rss <= 64, "the map of the store holds %ld kB after the spills (at most 64)", rss);
+	/* read-only calls may run concurrently: two readers bring the same
+	 * spilled pages back at once (mms_unspill publishes one copy) */
+	struct reader rd[2] = { { env, 1, 0 }, { env, 1, 0 } };
+	pthread_t th[2];
+	int started = 0;
+	for (int t = 0; t < 2; t++)
+		started += pthread_create(&th[t], NULL, reader_run, &rd[t]) == 0;
+	for (int t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	ok(started == 2 && rd[0].bad == 0 && rd[1].bad == 0,
+	   "two threads reading at once inside the transaction read every key right (%u, %u wrong)",
+	   rd[0].bad, rd[1].bad);
 	ok(wrong_values(env, 1, 1) == 0, "every key reads back inside the transaction");
+	mms_pager_counts(env, &mem, &slots);
+	ok(mem <= 2 * SPILL, "reads alone brought back at most twice the limit (%zu, limit %u)", mem,
+	   SPILL);
 	rc = mms_rollback(env);
 	ok(rc == 0, "rollback");
 	uint8_t got[VLEN];
