@@ -64,6 +64,8 @@ struct ck {
 	uint64_t prev_ino, prev_end; /* last extent seen: its inode, logical end page */
 	struct ck_share *shares;     /* SHARE items, in page order */
 	size_t nshares, cshares;
+	uint8_t *resident;           /* pages the page cache held at the start (mincore) */
+	uint64_t nresident;
 };
 
 /* A SHARE item and the references the extents make to each of its pages. */
@@ -246,6 +248,36 @@ typedef void (*ck_item_fn)(struct ck *ck, const uint8_t *k, size_t kl, const uin
                            uint64_t pgno);
 
 /* Walk a subtree; keys must lie in [lo, hi) (NULL: unbounded). */
+/*
+ * Ask for the children of a branch before walking them: a check of a store
+ * the page cache does not hold (after a reboot) waited on one read of a
+ * random page at a time (160 s for a store of 10M keys, 5 s warm); asked
+ * for together, the reads overlap.  Children the cache held when the
+ * check started are not asked for, runs of adjacent ones in one call.
+ * `kids` is an array of n entries of `size` bytes, each starting with the
+ * child's page number.
+ */
+static void ck_prefetch(struct ck *ck, const void *kids, unsigned n, size_t size)
+{
+	uint64_t first = 0, len = 0;
+	for (unsigned i = 0; i <= n; i++) {
+		uint64_t c = 0;
+		if (i < n) {
+			memcpy(&c, (const uint8_t *)kids + i * size, sizeof(c));
+			if (c >= ck->pages || (c < ck->nresident && (ck->resident[c] & 1)))
+				c = 0; /* out of the file (reported by the walk), or held */
+		}
+		if (len && c == first + len) {
+			len++;
+			continue;
+		}
+		if (len)
+			mms_file_prefetch(ck->env, first, len);
+		first = c;
+		len = c ? 1 : 0;
+	}
+}
+
 static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint8_t *lo, size_t lol,
                    const uint8_t *hi, size_t hil, ck_item_fn fn, int depth)
 {
@@ -331,6 +363,7 @@ static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint
 		if (i > 0 && ((lo && key_cmp(k, kl, lo, lol) < 0) || (hi && key_cmp(k, kl, hi, hil) >= 0)))
 			ck_problem(ck, where, "separator %u lies outside the range its parent gives", i);
 	}
+	ck_prefetch(ck, kids, n, sizeof(*kids));
 	for (unsigned i = 0; i < n && !rc; i++) {
 		const uint8_t *clo = i ? kids[i].k : lo;
 		size_t clol = i ? kids[i].kl : lol;
@@ -860,6 +893,7 @@ int mms_check(mms_env *env, mms_problem_fn report, void *rctx, mms_progress_fn p
 		ck_problem(&ck, "store file", "%llu bytes, shorter than the %llu the meta records",
 		           (unsigned long long)st.st_size, (unsigned long long)(ck.pages * MMS_PAGE_SIZE));
 	ck_claim(&ck, 0, MMS_META_PAGES, CK_META, "meta");
+	ck.resident = mms_file_resident(env, &ck.nresident);
 
 	static const ck_item_fn fns[MMS_NTREES] = {
 		[MMS_TREE_INODE] = ck_inode_item, [MMS_TREE_NAME] = ck_name_item,
@@ -924,6 +958,7 @@ out:
 	free(ck.shares);
 	free(ck.owner);
 	free(ck.inodes);
+	free(ck.resident);
 	if (!rc)
 		*nproblems = ck.problems;
 	return rc;

@@ -220,6 +220,26 @@ void mms_file_drop(mms_env *env, uint64_t pgno, uint64_t n)
 	(void)mms_io_drop_cache(env->fd, off, len);
 }
 
+uint8_t *mms_file_resident(mms_env *env, uint64_t *npages)
+{
+	struct mms_file_state *pg = env->file;
+	uint64_t n = env->meta.file_pages;
+	if (!pg || !pg->map || n * MMS_PAGE_SIZE > pg->map_len)
+		return NULL;
+	uint8_t *vec = malloc(n ? n : 1);
+	if (vec && mincore(pg->map, n * MMS_PAGE_SIZE, vec) != 0) {
+		free(vec);
+		vec = NULL;
+	}
+	*npages = vec ? n : 0;
+	return vec;
+}
+
+void mms_file_prefetch(mms_env *env, uint64_t pgno, uint64_t n)
+{
+	mms_io_prefetch(env->fd, pgno * MMS_PAGE_SIZE, n * MMS_PAGE_SIZE);
+}
+
 int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
 {
 	if (n == 0 || pgno < MMS_META_PAGES || pgno > env->meta.file_pages ||

@@ -15,6 +15,7 @@
 #ifdef MMS_TEST_HOOKS
 struct mms_io_hooks *mms_io_hooks;
 const char *mms_io_test_boot_id;
+unsigned long mms_io_test_prefetches;
 #define MMS_IO_RECORD(fd, op, buf, len, off)                                      \
 	do {                                                                      \
 		if (mms_io_hooks)                                                 \
@@ -155,6 +156,14 @@ int mms_io_drop_cache(int fd, uint64_t off, uint64_t len)
 void mms_io_no_readahead(int fd)
 {
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+}
+
+void mms_io_prefetch(int fd, uint64_t off, uint64_t len)
+{
+#ifdef MMS_TEST_HOOKS
+	__atomic_add_fetch(&mms_io_test_prefetches, 1, __ATOMIC_RELAXED);
+#endif
+	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
 int mms_io_datasync(int fd)

@@ -46,6 +46,9 @@ int mms_io_drop_cache(int fd, uint64_t off, uint64_t len);
 /* No readahead on this file: reads bring in exactly their pages, in single
  * pages a drop of the read's range can take out. */
 void mms_io_no_readahead(int fd);
+/* Start reading [off, off+len) into the page cache, without waiting
+ * (POSIX_FADV_WILLNEED): a walk asks for what it reads next. */
+void mms_io_prefetch(int fd, uint64_t off, uint64_t len);
 /* The id of this boot (16 bytes).  If /proc/sys/kernel/random/boot_id cannot
  * be read, a random id, so that no unsynced meta is trusted (fail closed). */
 void mms_io_boot_id(uint8_t out[16]);
@@ -62,6 +65,8 @@ extern struct mms_io_hooks *mms_io_hooks;
 /* Non-NULL: the boot id every open sees (a test simulates a reboot); ""
  * stands for a boot id that cannot be read. */
 extern const char *mms_io_test_boot_id;
+/* Calls of mms_io_prefetch so far. */
+extern unsigned long mms_io_test_prefetches;
 #endif
 
 #endif /* MMS_IO_H */

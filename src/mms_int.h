@@ -530,6 +530,11 @@ int mms_file_shrink(mms_env *env, uint64_t pages);
  * mappings in the env's map (the kernel maps cached pages around a faulted
  * tree page, and a mapped page cannot be dropped). */
 void mms_file_drop(mms_env *env, uint64_t pgno, uint64_t n);
+/* Which of the file's first *npages pages the page cache holds now: a byte
+ * per page, bit 0 set if held (mincore); malloc'd, or NULL if unknown. */
+uint8_t *mms_file_resident(mms_env *env, uint64_t *npages);
+/* Start reading pages [pgno, pgno+n) into the page cache, without waiting. */
+void mms_file_prefetch(mms_env *env, uint64_t pgno, uint64_t n);
 /* Read a blob, bounds-checked against the file. */
 int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len);
 /* Page-granular bounds check of a run against the file: 0 or MMS_CORRUPT. */

@@ -114,6 +114,14 @@ static inline int tap_result_(int cond, const char *file, int line,
 	return cond;
 }
 
+/* A check that cannot run here: "ok N # SKIP why" (why says what is missing). */
+static inline void tap_skip(const char *why)
+{
+	tap_run_++;
+	printf("ok %d # SKIP %s\n", tap_run_, why);
+	fflush(stdout);
+}
+
 /* The body of ok(): a result named by a printf format. */
 TAP_PRINTF_(4, 5)
 static inline int tap_ok_(int cond, const char *file, int line, const char *fmt, ...)

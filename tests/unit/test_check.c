@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,6 +144,64 @@ static void test_inode_table(const char *dir)
 	ok(orc == 0 && n == 202 && unexpected == 0,
 	   "inodes 100..301 past a next inode of 100: each named once, nothing else (%llu problems: %.300s)",
 	   (unsigned long long)n, problems);
+}
+
+/*
+ * A check of a store the page cache does not hold asks for each branch's
+ * children before it walks them (its reads overlap, where it waited on
+ * one random read at a time); one of a store the cache holds asks for
+ * nothing.
+ */
+static void test_prefetch(const char *dir)
+{
+	char path[512], name[32];
+	mms_env *env;
+	uint64_t np = 0;
+	uint8_t v[200];
+	snprintf(path, sizeof path, "%s/cold.mms", dir);
+	if (mms_open(path, &(struct mms_options){ .flags = MMS_CREATE }, &env))
+		abort();
+	memset(v, 7, sizeof v);
+	for (int i = 0; i < 20000; i++) {
+		int l = snprintf(name, sizeof name, "key%06d", i);
+		if (mms_put(env, MMS_ROOT_INO, name, (size_t)l, v, sizeof v, 0644, 0, 0, NULL))
+			abort();
+	}
+	if (mms_sync(env) || mms_close(env))
+		abort();
+	/* out of the page cache (nothing maps it: the store is closed) */
+	int fd = open(path, O_RDONLY);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+		abort();
+	size_t pages = (size_t)sb.st_size / MMS_PAGE_SIZE, held = 0;
+	void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	unsigned char *vec = malloc(pages);
+	if (m == MAP_FAILED || !vec || mincore(m, (size_t)sb.st_size, vec))
+		abort();
+	for (size_t i = 0; i < pages; i++)
+		held += vec[i] & 1;
+	munmap(m, (size_t)sb.st_size);
+	free(vec);
+	close(fd);
+	if (held * 2 > pages) { /* tmpfs keeps its pages: nothing to read ahead */
+		tap_skip("TMPDIR's file system keeps the store's pages in memory (tmpfs?): "
+		         "a store out of the page cache cannot be made there");
+		return;
+	}
+	if (mms_open(path, &(struct mms_options){ .flags = MMS_RDONLY }, &env))
+		abort();
+	unsigned long before = mms_io_test_prefetches;
+	int rc = mms_check(env, on_problem, NULL, NULL, NULL, &np);
+	unsigned long cold = mms_io_test_prefetches - before;
+	ok(rc == 0 && np == 0 && cold > 0,
+	   "a check of the store out of the cache is clean and asks for pages ahead (%lu calls)", cold);
+	before = mms_io_test_prefetches;
+	rc = mms_check(env, on_problem, NULL, NULL, NULL, &np);
+	unsigned long warm = mms_io_test_prefetches - before;
+	ok(rc == 0 && np == 0 && warm == 0, "a check of the store in the cache asks for none (%lu calls)",
+	   warm);
+	mms_close(env);
 }
 
 int main(void)
@@ -390,5 +450,6 @@ int main(void)
 	   "links: a stray LINK item is named: %.300s", problems);
 	mms_close(env);
 	test_inode_table(dir);
+	test_prefetch(dir);
 	return tap_done();
 }
