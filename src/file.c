@@ -240,6 +240,33 @@ void mms_file_prefetch(mms_env *env, uint64_t pgno, uint64_t n)
 	mms_io_prefetch(env->fd, pgno * MMS_PAGE_SIZE, n * MMS_PAGE_SIZE);
 }
 
+/* Runs asked for at once by mms_file_warm: 8 MiB. */
+#define MMS_WARM_RUN 2048u
+
+void mms_file_warm(mms_env *env)
+{
+	long phys = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t n = 0;
+	if (phys <= 0 || psize <= 0 ||
+	    env->meta.file_pages * MMS_PAGE_SIZE > (uint64_t)phys * (uint64_t)psize / 2)
+		return; /* it would push out what it read before it is used */
+	uint8_t *vec = mms_file_resident(env, &n);
+	if (!vec)
+		return;
+	for (uint64_t i = 0; i < n;) {
+		if (vec[i] & 1) {
+			i++;
+			continue;
+		}
+		uint64_t j = i;
+		while (j < n && !(vec[j] & 1) && j - i < MMS_WARM_RUN)
+			j++;
+		mms_file_prefetch(env, i, j - i);
+		i = j;
+	}
+	free(vec);
+}
+
 int mms_check_run(mms_env *env, uint64_t pgno, uint64_t n, const char *what)
 {
 	if (n == 0 || pgno < MMS_META_PAGES || pgno > env->meta.file_pages ||

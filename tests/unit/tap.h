@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,6 +121,36 @@ static inline void tap_skip(const char *why)
 	tap_run_++;
 	printf("ok %d # SKIP %s\n", tap_run_, why);
 	fflush(stdout);
+}
+
+/*
+ * Drop the file at path (which nothing may map) from the page cache: 1 if
+ * it left it (at most half its pages still held, by mincore), 0 if its
+ * file system keeps them (tmpfs: the caller skips, saying so).  "Bail
+ * out!" if the file cannot be read.
+ */
+static inline int tap_uncache(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) {
+		printf("Bail out! tap_uncache: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	size_t len = (size_t)sb.st_size, pages = (len + 4095) / 4096, held = 0;
+	void *m = len ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+	unsigned char *vec = malloc(pages ? pages : 1);
+	if (m == MAP_FAILED || !vec || (len && mincore(m, len, vec))) {
+		printf("Bail out! tap_uncache: mincore of %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	for (size_t i = 0; i < pages; i++)
+		held += vec[i] & 1;
+	if (len)
+		munmap(m, len);
+	free(vec);
+	close(fd);
+	return held * 2 <= pages;
 }
 
 /* The body of ok(): a result named by a printf format. */

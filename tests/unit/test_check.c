@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,21 +169,7 @@ static void test_prefetch(const char *dir)
 	if (mms_sync(env) || mms_close(env))
 		abort();
 	/* out of the page cache (nothing maps it: the store is closed) */
-	int fd = open(path, O_RDONLY);
-	struct stat sb;
-	if (fd < 0 || fstat(fd, &sb) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
-		abort();
-	size_t pages = (size_t)sb.st_size / MMS_PAGE_SIZE, held = 0;
-	void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	unsigned char *vec = malloc(pages);
-	if (m == MAP_FAILED || !vec || mincore(m, (size_t)sb.st_size, vec))
-		abort();
-	for (size_t i = 0; i < pages; i++)
-		held += vec[i] & 1;
-	munmap(m, (size_t)sb.st_size);
-	free(vec);
-	close(fd);
-	if (held * 2 > pages) { /* tmpfs keeps its pages: nothing to read ahead */
+	if (!tap_uncache(path)) {
 		tap_skip("TMPDIR's file system keeps the store's pages in memory (tmpfs?): "
 		         "a store out of the page cache cannot be made there");
 		return;

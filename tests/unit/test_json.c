@@ -5,6 +5,8 @@
  * malformed dumps ("line N: cause").
  */
 #include "mms.h"
+#define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la */
+#include "io.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -723,6 +725,42 @@ out:
 		mms_close(b);
 }
 
+/*
+ * A dump of a store the page cache does not hold asks for the whole file
+ * first (it reads every page, in an order of its own: one random read at a
+ * time otherwise); a dump of a cached store asks for nothing.
+ */
+static void test_dump_warm(void)
+{
+	mms_env *env = new_store("warm.mms");
+	char name[32];
+	uint8_t v[300];
+	memset(v, 5, sizeof v);
+	for (int i = 0; env && i < 5000; i++) {
+		int l = snprintf(name, sizeof name, "k%05d", i);
+		if (mms_put(env, MMS_ROOT_INO, name, (size_t)l, v, sizeof v, 0644, 0, 0, NULL))
+			abort();
+	}
+	if (!env || mms_sync(env) || mms_close(env))
+		abort();
+	if (!tap_uncache(tpath(0, "warm.mms"))) {
+		tap_skip("TMPDIR's file system keeps the store's pages in memory (tmpfs?): "
+		         "a store out of the page cache cannot be made there");
+		return;
+	}
+	if (mms_open(tpath(0, "warm.mms"), &(struct mms_options){.flags = MMS_RDONLY}, &env))
+		abort();
+	unsigned long before = mms_io_test_prefetches;
+	int rc = dump_to(env, "warm.dump", NULL);
+	unsigned long cold = mms_io_test_prefetches - before;
+	ok(rc == 0 && cold > 0, "a dump of a store out of the cache asks for it first (%lu calls)", cold);
+	before = mms_io_test_prefetches;
+	rc = dump_to(env, "warm2.dump", NULL);
+	unsigned long warm = mms_io_test_prefetches - before;
+	ok(rc == 0 && warm == 0, "a dump of the cached store asks for nothing (%lu calls)", warm);
+	mms_close(env);
+}
+
 int main(void)
 {
 	tap_plan_none();
@@ -730,5 +768,6 @@ int main(void)
 	test_round_trip();
 	test_malformed();
 	test_links_devices();
+	test_dump_warm();
 	return tap_done();
 }
