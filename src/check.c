@@ -247,6 +247,13 @@ static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
 typedef void (*ck_item_fn)(struct ck *ck, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl,
                            uint64_t pgno);
 
+/* A branch's child and the separator before it, copied out of the page. */
+struct ck_kid {
+	uint64_t child;
+	size_t kl;
+	uint8_t k[MMS_BT_KEY_MAX];
+};
+
 /*
  * Ask for the children of a branch before walking them: a check of a store
  * the page cache does not hold (after a reboot) waited on one read of a
@@ -254,19 +261,14 @@ typedef void (*ck_item_fn)(struct ck *ck, const uint8_t *k, size_t kl, const uin
  * cold with this); asked for together, the reads overlap.  Children the
  * cache held when the check started are not asked for, runs of adjacent
  * ones in one call.
- * `kids` is an array of n entries of `size` bytes, each starting with the
- * child's page number.
  */
-static void ck_prefetch(struct ck *ck, const void *kids, unsigned n, size_t size)
+static void ck_prefetch(struct ck *ck, const struct ck_kid *kids, unsigned n)
 {
 	uint64_t first = 0, len = 0;
 	for (unsigned i = 0; i <= n; i++) {
-		uint64_t c = 0;
-		if (i < n) {
-			memcpy(&c, (const uint8_t *)kids + i * size, sizeof(c));
-			if (c >= ck->pages || (c < ck->nresident && (ck->resident[c] & 1)))
-				c = 0; /* out of the file (reported by the walk), or held */
-		}
+		uint64_t c = i < n ? kids[i].child : 0;
+		if (c >= ck->pages || (c < ck->nresident && (ck->resident[c] & 1)))
+			c = 0; /* out of the file (reported by the walk), or held */
 		if (len && c == first + len) {
 			len++;
 			continue;
@@ -349,7 +351,7 @@ static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint
 	/* copy the children and separators: the page pointer may not outlive
 	 * the walk's other page reads if the map is replaced (it is not, but
 	 * keys are needed after recursion anyway) */
-	struct { uint64_t child; size_t kl; uint8_t k[MMS_BT_KEY_MAX]; } *kids = malloc(n * sizeof(*kids));
+	struct ck_kid *kids = malloc(n * sizeof(*kids));
 	if (!kids)
 		return ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
@@ -364,7 +366,7 @@ static int ck_page(struct ck *ck, int tree, uint64_t pgno, int level, const uint
 		if (i > 0 && ((lo && key_cmp(k, kl, lo, lol) < 0) || (hi && key_cmp(k, kl, hi, hil) >= 0)))
 			ck_problem(ck, where, "separator %u lies outside the range its parent gives", i);
 	}
-	ck_prefetch(ck, kids, n, sizeof(*kids));
+	ck_prefetch(ck, kids, n);
 	for (unsigned i = 0; i < n && !rc; i++) {
 		const uint8_t *clo = i ? kids[i].k : lo;
 		size_t clol = i ? kids[i].kl : lol;

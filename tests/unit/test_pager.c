@@ -71,15 +71,17 @@ static long map_rss_kb(const char *path)
 	FILE *f = fopen("/proc/self/smaps", "r");
 	char line[4096];
 	long kb = 0, v;
+	unsigned long lo, hi;
 	int ours = 0;
+	size_t pl = strlen(path);
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof line, f)) {
-		size_t l = strlen(line), pl = strlen(path);
+		size_t l = strlen(line);
 		if (l && line[l - 1] == '\n')
 			line[--l] = 0;
-		if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && strchr(line, ' '))
-			ours = l >= pl && !strcmp(line + l - pl, path); /* a mapping's first line */
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping's first line */
+			ours = l >= pl && !strcmp(line + l - pl, path);
 		else if (ours && sscanf(line, "Rss: %ld kB", &v) == 1)
 			kb += v;
 	}
