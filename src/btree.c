@@ -373,12 +373,9 @@ static int bt_try_shift(mms_env *env, int tree, struct bt_path *path, int d,
 		size_t sepl = sep_len(first - 1, first);
 		unsigned ci = side < 0 ? pi : si;
 		size_t oldkl = it_kl(pg_it(parent, ci));
-		if (pg_used(parent) - oldkl + sepl > PG_USABLE ||
-		    pg_heap(parent) < MMS_PG_HDR + 2 * pn + 4 + sepl + 8) {
-			/* compaction inside pg_insert makes room if the total fits */
-			if (pg_used(parent) - oldkl + sepl > PG_USABLE)
-				continue;
-		}
+		/* (compaction inside pg_insert makes room if the total fits) */
+		if (pg_used(parent) - oldkl + sepl > PG_USABLE)
+			continue;
 		unsigned sn = pg_n(sp);
 		struct mms_bt_scratch *sc = bt_scratch(env); /* (bt_insert_at made it) */
 		struct bt_item *all = sc->all;

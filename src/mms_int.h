@@ -64,8 +64,12 @@ static inline uint32_t mms_get_le32(const void *p)
 }
 static inline uint64_t mms_get_le64(const void *p)
 {
-	const uint8_t *b = p;
-	return (uint64_t)mms_get_le32(b) | (uint64_t)mms_get_le32(b + 4) << 32;
+	uint64_t v;
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
 }
 static inline void mms_put_le16(void *p, uint16_t v)
 {
@@ -83,24 +87,28 @@ static inline void mms_put_le32(void *p, uint32_t v)
 }
 static inline void mms_put_le64(void *p, uint64_t v)
 {
-	mms_put_le32(p, (uint32_t)v);
-	mms_put_le32((uint8_t *)p + 4, (uint32_t)(v >> 32));
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
 }
+/* Keys are compared word by word (node.h) and searched by number (btree.c):
+ * these two are on every search's path, hence one load and a byte swap. */
 static inline uint64_t mms_get_be64(const void *p)
 {
-	const uint8_t *b = p;
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | b[i];
+	uint64_t v;
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
 	return v;
 }
 static inline void mms_put_be64(void *p, uint64_t v)
 {
-	uint8_t *b = p;
-	for (int i = 7; i >= 0; i--) {
-		b[i] = (uint8_t)v;
-		v >>= 8;
-	}
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
 }
 
 /* ---- Constants of the format ------------------------------------------- */
