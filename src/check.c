@@ -25,20 +25,22 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+/* What the check learns of an inode, one per inode of the store: kept
+ * small (64 bytes), since a store of 100M keys needs 100M of them. */
 struct ck_inode {
 	uint64_t ino;       /* 0: empty slot */
 	uint64_t parent;
-	uint64_t size;
 	uint64_t pages;     /* recorded */
 	uint64_t counted;   /* found in the EXTENT tree */
 	uint32_t mode;
-	uint32_t flags;
 	uint32_t names;     /* NAME items pointing at it */
 	uint32_t nlink;     /* recorded */
 	uint32_t links;     /* LINK items of it */
 	uint32_t in_parent; /* NAME items in its recorded parent */
 	uint32_t links_in_parent; /* LINK items in its recorded parent */
-	uint64_t subdirs;   /* a directory: NAME items of directories in it */
+	uint32_t subdirs;   /* a directory: NAME items of directories in it (at
+	                     * most UINT32_MAX: more than a link count can say) */
+	uint8_t inl;        /* the value is inline (MMS_INO_INLINE) */
 	uint8_t orphan;     /* has an ORPHAN item */
 	uint8_t reach;      /* its chain of parents: CK_REACH_* */
 };
@@ -459,10 +461,9 @@ static void ck_inode_item(struct ck *ck, const uint8_t *k, size_t kl, const uint
 	if (!c)
 		return;
 	c->parent = in.parent;
-	c->size = in.size;
 	c->pages = in.pages;
 	c->mode = in.mode;
-	c->flags = in.flags;
+	c->inl = !!(in.flags & MMS_INO_INLINE);
 	c->nlink = in.nlink;
 }
 
@@ -499,7 +500,7 @@ static void ck_name_item(struct ck *ck, const uint8_t *k, size_t kl, const uint8
 	else if (S_ISDIR(c->mode) || c->nlink <= 1)
 		ck_problem(ck, ck_at(&at), "inode %llu records parent %llu", (unsigned long long)ino,
 		           (unsigned long long)c->parent);
-	if (p && S_ISDIR(c->mode))
+	if (p && S_ISDIR(c->mode) && p->subdirs < UINT32_MAX)
 		p->subdirs++;
 	if ((mms_get_le32(v + 8) & S_IFMT) != (c->mode & S_IFMT))
 		ck_problem(ck, ck_at(&at), "entry type %o differs from inode %llu's %o", mms_get_le32(v + 8) & S_IFMT,
@@ -643,7 +644,7 @@ static void ck_extent_item(struct ck *ck, const uint8_t *k, size_t kl, const uin
 		return;
 	}
 	c->counted += n;
-	if (c->flags & MMS_INO_INLINE)
+	if (c->inl)
 		ck_problem(ck, where, "an inline value also has extents");
 	if ((c->mode & S_IFMT) != S_IFREG && (c->mode & S_IFMT) != S_IFLNK)
 		ck_problem(ck, where, "extent of an inode that holds no bytes (mode %o)", c->mode);
@@ -794,7 +795,7 @@ static void ck_reachability(struct ck *ck)
 				ck_problem(ck, where, "the root is not a directory");
 			if (c->names)
 				ck_problem(ck, where, "the root has a name");
-			if (c->nlink != 2 + c->subdirs)
+			if (c->nlink != 2 + (uint64_t)c->subdirs)
 				ck_problem(ck, where, "link count %u, but 2 + %llu subdirectories",
 				           c->nlink, (unsigned long long)c->subdirs);
 			dirs++;
@@ -811,7 +812,7 @@ static void ck_reachability(struct ck *ck)
 		} else {
 			if (is_dir && c->names != 1)
 				ck_problem(ck, where, "a directory with %u names (expected 1)", c->names);
-			else if (is_dir && c->nlink != 2 + c->subdirs)
+			else if (is_dir && c->nlink != 2 + (uint64_t)c->subdirs)
 				ck_problem(ck, where, "link count %u, but 2 + %llu subdirectories",
 				           c->nlink, (unsigned long long)c->subdirs);
 			else if (!is_dir && c->names != c->nlink)
@@ -835,7 +836,7 @@ static void ck_reachability(struct ck *ck)
 				ck_problem(ck, where, "ancestor %llu is missing or not a directory",
 				           (unsigned long long)bad);
 		}
-		if (!is_dir && !(c->flags & MMS_INO_INLINE) && c->counted != c->pages)
+		if (!is_dir && !c->inl && c->counted != c->pages)
 			ck_problem(ck, where, "records %llu data pages, extents hold %llu",
 			           (unsigned long long)c->pages, (unsigned long long)c->counted);
 	}
