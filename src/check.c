@@ -44,6 +44,7 @@ struct ck_inode {
 	uint8_t orphan;     /* has an ORPHAN item */
 	uint8_t reach;      /* its chain of parents: CK_REACH_* */
 };
+_Static_assert(sizeof(struct ck_inode) <= 64, "the checker's entry of an inode grew past 64 bytes");
 
 /* Whether an inode's chain of parents reaches the root, found once per
  * inode (linear in the store, whatever the depth of its directories). */
