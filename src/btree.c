@@ -1135,11 +1135,15 @@ static int bt_relocate_page(mms_env *env, int tree, struct bt_path *path, uint64
 		return 0;
 	if (path->depth >= MMS_BT_MAXDEPTH)
 		return mms_fail(env, MMS_CORRUPT, "%s tree too deep", mms_tree_name(tree));
-	unsigned n = pg_n(p);
+	unsigned n = pg_n(p), leaves = pg_level(p) == 1;
 	for (unsigned i = 0; i < n && !rc && !*more; i++) {
 		p = mms_page_get(env, path->pg[d], &rc);
 		if (!p)
 			return rc;
+		/* a leaf below the limit stays: it is not even read (a tree is
+		 * nearly all leaves, and a cold store reads each one from disk) */
+		if (leaves && pg_child(p, i) < limit)
+			continue;
 		path->idx[d] = (int)i;
 		path->pg[d + 1] = pg_child(p, i);
 		path->depth = d + 2;

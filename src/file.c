@@ -243,23 +243,23 @@ void mms_file_prefetch(mms_env *env, uint64_t pgno, uint64_t n)
 /* Runs asked for at once by mms_file_warm: 8 MiB. */
 #define MMS_WARM_RUN 2048u
 
-void mms_file_warm(mms_env *env)
+void mms_file_warm(mms_env *env, uint64_t first, uint64_t n)
 {
 	long phys = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-	uint64_t n = 0;
-	if (phys <= 0 || psize <= 0 ||
-	    env->meta.file_pages * MMS_PAGE_SIZE > (uint64_t)phys * (uint64_t)psize / 2)
+	uint64_t held = 0;
+	if (phys <= 0 || psize <= 0 || n > (uint64_t)phys * (uint64_t)psize / 2 / MMS_PAGE_SIZE)
 		return; /* it would push out what it read before it is used */
-	uint8_t *vec = mms_file_resident(env, &n);
+	uint8_t *vec = mms_file_resident(env, &held);
 	if (!vec)
 		return;
-	for (uint64_t i = 0; i < n;) {
+	uint64_t end = first + n < held ? first + n : held;
+	for (uint64_t i = first; i < end;) {
 		if (vec[i] & 1) {
 			i++;
 			continue;
 		}
 		uint64_t j = i;
-		while (j < n && !(vec[j] & 1) && j - i < MMS_WARM_RUN)
+		while (j < end && !(vec[j] & 1) && j - i < MMS_WARM_RUN)
 			j++;
 		mms_file_prefetch(env, i, j - i);
 		i = j;

@@ -694,7 +694,7 @@ int mms_dump(mms_env *env, FILE *out, mms_progress_fn progress, void *ctx)
 	if (rc)
 		return rc;
 	d.total = info.keys + info.dirs;
-	mms_file_warm(env);
+	mms_file_warm(env, 0, env->meta.file_pages);
 	d.chunk = malloc(MMS_DUMP_CHUNK);
 	d.b64 = malloc(mms_b64_enclen(MMS_DUMP_CHUNK > MMS_XATTR_VALUE_MAX ?
 	                              MMS_DUMP_CHUNK : MMS_XATTR_VALUE_MAX) + 1);

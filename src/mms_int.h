@@ -543,11 +543,11 @@ void mms_file_drop(mms_env *env, uint64_t pgno, uint64_t n);
 uint8_t *mms_file_resident(mms_env *env, uint64_t *npages);
 /* Start reading pages [pgno, pgno+n) into the page cache, without waiting. */
 void mms_file_prefetch(mms_env *env, uint64_t pgno, uint64_t n);
-/* Ask for every page of the file the page cache does not hold, in runs of
- * 8 MiB, for a walk that reads the whole store in an order of its own (a
- * dump): a cold dump waited on one random read at a time.  Not done for a
- * file larger than half the machine's memory. */
-void mms_file_warm(mms_env *env);
+/* Ask for every page of [first, first+n) the page cache does not hold, in
+ * runs of 8 MiB, for a walk that reads those pages in an order of its own
+ * (a dump: the whole file; vacuum: what it moves): a cold walk waited on one
+ * random read at a time.  Not done for more than half the machine's memory. */
+void mms_file_warm(mms_env *env, uint64_t first, uint64_t n);
 /* Read a blob, bounds-checked against the file. */
 int mms_blob_read(mms_env *env, uint64_t pgno, void *buf, size_t len);
 /* Page-granular bounds check of a run against the file: 0 or MMS_CORRUPT. */

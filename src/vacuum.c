@@ -592,6 +592,10 @@ int mms_vacuum(mms_env *env, mms_progress_fn progress, void *ctx, struct mms_vac
 	v.target = live + margin;
 	v.total = mms_alloc_used_from(env, v.target);
 	if (v.total) {
+		/* everything past the target is read to be moved, in an order of
+		 * the trees' own: ask for it first (a cold store) */
+		if (env->meta.file_pages > v.target)
+			mms_file_warm(env, v.target, env->meta.file_pages - v.target);
 		mms_txn_enter(env);
 		mms_alloc_set_limit(env, v.target);
 		rc = mms_vac_shared(&v);

@@ -6,6 +6,7 @@
  */
 #define MMS_TEST_HOOKS 1 /* links tests/libmms_test.la: mms_vac_test_batch */
 #include "mms_int.h"
+#include "io.h"
 #include "tap.h"
 
 #include <signal.h>
@@ -420,6 +421,75 @@ static void test_shared(const char *dir, uint64_t batch)
 	is_int(mms_close(env), 0, "close");
 }
 
+/*
+ * A vacuum of a store out of the page cache (after a reboot) asks for the
+ * pages it moves before it walks the trees, which read them in an order of
+ * their own (1M keys cold: 4.5-4.9 s before, 1.2 s with it; 1.0 s warm);
+ * one of a store in the cache asks for none.  Both leave every key.
+ */
+static void test_cold(const char *dir)
+{
+	char path[2][512], name[32];
+	uint8_t v[100], got[100];
+	for (int c = 0; c < 2; c++) {
+		mms_env *env;
+		snprintf(path[c], sizeof path[c], "%s/cold%d.mms", dir, c);
+		if (mms_open(path[c], &(struct mms_options){ .flags = MMS_CREATE }, &env))
+			abort();
+		/* two commits that rewrite most of the trees, no sync between:
+		 * the second one's pages go past the first's, to be moved */
+		for (int i = 0; i < 20000; i++) {
+			int l = snprintf(name, sizeof name, "key%06d", i);
+			memset(v, i & 0xff, sizeof v);
+			if (mms_put(env, MMS_ROOT_INO, name, (size_t)l, v, sizeof v, 0644, 0, 0, NULL))
+				abort();
+		}
+		if (mms_commit(env))
+			abort();
+		for (int i = 0; i < 20000; i += 10) {
+			int l = snprintf(name, sizeof name, "key%06d", i);
+			if (mms_unlink(env, MMS_ROOT_INO, name, (size_t)l))
+				abort();
+		}
+		if (mms_sync(env) || mms_close(env))
+			abort();
+	}
+	if (!tap_uncache(path[0])) {
+		tap_skip("TMPDIR's file system keeps the store's pages in memory (tmpfs?): "
+		         "a store out of the page cache cannot be made there");
+		return;
+	}
+	for (int c = 0; c < 2; c++) {
+		mms_env *env;
+		struct mms_vacuum_result res;
+		uint64_t probs = 1;
+		int bad = 0;
+		if (mms_open(path[c], NULL, &env))
+			abort();
+		unsigned long before = mms_io_test_prefetches;
+		int rc = mms_vacuum(env, NULL, NULL, &res);
+		unsigned long asked = mms_io_test_prefetches - before;
+		if (c == 0)
+			ok(rc == 0 && asked > 0 && res.moved_bytes > 0,
+			   "a vacuum of a store out of the cache asks for what it moves (%lu calls, %llu bytes moved)",
+			   asked, (unsigned long long)res.moved_bytes);
+		else
+			ok(rc == 0 && asked == 0 && res.moved_bytes > 0,
+			   "a vacuum of a store in the cache asks for nothing (%lu calls, %llu bytes moved)", asked,
+			   (unsigned long long)res.moved_bytes);
+		for (int i = 0; i < 20000; i++) {
+			int l = snprintf(name, sizeof name, "key%06d", i);
+			size_t n = 0;
+			int r = mms_get(env, MMS_ROOT_INO, name, (size_t)l, got, sizeof got, &n, NULL);
+			memset(v, i & 0xff, sizeof v);
+			bad += i % 10 ? r != 0 || n != sizeof v || memcmp(got, v, n) : r != MMS_NOTFOUND;
+		}
+		is_int(mms_check(env, NULL, NULL, NULL, NULL, &probs) || probs, 0, "check is clean after it");
+		is_int(bad, 0, "every kept key is intact, every removed one gone");
+		mms_close(env);
+	}
+}
+
 int main(void)
 {
 	mms_file_test_tight_map = 1; /* every growth of the file moves the map */
@@ -428,6 +498,7 @@ int main(void)
 	char path[512];
 	snprintf(path, sizeof(path), "%s/vac.mms", dir);
 	is_int(fill_store(path), 0, "fill a store, delete 4 keys in 5");
+	test_cold(dir);
 	test_competing_writer(dir, 2);
 	test_competing_writer(dir, 1);
 	test_writer_grows_file(dir);
