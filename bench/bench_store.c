@@ -83,6 +83,7 @@ struct bench_opts {
 	int json;
 	int put_get_only;   /* only the put and get phases (instruction counts) */
 	unsigned scale;     /* --scale N: only the scale figures of N keys */
+	int cold;           /* --cold: the scale's check and vacuum on a store out of the cache */
 	const char *dir;    /* parent of the temporary directory */
 };
 
@@ -948,6 +949,8 @@ static double bench_maxrss_mib(void)
  *             each again (the free list's cost per commit), us each;
  *   vacuum    then mms_vacuum, seconds per million keys; file size / raw
  *             after it.
+ * With --cold the check and the vacuum each start on a store just closed
+ * and dropped from the page cache (as after a reboot).
  */
 /* 2000 puts of new keys (named prefix + a number), each with its own
  * commit; *us gets the time of one. */
@@ -968,7 +971,20 @@ static int bench_scale_commits(mms_env *env, const char *prefix, double *us)
 	return rc;
 }
 
-static int bench_scale(const char *tmp, unsigned n)
+/* Drop the (closed) file at path from the page cache. */
+static int bench_uncache(const char *path)
+{
+	int fd = open(path, O_RDONLY), rc = 0;
+	if (fd < 0 || fsync(fd) || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+		rc = errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		fprintf(stderr, "bench_store: cannot drop %s from the page cache: %s\n", path, strerror(rc));
+	return rc;
+}
+
+static int bench_scale(const char *tmp, unsigned n, int cold)
 {
 	char path[4096], key[BENCH_KEY_MAX];
 	double times[BENCH_OPEN_RUNS], t, mkeys = n / 1e6;
@@ -1016,13 +1032,16 @@ static int bench_scale(const char *tmp, unsigned n)
 	double open_ms = bench_median(times, BENCH_OPEN_RUNS);
 	fprintf(stderr, "bench_store: scale %u: put with its own commit %.1f us, open %.3f ms\n", n,
 	        commit, open_ms);
+	if (cold && (rc = bench_uncache(path)))
+		goto out;
 	rc = mms_open(path, NULL, &env);
 	if (rc)
 		return bench_mms_fail(NULL, path, "mms_open", NULL, rc);
 	t = bench_now();
 	rc = mms_check(env, bench_no_problem, &problems, NULL, NULL, &counted);
 	double check = bench_now() - t;
-	fprintf(stderr, "bench_store: scale %u: check %.2f s per million keys\n", n, check / mkeys);
+	fprintf(stderr, "bench_store: scale %u: check%s %.2f s per million keys\n", n, cold ? " (cold)" : "",
+	        check / mkeys);
 	if (!rc && problems) {
 		fprintf(stderr, "bench_store: mms_check found %" PRIu64 " problems in %s\n", problems, path);
 		rc = EIO;
@@ -1054,6 +1073,16 @@ static int bench_scale(const char *tmp, unsigned n)
 		bench_mms_fail(env, path, "puts with a commit each, fragmented", NULL, rc);
 		goto out;
 	}
+	if (cold) {
+		rc = mms_close(env);
+		env = NULL;
+		if (!rc)
+			rc = bench_uncache(path);
+		if (!rc && (rc = mms_open(path, NULL, &env)))
+			bench_mms_fail(NULL, path, "mms_open", NULL, rc);
+		if (rc)
+			goto out;
+	}
 	t = bench_now();
 	rc = mms_vacuum(env, NULL, NULL, NULL);
 	double vac = bench_now() - t;
@@ -1064,18 +1093,19 @@ static int bench_scale(const char *tmp, unsigned n)
 	double size = 0, disk = 0;
 	bench_usage(path, &size, &disk);
 	double raw = (double)(n - (n + 9) / 10 + 6000) * BENCH_SMALL_VALUE;
+	const char *c = cold ? " (cold)" : "";
 	printf("scale %u keys: fill %.2f s per million keys, peak RSS %.0f MiB; put with its own "
-	       "commit %.1f us; open %.3f ms; check %.2f s per million keys; again %.1f us; with %"
-	       PRIu64 " free runs, put with its own commit %.1f us; vacuum %.2f s per million keys, "
+	       "commit %.1f us; open %.3f ms; check%s %.2f s per million keys; again %.1f us; with %"
+	       PRIu64 " free runs, put with its own commit %.1f us; vacuum%s %.2f s per million keys, "
 	       "file %.2fx raw after it\n",
-	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, again, frag_runs, frag_commit,
-	       vac / mkeys, size / raw);
-	printf("{\"scale\": %u, \"fill_s_per_mkeys\": %.4g, \"peak_rss_mib\": %.4g, "
+	       n, fill / mkeys, rss, commit, open_ms, c, check / mkeys, again, frag_runs, frag_commit,
+	       c, vac / mkeys, size / raw);
+	printf("{\"scale\": %u, \"cold\": %s, \"fill_s_per_mkeys\": %.4g, \"peak_rss_mib\": %.4g, "
 	       "\"commit_us\": %.4g, \"open_ms\": %.4g, \"check_s_per_mkeys\": %.4g, "
 	       "\"again_commit_us\": %.4g, \"frag_runs\": %" PRIu64 ", \"frag_commit_us\": %.4g, "
 	       "\"vacuum_s_per_mkeys\": %.4g, \"file_per_raw\": %.4g}\n",
-	       n, fill / mkeys, rss, commit, open_ms, check / mkeys, again, frag_runs, frag_commit,
-	       vac / mkeys, size / raw);
+	       n, cold ? "true" : "false", fill / mkeys, rss, commit, open_ms, check / mkeys, again,
+	       frag_runs, frag_commit, vac / mkeys, size / raw);
 out:
 	if (env)
 		mms_close(env);
@@ -1141,14 +1171,15 @@ static void bench_usage_exit(int status)
 {
 	fprintf(status ? stderr : stdout,
 	        "usage: bench_store [--keys N] [--open-keys M] [--quick] [--json] [--dir DIR]\n"
-	        "                   [--put-get-only] [--scale N]\n"
+	        "                   [--put-get-only] [--scale N [--cold]]\n"
 	        "  --keys N       keys of the put/get tests (default 100000)\n"
 	        "  --open-keys M  keys of the open-time and file-size tests (default 1000000)\n"
 	        "  --quick        10000 and 100000 keys\n"
 	        "  --json         also print the results as JSON\n"
 	        "  --dir DIR      make the temporary directory below DIR (default $TMPDIR or /tmp)\n"
 	        "  --put-get-only only the put and get tests (for callgrind: scripts/bench instr)\n"
-	        "  --scale N      only the figures of one store of N keys (scripts/bench scale)\n");
+	        "  --scale N      only the figures of one store of N keys (scripts/bench scale)\n"
+	        "  --cold         with --scale: check and vacuum a store dropped from the page cache\n");
 	exit(status);
 }
 
@@ -1187,6 +1218,8 @@ int main(int argc, char **argv)
 			o.json = 1;
 		} else if (!strcmp(argv[i], "--scale") && i + 1 < argc) {
 			o.scale = bench_parse_count("--scale", argv[++i]);
+		} else if (!strcmp(argv[i], "--cold")) {
+			o.cold = 1;
 		} else if (!strcmp(argv[i], "--put-get-only")) {
 			o.put_get_only = 1;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
@@ -1213,7 +1246,7 @@ int main(int argc, char **argv)
 	fprintf(stderr, "bench_store: working in %s\n", tmp);
 
 	if (o.scale) {
-		rc = bench_scale(tmp, o.scale);
+		rc = bench_scale(tmp, o.scale, o.cold);
 		nftw(tmp, bench_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 		return rc ? 1 : 0;
 	}
