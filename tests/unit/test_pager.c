@@ -178,6 +178,32 @@ int main(void)
 	uint64_t n = 0;
 	rc = mms_check(env, no_problem, &problems, NULL, NULL, &n);
 	ok(rc == 0 && problems == 0, "mms_check finds no problem");
+
+	/* A transaction of a few thousand pages leaves a table of thousands of
+	 * slots; the commits of one put each after it get a small one again
+	 * (each commit scans the whole table, twice). */
+	uint8_t v[VLEN];
+	char name[32];
+	mms_pager_set_spill(env, 1u << 20);
+	for (unsigned i = 0; i < NKEYS && !rc; i += 40) {
+		int l = snprintf(name, sizeof name, "key%06u", i);
+		value_of(i, 4, v);
+		rc = mms_put(env, MMS_ROOT_INO, name, (size_t)l, v, VLEN, 0644, 0, 0, NULL);
+	}
+	if (!rc)
+		rc = mms_commit(env);
+	size_t big_slots = 0;
+	mms_pager_counts(env, &mem, &big_slots);
+	for (unsigned i = 0; i < 3 && !rc; i++) {
+		int l = snprintf(name, sizeof name, "small%u", i);
+		rc = mms_put(env, MMS_ROOT_INO, name, (size_t)l, v, VLEN, 0644, 0, 0, NULL);
+		if (!rc)
+			rc = mms_commit(env);
+	}
+	mms_pager_counts(env, &mem, &slots);
+	ok(rc == 0 && big_slots > 256 && slots <= 64,
+	   "commits of one put after a big one scan a small dirty table (%zu slots, %zu after the big one)",
+	   slots, big_slots);
 	mms_close(env);
 	return tap_done();
 }
