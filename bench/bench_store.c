@@ -1076,12 +1076,16 @@ static int bench_scale(const char *tmp, unsigned n, int cold)
 	if (cold) {
 		rc = mms_close(env);
 		env = NULL;
-		if (!rc)
-			rc = bench_uncache(path);
-		if (!rc && (rc = mms_open(path, NULL, &env)))
-			bench_mms_fail(NULL, path, "mms_open", NULL, rc);
-		if (rc)
+		if (rc) {
+			bench_mms_fail(NULL, path, "mms_close", NULL, rc);
 			goto out;
+		}
+		if ((rc = bench_uncache(path)))
+			goto out;
+		if ((rc = mms_open(path, NULL, &env))) {
+			bench_mms_fail(NULL, path, "mms_open", NULL, rc);
+			goto out;
+		}
 	}
 	t = bench_now();
 	rc = mms_vacuum(env, NULL, NULL, NULL);
@@ -1179,7 +1183,8 @@ static void bench_usage_exit(int status)
 	        "  --dir DIR      make the temporary directory below DIR (default $TMPDIR or /tmp)\n"
 	        "  --put-get-only only the put and get tests (for callgrind: scripts/bench instr)\n"
 	        "  --scale N      only the figures of one store of N keys (scripts/bench scale)\n"
-	        "  --cold         with --scale: check and vacuum a store dropped from the page cache\n");
+	        "  --cold         with --scale: check and vacuum a store dropped from the page cache\n"
+	        "                 (not possible where TMPDIR is tmpfs: its pages stay in memory)\n");
 	exit(status);
 }
 
@@ -1230,6 +1235,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_store: unknown argument '%s'\n", argv[i]);
 			bench_usage_exit(2);
 		}
+	}
+	if (o.cold && !o.scale) {
+		fprintf(stderr, "bench_store: --cold goes with --scale N\n");
+		bench_usage_exit(2);
 	}
 	if (!o.dir)
 		o.dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
